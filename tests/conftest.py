@@ -16,11 +16,8 @@ def pytest_configure(config):
     # Trained models are cached per test session, never in the user's cache directory,
     # so a run is independent of what an earlier run left behind.
     if "FWDDERIV_CACHE_DIR" not in os.environ:
-        base = config._tmp_path_factory.getbasetemp() if hasattr(config, "_tmp_path_factory") else None
-        if base is None:
-            import tempfile
-            base = Path(tempfile.mkdtemp(prefix="fwdderiv-tests-"))
-        os.environ["FWDDERIV_CACHE_DIR"] = str(Path(base) / "fwdderiv-cache")
+        import tempfile
+        os.environ["FWDDERIV_CACHE_DIR"] = tempfile.mkdtemp(prefix="fwdderiv-test-cache-")
 
 
 @pytest.fixture(scope="session")
