@@ -36,8 +36,8 @@ class DownloadError(OSError):
         self.failures = list(failures)
 
 
-class _ChecksumMismatch(Exception):
-    pass
+class _BadContent(Exception):
+    """The bytes arrived but are not the expected file (short, or wrong MD5)."""
 
 
 def md5sum(path):
@@ -69,8 +69,11 @@ def _fetch(url, dest, md5, timeout):
                 digest.update(chunk)
                 out.write(chunk)
                 size += len(chunk)
+            declared = resp.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) != size:
+            raise _BadContent(f"incomplete transfer: got {size} of {declared} bytes")
         if digest.hexdigest() != md5.lower():
-            raise _ChecksumMismatch(
+            raise _BadContent(
                 f"MD5 mismatch: expected {md5.lower()}, got {digest.hexdigest()} "
                 f"({size} bytes)")
         os.replace(tmp, dest)
@@ -131,15 +134,16 @@ def download_file(name, dest_dir, mirrors, md5, timeout=DOWNLOAD_TIMEOUT):
         try:
             _fetch(url, dest, md5, timeout)
             return dest
-        except (_ChecksumMismatch, urllib.error.URLError, http.client.HTTPException,
+        except (_BadContent, urllib.error.URLError, http.client.HTTPException,
                 OSError, ValueError) as exc:
-            failures.append((url, str(exc) if isinstance(exc, _ChecksumMismatch)
+            failures.append((url, str(exc) if isinstance(exc, _BadContent)
                              else _reason(exc)))
     lines = "\n".join(f"  {url}: {why}" for url, why in failures)
-    if all(why.startswith("MD5 mismatch") for _, why in failures):
-        hint = ("every mirror served a file with a different checksum; the mirror may "
-                "have changed or be tampered with. If you trust it, pass the new MD5 in "
-                "checksums=; otherwise fetch the file from elsewhere")
+    if all(why.startswith(("MD5 mismatch", "incomplete")) for _, why in failures):
+        hint = ("every mirror answered but none delivered the expected file; the "
+                "connection may have dropped (try again), or the file on the mirror "
+                "changed or was tampered with: if you trust it, pass its MD5 in "
+                "checksums=, otherwise fetch the file from elsewhere")
     else:
         hint = ("check the internet connection (and any HTTP(S)_PROXY setting), or "
                 f"download the file yourself from one of these URLs into {dest_dir}, or "
