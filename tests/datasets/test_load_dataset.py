@@ -1,0 +1,31 @@
+"""load_dataset's name handling and the Dataset container."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from fwdderiv.datasets import DATASETS, Dataset, load_dataset
+
+
+def test_unknown_name_lists_choices():
+    with pytest.raises(ValueError, match=r"unknown data set 'cifar10'.*\['digits', 'mnist'\]"):
+        load_dataset("cifar10")
+    with pytest.raises(TypeError, match="must be a string"):
+        load_dataset(3)
+    assert DATASETS == ("digits", "mnist")
+
+
+def test_missing_mnist_dir_explains_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte\[\.gz\].*download=True"):
+        load_dataset("mnist", data_dir=tmp_path)
+
+
+def test_dataset_is_frozen_and_repr_is_short():
+    z = np.zeros((2, 1, 8, 8), np.float32)
+    ds = Dataset(z, np.array([0, 3]), z[:1], np.array([1]), "toy", "two zeros")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ds.name = "other"
+    text = repr(ds)
+    assert text == ("Dataset(name='toy', train=(2, 1, 8, 8), test=(1, 1, 8, 8), "
+                    "description='two zeros')")
+    assert ds.n_classes == 4 and ds.input_shape == (1, 8, 8)
