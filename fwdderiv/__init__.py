@@ -1,0 +1,17 @@
+"""fwdderiv: the forward derivative (input Jacobian) of neural networks, layer by layer.
+
+After Papernot et al., "The Limitations of Deep Learning in Adversarial Settings"
+(IEEE EuroS&P 2016), equations (4)-(6).
+"""
+from . import config, numeric
+from .core import Layer, Sequential, Trace
+from .io import load, save
+from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, LogSoftmax,
+                     MaxPool2d, Pad2d, ReLU, Sigmoid, Softmax, Tanh)
+from . import models  # noqa: E402  (models import the layers above)
+
+__version__ = "0.1.0"
+
+__all__ = ["AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "Layer", "Linear",
+           "LogSoftmax", "MaxPool2d", "Pad2d", "ReLU", "Sequential", "Sigmoid", "Softmax",
+           "Tanh", "Trace", "config", "load", "models", "numeric", "save"]

@@ -1,0 +1,296 @@
+"""The Jacobian-based saliency map attack (JSMA), Papernot et al. 2016, Algorithms 1-3.
+
+Each iteration computes the forward derivative of the network at the current sample,
+forms ``alpha`` (target class) and ``beta`` (all other classes) for every feature, picks
+the admissible pair ``(p, q)`` of the search domain that maximises ``-alpha * beta``
+(:func:`~fwdderiv.attacks.pairs.best_pairs`), and moves both features by ``theta``
+within the clip range. A sample stops when the network predicts its target, when one
+more pair could exceed the distortion budget ``floor(upsilon * M)`` changed features,
+or when no admissible pair is left.
+"""
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+from ._progress import make_progress
+from .pairs import best_pairs
+from .saliency import _as_targets, _check_output_layer, forward_derivative, target_terms
+
+__all__ = ["JSMAResult", "jsma", "expand_targets", "jsma_untargeted"]
+
+DOMAIN_POLICIES = ("saturated", "picked")
+
+
+@dataclass
+class JSMAResult:
+    """What :func:`jsma` returns, one entry per (sample, target) pair.
+
+    Attributes
+    ----------
+    x_adv : ndarray of shape (N, *S)
+        Crafted samples (equal to the input where nothing was changed).
+    success : ndarray of shape (N,), bool
+        The final prediction equals the target.
+    n_changed : ndarray of shape (N,), int64
+        Number of features whose value differs from the input (the paper's L0
+        distortion).
+    distortion : ndarray of shape (N,), float64
+        ``n_changed / n_features``.
+    iterations : ndarray of shape (N,), int64
+        Pairs modified (crafting iterations).
+    targets, original, predictions : ndarray of shape (N,), int64
+        Target class, prediction on the input, prediction on ``x_adv``.
+    n_features : int
+        ``M = prod(S)``.
+    budget : int
+        Largest number of features a sample may change, ``floor(upsilon * M)``.
+    """
+
+    x_adv: np.ndarray
+    success: np.ndarray
+    n_changed: np.ndarray
+    distortion: np.ndarray
+    iterations: np.ndarray
+    targets: np.ndarray
+    original: np.ndarray
+    predictions: np.ndarray
+    n_features: int
+    budget: int
+
+
+def _validate(x, theta, upsilon, clip, domain_policy):
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        kind = getattr(x, "dtype", type(x).__name__)
+        raise TypeError(f"jsma expected a float ndarray x of shape (N, *S), got {kind}; "
+                        "convert with np.asarray(x, dtype=np.float32).")
+    if x.ndim < 2:
+        raise ValueError(f"jsma expected x of shape (N, *S) with a batch axis, got "
+                         f"{x.shape}; add one with x[None].")
+    if not np.isfinite(theta) or theta == 0:
+        raise ValueError(f"jsma expected a nonzero finite theta (+1 increases features, "
+                         f"-1 decreases them), got {theta}.")
+    if not 0 <= upsilon <= 1:
+        raise ValueError(f"jsma expected upsilon, the largest fraction of features to "
+                         f"change, in [0, 1], got {upsilon}; the paper uses 0.145.")
+    lo, hi = clip
+    if not lo < hi:
+        raise ValueError(f"jsma expected clip=(low, high) with low < high, got {clip}.")
+    if domain_policy not in DOMAIN_POLICIES:
+        raise ValueError(f"jsma expected domain_policy in {DOMAIN_POLICIES}, got "
+                         f"{domain_policy!r}.")
+    return float(lo), float(hi)
+
+
+def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
+         domain_policy="saturated", logits=False, mode="forward", pair_method="numba",
+         batch_size=256, max_iter=None, max_memory=None, progress=None):
+    """Craft targeted adversarial samples with the JSMA (Papernot et al. 2016).
+
+    Parameters
+    ----------
+    net : Sequential
+        Classifier ending in Softmax (the paper's ``F``).
+    x : ndarray of shape (N, *S)
+        Inputs, float, inside ``clip``.
+    targets : ndarray of shape (N,) or int
+        Target class per sample.
+    theta : float
+        Change applied to each chosen feature per iteration; ``+1`` saturates features
+        upwards (the paper's MNIST setting), negative values decrease features and use
+        the decreasing sign conditions (alpha < 0, beta > 0).
+    upsilon : float
+        Maximum distortion, as a fraction of the ``M`` features: a sample never has more
+        than ``floor(upsilon * M)`` changed features (paper: 0.145).
+    clip : (float, float)
+        Valid feature range; every modified value is clipped into it.
+    domain_policy : {"saturated", "picked"}
+        When a feature leaves the search domain Gamma. ``"saturated"`` (default, the
+        paper's Algorithm 2) removes it once it reaches the clip bound that theta
+        pushes towards, so a feature moved by a fraction of the range may be picked
+        again; ``"picked"`` removes every feature as soon as it is chosen. With
+        ``|theta| >= hi - lo`` both are the same. In both, Gamma starts with the
+        features that can still move in theta's direction (not at that bound).
+    logits : bool
+        Differentiate the logits ``Z = net[:-1]`` instead of ``F``.
+    mode : {"forward", "reverse"}
+        Jacobian mode passed to ``net.jacobian`` (forward: the paper's).
+    pair_method : {"numba", "numpy"}
+        Pair search implementation, see :func:`~fwdderiv.attacks.pairs.best_pairs`.
+    batch_size : int
+        Samples crafted together; within a batch, finished samples drop out of the
+        Jacobian computation.
+    max_iter : int or None
+        Safety cap on iterations per sample (default: enough for every feature of the
+        budget to saturate).
+    max_memory : int or None
+        Byte budget for the Jacobian (``net.jacobian``) and the NumPy pair search.
+    progress : None, bool or callable
+        True shows a progress bar (samples crafted, running success rate); a callable
+        receives ``(done, total, n_success)``.
+
+    Returns
+    -------
+    JSMAResult
+
+    Examples
+    --------
+    >>> import fwdderiv as fd
+    >>> net = fd.models.pretrained("digits_net", "digits")
+    >>> ds = fd.datasets.load_dataset("digits")
+    >>> res = jsma(net, ds.x_test[:2], targets=[3, 5])
+    >>> res.x_adv.shape, res.success.dtype
+    ((2, 1, 8, 8), dtype('bool'))
+    """
+    lo, hi = _validate(x, theta, upsilon, clip, domain_policy)
+    if logits:
+        _check_output_layer(net, logits, "jsma")
+    n = x.shape[0]
+    m = int(np.prod(x.shape[1:]))
+    y0 = net(x[:1]) if n else np.zeros((1, 2))
+    n_classes = int(np.prod(y0.shape[1:]))
+    t = _as_targets(targets, n, n_classes, "jsma")
+    if n and (x.min() < lo or x.max() > hi):
+        raise ValueError(f"jsma expected x inside clip={clip}, got values from {x.min()} "
+                         f"to {x.max()}; scale the inputs or widen clip.")
+    budget = int(math.floor(upsilon * m + 1e-9))
+    if max_iter is None:
+        max_iter = budget * int(math.ceil((hi - lo) / abs(theta))) + 1
+    x_adv = x.copy()
+    out = dict(success=np.zeros(n, bool), n_changed=np.zeros(n, np.int64),
+               iterations=np.zeros(n, np.int64), original=np.zeros(n, np.int64),
+               predictions=np.zeros(n, np.int64))
+    bar = make_progress(progress, n, "jsma")
+    n_success = 0
+    try:
+        for b0 in range(0, n, batch_size):
+            sl = slice(b0, min(n, b0 + batch_size))
+            _craft_batch(net, x[sl], x_adv[sl], t[sl], {k: v[sl] for k, v in out.items()},
+                         theta, lo, hi, budget, max_iter, domain_policy, logits, mode,
+                         pair_method, max_memory)
+            n_success += int(out["success"][sl].sum())
+            bar.update(sl.stop - sl.start, n_success)
+    finally:
+        bar.close()
+    return JSMAResult(x_adv=x_adv, distortion=out["n_changed"] / max(m, 1), targets=t,
+                      n_features=m, budget=budget, **out)
+
+
+def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy, logits,
+                 mode, pair_method, max_memory):
+    """Advance one batch in place: x_adv and the arrays in ``out`` are views."""
+    n = x.shape[0]
+    x0 = x.reshape(n, -1)
+    xf = x_adv.reshape(n, -1)
+    dt = x.dtype.type
+    domain = xf < hi if theta > 0 else xf > lo
+    changed = np.zeros(xf.shape, bool)
+    active = np.arange(n)
+    first = True
+    rows = None
+    while active.size:
+        allow = (out["n_changed"][active] + 2 <= budget) & (out["iterations"][active] < max_iter)
+        final, stepping = active[~allow], active[allow]
+        if final.size:
+            pred = net(x_adv[final]).reshape(final.size, -1).argmax(axis=1)
+            out["predictions"][final] = pred
+        active = stepping
+        if not stepping.size:
+            break
+        y, J = forward_derivative(net, x_adv[stepping], logits=logits, mode=mode,
+                                  max_memory=max_memory)
+        pred = y.argmax(axis=1)
+        out["predictions"][stepping] = pred
+        hit = pred == t[stepping]
+        rows, J = stepping[~hit], J[~hit]
+        if not rows.size:
+            break
+        alpha, beta = target_terms(J, t[rows])
+        p, q, _ = best_pairs(alpha, beta, domain[rows], increasing=theta > 0,
+                             method=pair_method, max_memory=max_memory)
+        found = p >= 0
+        rows, p, q = rows[found], p[found], q[found]
+        for idx in (p, q):
+            old = xf[rows, idx]
+            new = np.clip(old + dt(theta), dt(lo), dt(hi))
+            xf[rows, idx] = new
+            changed[rows, idx] = new != x0[rows, idx]
+            if policy == "picked":
+                domain[rows, idx] = False
+            else:
+                # Leaves at the bound theta pushes towards, or if the step was lost to
+                # rounding (it would be picked forever otherwise).
+                still = new < hi if theta > 0 else new > lo
+                domain[rows, idx] = still & (new != old)
+        out["iterations"][rows] += 1
+        out["n_changed"][rows] = changed[rows].sum(axis=1)
+        active = rows
+    # Original predictions: the first evaluation of every sample happened at x itself.
+    out["original"][:] = net(x).reshape(n, -1).argmax(axis=1) if n else 0
+    out["success"][:] = out["predictions"] == t
+
+
+def expand_targets(x, sources, n_classes):
+    """Repeat every sample once per class other than its source, for untargeted use.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, *S)
+    sources : ndarray of shape (N,)
+        Class of each sample (true label or prediction).
+    n_classes : int
+
+    Returns
+    -------
+    x_rep : ndarray of shape (N * (n_classes - 1), *S)
+        Sample-major: sample 0 with its targets in increasing order, then sample 1, ...
+    source_rep, targets, index : ndarray of shape (N * (n_classes - 1),)
+        Source class, target class and row of ``x`` for every row of ``x_rep``.
+    """
+    sources = _as_targets(sources, x.shape[0], n_classes, "expand_targets")
+    all_t = np.arange(n_classes)
+    index = np.repeat(np.arange(x.shape[0]), n_classes - 1)
+    targets = np.concatenate([all_t[all_t != s] for s in sources]) if len(sources) \
+        else np.zeros(0, np.int64)
+    return x[index], sources[index], targets.astype(np.int64), index
+
+
+def jsma_untargeted(net, x, sources, n_classes=None, **kwargs):
+    """Untargeted JSMA: try every other class and keep the least distorted success.
+
+    The choice is explicit and deterministic: among the successful targets of a sample,
+    the one with the fewest changed features, ties to the smallest class index; a sample
+    without any success keeps its input and ``success=False``.
+
+    Parameters
+    ----------
+    net, x
+        As in :func:`jsma`.
+    sources : ndarray of shape (N,)
+        Class of each sample; it is never used as a target.
+    n_classes : int or None
+        Number of classes (default: the network's output size).
+    **kwargs
+        Passed to :func:`jsma`.
+
+    Returns
+    -------
+    JSMAResult
+        One entry per input sample; ``targets`` holds the chosen class.
+    """
+    if n_classes is None:
+        n_classes = int(np.prod(net(x[:1]).shape[1:]))
+    x_rep, _, targets, index = expand_targets(x, sources, n_classes)
+    res = jsma(net, x_rep, targets, **kwargs)
+    k = n_classes - 1
+    cost = np.where(res.success, res.n_changed, np.iinfo(np.int64).max).reshape(-1, k)
+    pick = cost.argmin(axis=1) + np.arange(x.shape[0]) * k
+    ok = res.success[pick]
+    x_adv = np.where(ok.reshape((-1,) + (1,) * (x.ndim - 1)), res.x_adv[pick], x)
+    fields = dict(success=ok, iterations=np.where(ok, res.iterations[pick], 0),
+                  n_changed=np.where(ok, res.n_changed[pick], 0),
+                  targets=np.where(ok, res.targets[pick], -1),
+                  original=res.original[pick],
+                  predictions=np.where(ok, res.predictions[pick], res.original[pick]))
+    return JSMAResult(x_adv=x_adv, distortion=fields["n_changed"] / res.n_features,
+                      n_features=res.n_features, budget=res.budget, **fields)

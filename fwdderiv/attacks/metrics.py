@@ -1,0 +1,220 @@
+"""The paper's evaluation measures (Papernot et al. 2016, Section V).
+
+- success rate and mean distortion, over all samples and over successful ones
+  (Section V-A), and their source-by-target matrices;
+- the hardness of a source-target pair (Section V-B): the area under the curve of the
+  distortion needed against the success rate it buys;
+- the adversarial distance of a sample (Section V-C), the fraction of features whose
+  increasing saliency map is zero: ``A(X, t) = 1 - (1/M) sum_i 1[S(X, t)_i > 0]``.
+"""
+import numpy as np
+
+from .saliency import saliency_map
+
+__all__ = ["success_rate", "mean_distortion", "source_target_matrix",
+           "source_target_matrices", "success_curve", "hardness", "hardness_matrix",
+           "adversarial_distance", "adversarial_distance_from_map"]
+
+
+def success_rate(success):
+    """Fraction of successful samples; NaN for an empty array.
+
+    Parameters
+    ----------
+    success : ndarray of shape (N,), bool
+    """
+    success = np.asarray(success, dtype=bool)
+    return float(success.mean()) if success.size else float("nan")
+
+
+def mean_distortion(distortion, success=None):
+    """Mean distortion, over all samples or (given ``success``) over successful ones.
+
+    Parameters
+    ----------
+    distortion : ndarray of shape (N,)
+        Fraction of features changed per sample.
+    success : ndarray of shape (N,), bool, optional
+        Restrict the mean to these samples.
+
+    Returns
+    -------
+    float
+        NaN when no sample is selected.
+    """
+    d = np.asarray(distortion, dtype=np.float64)
+    if success is not None:
+        d = d[np.asarray(success, dtype=bool)]
+    return float(d.mean()) if d.size else float("nan")
+
+
+def _pairs(sources, targets, n_classes):
+    s = np.asarray(sources, dtype=np.int64)
+    t = np.asarray(targets, dtype=np.int64)
+    if s.shape != t.shape or s.ndim != 1:
+        raise ValueError(f"source_target_matrix expected sources and targets of one shape "
+                         f"(N,), got {s.shape} and {t.shape}.")
+    if s.size and (min(s.min(), t.min()) < 0 or max(s.max(), t.max()) >= n_classes):
+        raise ValueError(f"source_target_matrix expected classes in [0, {n_classes}); "
+                         "pass the right n_classes.")
+    return s, t
+
+
+def source_target_matrix(sources, targets, values, n_classes, where=None):
+    """Mean of ``values`` per (source, target) pair.
+
+    Parameters
+    ----------
+    sources, targets : ndarray of shape (N,)
+    values : ndarray of shape (N,)
+        E.g. ``success`` (gives success rates) or ``distortion``.
+    n_classes : int
+    where : ndarray of shape (N,), bool, optional
+        Only these samples count (e.g. ``success`` for distortion over successes).
+
+    Returns
+    -------
+    ndarray of shape (n_classes, n_classes)
+        Row: source class, column: target class; NaN where no sample counts.
+    """
+    s, t = _pairs(sources, targets, n_classes)
+    v = np.asarray(values, dtype=np.float64)
+    keep = np.ones(s.shape, bool) if where is None else np.asarray(where, dtype=bool)
+    total = np.zeros((n_classes, n_classes))
+    count = np.zeros((n_classes, n_classes))
+    np.add.at(total, (s[keep], t[keep]), v[keep])
+    np.add.at(count, (s[keep], t[keep]), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def source_target_matrices(sources, targets, success, distortion, n_classes):
+    """All source-by-target matrices of a crafting run.
+
+    Returns
+    -------
+    dict of ndarray of shape (n_classes, n_classes)
+        ``count``, ``success_rate``, ``distortion_all``, ``distortion_successful``.
+    """
+    s, t = _pairs(sources, targets, n_classes)
+    count = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(count, (s, t), 1)
+    return {
+        "count": count,
+        "success_rate": source_target_matrix(s, t, success, n_classes),
+        "distortion_all": source_target_matrix(s, t, distortion, n_classes),
+        "distortion_successful": source_target_matrix(s, t, distortion, n_classes,
+                                                      where=success),
+    }
+
+
+def success_curve(success, distortion, upsilons):
+    """Success rate ``tau(Upsilon_k)`` had the budget been ``Upsilon_k``.
+
+    The crafting trajectory does not depend on the budget (the budget only stops it),
+    so a sample succeeds under budget ``Upsilon_k`` exactly when it succeeded in the
+    full run with distortion at most ``Upsilon_k``; one run gives the whole curve.
+
+    Parameters
+    ----------
+    success, distortion : ndarray of shape (N,)
+    upsilons : ndarray of shape (K,)
+        Increasing budgets (fractions of features).
+
+    Returns
+    -------
+    ndarray of shape (K,)
+    """
+    success = np.asarray(success, dtype=bool)
+    d = np.asarray(distortion, dtype=np.float64)
+    u = np.asarray(upsilons, dtype=np.float64)
+    if not success.size:
+        return np.full(u.shape, np.nan)
+    return ((success[None, :] & (d[None, :] <= u[:, None] + 1e-12)).mean(axis=1))
+
+
+def hardness(success, distortion, upsilons):
+    """Hardness of one source-target pair (Papernot et al. 2016, Sec. V-B).
+
+    .. math::
+
+        H(s, t) = \\int \\Upsilon(s, t, \\tau)\\, d\\tau \\approx
+        \\sum_k (\\tau_{k+1} - \\tau_k) \\frac{\\Upsilon_{k+1} + \\Upsilon_k}{2}
+
+    the area under the curve of the maximum distortion ``Upsilon`` against the success
+    rate ``tau`` it achieves, by the trapezoidal rule over the budgets ``upsilons``.
+    Larger means harder: the pair needs more distortion for the same success rate.
+
+    Parameters
+    ----------
+    success, distortion : ndarray of shape (N,)
+        Samples of one (source, target) pair.
+    upsilons : ndarray of shape (K,)
+        Increasing budgets, fractions of features (e.g. ``np.linspace(0, 0.145, 11)``).
+
+    Returns
+    -------
+    float
+    """
+    u = np.asarray(upsilons, dtype=np.float64)
+    if u.ndim != 1 or u.size < 2 or np.any(np.diff(u) <= 0):
+        raise ValueError(f"hardness expected at least two increasing budgets, got {u}; "
+                         "pass e.g. np.linspace(0, 0.145, 11).")
+    tau = success_curve(success, distortion, u)
+    return float(np.sum(np.diff(tau) * (u[1:] + u[:-1]) / 2))
+
+
+def hardness_matrix(sources, targets, success, distortion, n_classes, upsilons):
+    """:func:`hardness` for every (source, target) pair; NaN where there is no sample.
+
+    Returns
+    -------
+    ndarray of shape (n_classes, n_classes)
+    """
+    s, t = _pairs(sources, targets, n_classes)
+    success = np.asarray(success, dtype=bool)
+    distortion = np.asarray(distortion, dtype=np.float64)
+    H = np.full((n_classes, n_classes), np.nan)
+    for a in range(n_classes):
+        for b in range(n_classes):
+            sel = (s == a) & (t == b)
+            if sel.any():
+                H[a, b] = hardness(success[sel], distortion[sel], upsilons)
+    return H
+
+
+def adversarial_distance_from_map(S):
+    """``A(X, t) = 1 - (1/M) sum_i 1[S(X, t)_i > 0]`` per sample (Sec. V-C).
+
+    Parameters
+    ----------
+    S : ndarray of shape (N, *S)
+        Saliency map (increasing, eq. 8).
+
+    Returns
+    -------
+    ndarray of shape (N,)
+        Near 1: few features help reach ``t`` (hard); near 0: many do.
+    """
+    S = np.asarray(S)
+    return 1.0 - (S.reshape(S.shape[0], -1) > 0).mean(axis=1)
+
+
+def adversarial_distance(net, x, targets, logits=False, mode="forward", max_memory=None):
+    """Adversarial distance of samples to target classes, from the forward derivative.
+
+    Parameters
+    ----------
+    net : Sequential
+    x : ndarray of shape (N, *S)
+    targets : ndarray of shape (N,) or int
+    logits, mode, max_memory
+        As in :func:`~fwdderiv.attacks.saliency.saliency_map`.
+
+    Returns
+    -------
+    ndarray of shape (N,)
+    """
+    S = saliency_map(net, x, targets, increasing=True, logits=logits, mode=mode,
+                     max_memory=max_memory)
+    return adversarial_distance_from_map(S)

@@ -1,0 +1,31 @@
+"""Project-wide settings: Numba flags, tolerances per dtype, memory defaults.
+
+Every Numba kernel takes its flags from here (``@njit(**NUMBA_OPTS)``), so compile
+behaviour is changed in one place. ``fastmath`` stays off: derivative kernels are compared
+exactly against NumPy references, and reassociation would break that.
+"""
+import numpy as np
+
+#: Flags for serial kernels. ``cache=True`` keeps a fresh process from recompiling.
+NUMBA_OPTS = {"cache": True, "fastmath": False, "nogil": True}
+
+#: Flags for kernels whose outer loop is a ``prange`` over independent rows.
+NUMBA_PARALLEL_OPTS = {**NUMBA_OPTS, "parallel": True}
+
+#: Default budget, in bytes, for the tangent (or cotangent) work of one ``jacobian`` call.
+#: The directions and examples are split into chunks that fit; the result array and the
+#: model are not counted.
+DEFAULT_MAX_MEMORY = 256 * 2**20
+
+#: Tolerances for comparing derivatives, one row per floating dtype.
+#: ``fd`` tolerances compare against finite differences, ``exact`` ones compare two
+#: analytic computations of the same quantity (forward vs reverse mode).
+TOLERANCES = {
+    np.dtype(np.float64): {"fd_rtol": 1e-6, "fd_atol": 1e-8, "rtol": 1e-10, "atol": 1e-12},
+    np.dtype(np.float32): {"fd_rtol": 2e-2, "fd_atol": 2e-3, "rtol": 1e-4, "atol": 1e-5},
+}
+
+
+def tolerance(dtype, kind):
+    """Return the tolerance ``kind`` (a key of :data:`TOLERANCES`) for ``dtype``."""
+    return TOLERANCES[np.dtype(dtype)][kind]

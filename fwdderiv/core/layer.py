@@ -1,0 +1,107 @@
+"""The layer protocol: ``output_shape``, ``forward``, ``jvp``, ``vjp``, ``param_vjp``.
+
+A layer never stores anything on ``self`` during a call. ``forward`` returns the output
+together with a *cache* holding exactly what the derivatives need (the ReLU output, the
+max-pool argmax, the conv input columns); ``jvp`` and ``vjp`` take that cache back. A layer
+object can therefore be used from several threads or nested calls at once.
+
+Shapes, with ``S`` the per-example input shape and ``S_out`` the output shape:
+
+- ``x``: ``(N, *S)``; ``y``: ``(N, *S_out)``
+- tangents ``dx``: ``(N, D, *S)`` -> ``dy``: ``(N, D, *S_out)``, D directions
+- cotangents ``gy``: ``(N, K, *S_out)`` -> ``gx``: ``(N, K, *S)``, K cotangents
+"""
+import numpy as np
+
+from .._validation import as_float_array, shape_str
+
+
+class Layer:
+    """Base class of every fwdderiv layer.
+
+    Subclasses implement :meth:`output_shape`, :meth:`forward`, :meth:`jvp` and
+    :meth:`vjp`; layers with parameters also implement :meth:`param_vjp` and list their
+    parameter names in ``param_names``.
+
+    A layer whose map is linear in its input (up to a bias) sets ``linear = True``: its JVP
+    does not depend on the point ``x``, and a Jacobian computed with an identity seed
+    through it is the same for every example in the batch (the graph runner uses that).
+    """
+
+    #: Names of trainable parameters, as attributes of the layer.
+    param_names = ()
+    #: Names of non-trainable arrays saved with the model (BatchNorm running statistics).
+    buffer_names = ()
+    #: True if ``jvp(cache, dx)`` depends on nothing but ``dx`` (a linear map plus bias).
+    linear = False
+
+    # -- shapes -------------------------------------------------------------------
+    def output_shape(self, in_shape):
+        """Per-example output shape for per-example input shape ``in_shape``."""
+        raise NotImplementedError
+
+    def _input_error(self, expected, got, fix):
+        return ValueError(f"{self!r} expected input of shape {expected}, got "
+                          f"{shape_str(got)}; {fix}")
+
+    # -- calls --------------------------------------------------------------------
+    def __call__(self, x):
+        return self.forward(as_float_array(x, repr(self)))[0]
+
+    def forward(self, x):
+        """Return ``(y, cache)`` for a float batch ``x`` of shape ``(N, *S)``.
+
+        Implementations check the shape with ``self.output_shape(x.shape[1:])``."""
+        raise NotImplementedError
+
+    def jvp(self, cache, dx):
+        """Push tangents ``dx`` of shape ``(N, D, *S)`` forward; return ``(N, D, *S_out)``."""
+        raise NotImplementedError
+
+    def vjp(self, cache, gy):
+        """Pull cotangents ``gy`` of shape ``(N, K, *S_out)`` back; return ``(N, K, *S)``."""
+        raise NotImplementedError
+
+    def param_vjp(self, cache, gy):
+        """Parameter gradients for cotangent ``gy`` of shape ``(N, *S_out)``, summed over N."""
+        return {}
+
+    # -- parameters and serialisation ----------------------------------------------
+    @property
+    def params(self):
+        """Trainable parameters as a dict of the live arrays (update them in place)."""
+        return {name: getattr(self, name) for name in self.param_names}
+
+    @property
+    def buffers(self):
+        return {name: getattr(self, name) for name in self.buffer_names}
+
+    def get_config(self):
+        """Constructor arguments, JSON-serialisable; ``type(self)(**config)`` rebuilds it."""
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def fold(dx):
+    """``(N, D, *S)`` -> ``(N*D, *S)``: the direction axis joins the batch (a view)."""
+    return dx.reshape((dx.shape[0] * dx.shape[1],) + dx.shape[2:])
+
+
+def unfold(y, n):
+    """``(N*D, *S)`` -> ``(N, D, *S)``, the inverse of :func:`fold`."""
+    return y.reshape((n, y.shape[0] // n if n else 0) + y.shape[1:])
+
+
+def cast_param(p, dtype):
+    """A parameter in the dtype of the input it meets (no copy when they already agree)."""
+    return p if p.dtype == dtype else p.astype(dtype)
+
+
+def init_uniform(rng, shape, fan_in):
+    """PyTorch's default initialisation for Linear and Conv2d weights and biases:
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5) reduces to it)."""
+    bound = 1.0 / np.sqrt(fan_in) if fan_in > 0 else 0.0
+    return rng.uniform(-bound, bound, size=shape).astype(np.float32)

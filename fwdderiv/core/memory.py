@@ -1,0 +1,51 @@
+"""Splitting a Jacobian's directions and examples into chunks that fit a memory budget."""
+from typing import NamedTuple
+
+import numpy as np
+
+
+class ChunkPlan(NamedTuple):
+    example_chunks: list       # [(n0, n1), ...]
+    direction_chunks: list     # [(d0, d1), ...]
+    bytes_per_direction: int   # tangent work for one direction of one example
+    bytes_per_example: int     # primal caches of one example
+
+
+def _size(shape):
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def estimate(layers, shapes, itemsize):
+    """Bytes per (example, direction) of tangent work, and per example of primal caches.
+
+    While a layer runs, its input tangent, its output tangent and its workspace (a conv's
+    im2col columns, declared by ``layer.work_size(in_shape)``) are alive at once.
+    """
+    per_dir, per_example = _size(shapes[-1]), 0
+    for layer, s_in, s_out in zip(layers, shapes[:-1], shapes[1:]):
+        work = layer.work_size(s_in) if hasattr(layer, "work_size") else 0
+        per_dir = max(per_dir, _size(s_in) + _size(s_out) + work)
+        per_example += 2 * _size(s_out) + work
+    return per_dir * itemsize, (per_example + _size(shapes[0])) * itemsize
+
+
+def _ranges(total, step):
+    return [(i, min(i + step, total)) for i in range(0, total, step)]
+
+
+def plan_chunks(layers, shapes, n_examples, n_directions, itemsize, max_memory):
+    """Choose chunks so that one chunk's work stays within ``max_memory`` bytes.
+
+    All directions of an example go together when they fit (the shared first-layer
+    tangents are then computed once per example chunk); examples fill what is left.
+    """
+    per_dir, per_example = estimate(layers, shapes, itemsize)
+    need = per_dir + per_example
+    if max_memory < need:
+        raise ValueError(
+            f"Sequential.jacobian: max_memory={int(max_memory)} bytes is too small for this "
+            f"network and input shape; one direction of one example needs at least {need} "
+            f"bytes. Raise max_memory to {need} or more")
+    dc = max(1, min(n_directions, (max_memory - per_example) // per_dir))
+    nc = max(1, min(n_examples, max_memory // (per_example + dc * per_dir)))
+    return ChunkPlan(_ranges(n_examples, nc), _ranges(n_directions, dc), per_dir, per_example)

@@ -1,0 +1,249 @@
+"""The graph runner for a chain of layers: forward, JVP, VJP and Jacobians."""
+import numpy as np
+
+from .._validation import as_float_array, check_tangent, shape_str
+from ..config import DEFAULT_MAX_MEMORY
+from .memory import plan_chunks
+from .trace import Trace
+
+
+class Sequential:
+    r"""A chain of layers, :math:`F = f_L \circ \dots \circ f_1`.
+
+    Carries the primal :math:`H_k` and the tangent :math:`\partial H_k / \partial x` side
+    by side, as equation (6) of Papernot et al. (2016):
+    :math:`\partial H_k/\partial x = f_k'(\cdot)\,(W_k\,\partial H_{k-1}/\partial x)`,
+    starting from :math:`\partial H_0/\partial x = I`.
+
+    Parameters
+    ----------
+    layers : sequence of layers
+        Objects following the layer protocol (:class:`fwdderiv.core.Layer`).
+
+    Examples
+    --------
+    >>> import numpy as np, fwdderiv as fd
+    >>> net = fd.Sequential([fd.Linear(3, 4), fd.ReLU(), fd.Linear(4, 2), fd.Softmax()])
+    >>> net.jacobian(np.ones((5, 3))).shape
+    (5, 2, 3)
+    """
+
+    def __init__(self, layers):
+        layers = list(layers)
+        for i, layer in enumerate(layers):
+            missing = [m for m in ("output_shape", "forward", "jvp", "vjp")
+                       if not callable(getattr(layer, m, None))]
+            if missing:
+                raise TypeError(
+                    f"Sequential: item {i} ({layer!r}) is not a layer: it lacks "
+                    f"{', '.join(missing)}; subclass fwdderiv.core.Layer")
+        self.layers = layers
+
+    # -- container ------------------------------------------------------------------
+    def __len__(self):
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Sequential(self.layers[index])
+        return self.layers[index]
+
+    def __repr__(self):
+        inner = "".join(f"\n  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({inner}\n)"
+
+    @property
+    def params(self):
+        """One dict of live parameter arrays per layer (empty for parameter-free layers)."""
+        return [getattr(layer, "params", {}) for layer in self.layers]
+
+    # -- shapes -----------------------------------------------------------------------
+    def shapes(self, in_shape):
+        """Per-example shapes ``[S_0, S_1, ..., S_L]`` of every activation H_k."""
+        shapes = [tuple(int(s) for s in in_shape)]
+        for i, layer in enumerate(self.layers):
+            try:
+                shapes.append(tuple(layer.output_shape(shapes[-1])))
+            except (ValueError, TypeError) as err:
+                raise type(err)(f"Sequential layer {i}, {err}") from None
+        return shapes
+
+    def output_shape(self, in_shape):
+        """Per-example output shape; a ValueError names the first layer that does not fit."""
+        return self.shapes(in_shape)[-1]
+
+    def _input(self, x):
+        x = as_float_array(x, "Sequential", "x")
+        if x.ndim < 2:
+            raise ValueError(
+                f"Sequential expected a batch x of shape (N, *S) with at least 2 axes, got "
+                f"{shape_str(x.shape)}; add a batch axis with x[None]")
+        return x, self.shapes(x.shape[1:])
+
+    # -- primal -----------------------------------------------------------------------
+    def forward(self, x):
+        """Output ``F(x)`` of shape ``(N, *S_out)`` for a batch ``x`` of shape ``(N, *S_in)``."""
+        x, shapes = self._input(x)
+        for layer in self.layers:
+            x = layer.forward(x)[0]
+        return x
+
+    __call__ = forward
+
+    def forward_cached(self, x):
+        """``(y, caches)``: the output and each layer's cache, for :meth:`backward`."""
+        x, _ = self._input(x)
+        return self._forward_cached(x)
+
+    def _forward_cached(self, x):
+        caches = []
+        for layer in self.layers:
+            x, cache = layer.forward(x)
+            caches.append(cache)
+        return x, caches
+
+    def backward(self, caches, gy, input_grad=True):
+        """Reverse pass for training.
+
+        Parameters
+        ----------
+        caches : list
+            From :meth:`forward_cached`.
+        gy : ndarray of shape (N, *S_out)
+            Cotangent of the output (e.g. the loss gradient).
+        input_grad : bool
+            If False, skip the cotangent of the input (``gx`` is None).
+
+        Returns
+        -------
+        gx : ndarray of shape (N, *S_in) or None
+        grads : list of dict
+            Parameter gradients, one dict per layer, keys as in ``layer.params``.
+        """
+        grads = [None] * len(self.layers)
+        g = gy
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            grads[i] = layer.param_vjp(caches[i], g) if hasattr(layer, "param_vjp") else {}
+            if i > 0 or input_grad:
+                g = layer.vjp(caches[i], g[:, None])[:, 0]
+        return (g if input_grad else None), grads
+
+    # -- derivatives ------------------------------------------------------------------
+    def jvp(self, x, dx):
+        """Forward mode: ``(y, dy)`` with ``dy = (dF/dx) dx``.
+
+        ``dx`` has shape ``(N, D, *S_in)`` (D directions per example); ``dy`` has shape
+        ``(N, D, *S_out)``. The primal is computed once for the batch.
+        """
+        x, _ = self._input(x)
+        dx = check_tangent(x, dx, "Sequential.jvp")
+        for layer in self.layers:
+            x, cache = layer.forward(x)
+            dx = layer.jvp(cache, dx)
+        return x, dx
+
+    def vjp(self, x, gy):
+        """Reverse mode: ``(y, gx)`` with ``gx = gy (dF/dx)``.
+
+        ``gy`` has shape ``(N, K, *S_out)``; ``gx`` has shape ``(N, K, *S_in)``.
+        """
+        x, shapes = self._input(x)
+        y, caches = self._forward_cached(x)
+        g = check_tangent(y, gy, "Sequential.vjp", name="gy", what="cotangent")
+        for layer, cache in zip(reversed(self.layers), reversed(caches)):
+            g = layer.vjp(cache, g)
+        return y, g
+
+    def jacobian(self, x, mode="forward", max_memory=None, return_output=False,
+                 intermediates=False):
+        r"""The forward derivative :math:`\partial F/\partial x` of every example.
+
+        Parameters
+        ----------
+        x : ndarray of shape (N, *S_in)
+        mode : {"forward", "reverse"}
+            ``"forward"`` pushes the identity seed through the layers (the paper's
+            recursion, one tangent column per input feature); ``"reverse"`` pulls one
+            cotangent per output back. Both give the same matrix.
+        max_memory : int, optional
+            Bytes allowed for the tangent work of one call (default
+            :data:`fwdderiv.config.DEFAULT_MAX_MEMORY`). Directions and examples are split
+            into chunks that fit; the result itself is not counted.
+        return_output : bool
+            Also return ``F(x)``, computed once with the Jacobian.
+        intermediates : bool
+            Return a :class:`fwdderiv.core.Trace` with every H_k and dH_k/dx instead.
+
+        Returns
+        -------
+        J : ndarray of shape (N, *S_out, *S_in)
+            The layout of ``torch.func.vmap(torch.func.jacfwd(f))``.
+        """
+        if mode not in ("forward", "reverse"):
+            raise ValueError(f"Sequential.jacobian: mode must be 'forward' or 'reverse', "
+                             f"got {mode!r}")
+        x, shapes = self._input(x)
+        if max_memory is None:
+            max_memory = DEFAULT_MAX_MEMORY
+        if intermediates:
+            if mode != "forward":
+                raise ValueError("Sequential.jacobian: intermediates=True needs mode='forward'")
+            return self._trace(x, shapes)
+        N, s_in, s_out = x.shape[0], shapes[0], shapes[-1]
+        D, K = int(np.prod(s_in)), int(np.prod(s_out))
+        plan = plan_chunks(self.layers, shapes, N, D if mode == "forward" else K,
+                           x.dtype.itemsize, max_memory)
+        J = np.empty((N, K, D), dtype=x.dtype)
+        y = np.empty((N,) + s_out, dtype=x.dtype)
+        run = self._forward_chunk if mode == "forward" else self._reverse_chunk
+        for n0, n1 in plan.example_chunks:
+            y[n0:n1], caches = self._forward_cached(x[n0:n1])
+            for d0, d1 in plan.direction_chunks:
+                run(caches, shapes, n1 - n0, d0, d1, x.dtype, J[n0:n1])
+        J = J.reshape((N,) + s_out + s_in)
+        return (y, J) if return_output else J
+
+    def _seed(self, d0, d1, size, shape, dtype):
+        seed = np.zeros((1, d1 - d0, size), dtype=dtype)
+        seed[0, np.arange(d1 - d0), np.arange(d0, d1)] = 1
+        return seed.reshape((1, d1 - d0) + shape)
+
+    def _forward_chunk(self, caches, shapes, n, d0, d1, dtype, out):
+        # The identity seed is the same for every example, and so is its image through a
+        # leading run of linear layers (conv, pad, flatten...): compute it once (batch 1),
+        # then broadcast at the first layer whose derivative depends on the example.
+        D, K = out.shape[2], out.shape[1]
+        dh = self._seed(d0, d1, D, shapes[0], dtype)
+        shared = True
+        for layer, cache in zip(self.layers, caches):
+            if shared and not getattr(layer, "linear", False):
+                dh = np.broadcast_to(dh, (n,) + dh.shape[1:])
+                shared = False
+            dh = layer.jvp(cache, dh)
+        dh = dh.reshape(dh.shape[0], d1 - d0, K)
+        out[:, :, d0:d1] = dh.transpose(0, 2, 1)
+
+    def _reverse_chunk(self, caches, shapes, n, k0, k1, dtype, out):
+        D, K = out.shape[2], out.shape[1]
+        g = np.zeros((n, k1 - k0, K), dtype=dtype)
+        g[:, np.arange(k1 - k0), np.arange(k0, k1)] = 1
+        g = g.reshape((n, k1 - k0) + shapes[-1])
+        for layer, cache in zip(reversed(self.layers), reversed(caches)):
+            g = layer.vjp(cache, g)
+        out[:, k0:k1, :] = g.reshape(n, k1 - k0, D)
+
+    def _trace(self, x, shapes):
+        N, D = x.shape[0], int(np.prod(shapes[0]))
+        h = x
+        dh = np.broadcast_to(self._seed(0, D, D, shapes[0], x.dtype), (N, D) + shapes[0])
+        outputs, jacobians = [x], [dh]
+        for layer in self.layers:
+            h, cache = layer.forward(h)
+            dh = layer.jvp(cache, dh)
+            outputs.append(h)
+            jacobians.append(dh)
+        return Trace(self.layers, shapes, outputs, jacobians)

@@ -1,0 +1,79 @@
+"""im2col / col2im for 2-D convolution and pooling windows.
+
+Column layout: ``cols[m, p, k]`` with ``p = oy * Wo + ox`` the output position and
+``k = (c * kh + ky) * kw + kx`` running over the window in the order of a PyTorch weight
+``(out, in, kh, kw)`` flattened, so ``y = cols @ W.reshape(out, -1).T``.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..config import NUMBA_PARALLEL_OPTS
+
+
+def out_size(size, k, stride, pad, dil):
+    """Output length of a sliding window, as in PyTorch's Conv2d/MaxPool2d docs."""
+    return (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
+
+
+@njit(**NUMBA_PARALLEL_OPTS)
+def _im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, fill, out):
+    M, C, H, W = x.shape
+    Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    for m in prange(M):
+        for oy in range(Ho):
+            for ox in range(Wo):
+                p = oy * Wo + ox
+                k = 0
+                for c in range(C):
+                    for ky in range(kh):
+                        iy = oy * sh - ph + ky * dh
+                        inside_y = 0 <= iy < H
+                        for kx in range(kw):
+                            ix = ox * sw - pw + kx * dw
+                            if inside_y and 0 <= ix < W:
+                                out[m, p, k] = x[m, c, iy, ix]
+                            else:
+                                out[m, p, k] = fill
+                            k += 1
+
+
+@njit(**NUMBA_PARALLEL_OPTS)
+def _col2im(cols, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, out):
+    M = cols.shape[0]
+    Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    for m in prange(M):
+        out[m] = 0.0
+        for oy in range(Ho):
+            for ox in range(Wo):
+                p = oy * Wo + ox
+                k = 0
+                for c in range(C):
+                    for ky in range(kh):
+                        iy = oy * sh - ph + ky * dh
+                        inside_y = 0 <= iy < H
+                        for kx in range(kw):
+                            ix = ox * sw - pw + kx * dw
+                            if inside_y and 0 <= ix < W:
+                                out[m, c, iy, ix] += cols[m, p, k]
+                            k += 1
+
+
+def im2col(x, kernel, stride, padding, dilation, fill=0.0):
+    """Columns of ``x`` (M, C, H, W): an array (M, Ho*Wo, C*kh*kw); outside is ``fill``."""
+    M, C, H, W = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    Ho, Wo = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
+    out = np.empty((M, Ho * Wo, C * kh * kw), dtype=x.dtype)
+    _im2col(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, fill, out)
+    return out
+
+
+def col2im(cols, in_shape, kernel, stride, padding, dilation):
+    """Adjoint of :func:`im2col` (fill 0): scatter-add columns back to (M, C, H, W)."""
+    C, H, W = in_shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    out = np.empty((cols.shape[0], C, H, W), dtype=cols.dtype)
+    _col2im(np.ascontiguousarray(cols), C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, out)
+    return out

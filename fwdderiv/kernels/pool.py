@@ -1,0 +1,87 @@
+"""Max-pooling kernels: forward with argmax, tangent gather, cotangent scatter.
+
+``argmax[m, c, p]`` is the flat index ``iy * W + ix`` into the (unpadded) input plane of
+the maximum of window ``p``. Ties keep the first maximum in row-major window order; a NaN
+in the window wins over any number (the first NaN), so NaN propagates as in PyTorch.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..config import NUMBA_PARALLEL_OPTS
+
+
+@njit(**NUMBA_PARALLEL_OPTS)
+def _maxpool_forward(x, kh, kw, sh, sw, ph, pw, Ho, Wo, y, argmax):
+    M, C, H, W = x.shape
+    for mc in prange(M * C):
+        m = mc // C
+        c = mc % C
+        for oy in range(Ho):
+            for ox in range(Wo):
+                best = -np.inf
+                best_i = -1
+                for ky in range(kh):
+                    iy = oy * sh - ph + ky
+                    if iy < 0 or iy >= H:
+                        continue
+                    for kx in range(kw):
+                        ix = ox * sw - pw + kx
+                        if ix < 0 or ix >= W:
+                            continue
+                        v = x[m, c, iy, ix]
+                        if best_i < 0 or v > best or (v != v and best == best):
+                            best = v
+                            best_i = iy * W + ix
+                y[m, c, oy, ox] = best
+                argmax[m, c, oy * Wo + ox] = best_i
+
+
+@njit(**NUMBA_PARALLEL_OPTS)
+def _gather(dx, argmax, out):
+    # dx (N, D, C, HW), argmax (N, C, P) -> out (N, D, C, P)
+    N, D, C, _ = dx.shape
+    P = argmax.shape[2]
+    for nd in prange(N * D):
+        n = nd // D
+        d = nd % D
+        for c in range(C):
+            for p in range(P):
+                out[n, d, c, p] = dx[n, d, c, argmax[n, c, p]]
+
+
+@njit(**NUMBA_PARALLEL_OPTS)
+def _scatter(gy, argmax, out):
+    # gy (N, K, C, P), argmax (N, C, P) -> out (N, K, C, HW), accumulated
+    N, K, C, P = gy.shape
+    for nk in prange(N * K):
+        n = nk // K
+        k = nk % K
+        out[n, k] = 0.0
+        for c in range(C):
+            for p in range(P):
+                out[n, k, c, argmax[n, c, p]] += gy[n, k, c, p]
+
+
+def maxpool_forward(x, kernel, stride, padding):
+    """Max over windows of ``x`` (M, C, H, W): returns ``y`` (M, C, Ho, Wo) and argmax."""
+    M, C, H, W = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    y = np.empty((M, C, Ho, Wo), dtype=x.dtype)
+    argmax = np.empty((M, C, Ho * Wo), dtype=np.int64)
+    _maxpool_forward(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, Ho, Wo, y, argmax)
+    return y, argmax
+
+
+def gather(dx, argmax):
+    """Tangent of max-pool: ``dx`` (N, D, C, H*W) picked at ``argmax`` -> (N, D, C, P)."""
+    out = np.empty(dx.shape[:3] + (argmax.shape[2],), dtype=dx.dtype)
+    _gather(np.ascontiguousarray(dx), argmax, out)
+    return out
+
+
+def scatter(gy, argmax, hw):
+    """Cotangent of max-pool: ``gy`` (N, K, C, P) added at ``argmax`` -> (N, K, C, hw)."""
+    out = np.empty(gy.shape[:3] + (hw,), dtype=gy.dtype)
+    _scatter(np.ascontiguousarray(gy), argmax, out)
+    return out

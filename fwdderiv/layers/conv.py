@@ -1,0 +1,159 @@
+"""2-D convolution (cross-correlation, as in PyTorch) by im2col and one BLAS product."""
+import numpy as np
+
+from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
+from ..kernels.conv import col2im, im2col, out_size
+from ._util import chw, pair, positive_int
+
+
+class Conv2d(Layer):
+    r"""2-D convolution with stride, zero padding, dilation and groups, PyTorch layout.
+
+    .. math::
+        y_{o,i,j} = b_o + \sum_{c,u,v} W_{o,c,u,v}\, x_{c,\, s i + d u - p,\, s j + d v - p},
+        \qquad \frac{dy}{dx}\,v = \mathrm{conv}(v, W)
+
+    The JVP is the forward map applied to the tangent without the bias; the VJP is the
+    transposed convolution (col2im of ``gy @ W``).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size, stride, padding, dilation : int or (int, int)
+    groups : int
+        ``in_channels`` and ``out_channels`` must both be divisible by it.
+    bias : bool
+    seed : int
+        Seed of the deterministic initialisation U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+    Attributes
+    ----------
+    weight : ndarray of shape (out_channels, in_channels // groups, kh, kw)
+    bias : ndarray of shape (out_channels,) or None
+
+    Examples
+    --------
+    >>> import numpy as np, fwdderiv as fd
+    >>> conv = fd.Conv2d(1, 6, 5)
+    >>> conv(np.zeros((2, 1, 32, 32), np.float32)).shape
+    (2, 6, 28, 28)
+    """
+
+    linear = True
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, seed=0):
+        name = "Conv2d"
+        self.in_channels = positive_int(in_channels, "in_channels", name)
+        self.out_channels = positive_int(out_channels, "out_channels", name)
+        self.kernel_size = pair(kernel_size, "kernel_size", name)
+        self.stride = pair(stride, "stride", name)
+        self.padding = pair(padding, "padding", name, minimum=0)
+        self.dilation = pair(dilation, "dilation", name)
+        self.groups = positive_int(groups, "groups", name)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) must "
+                f"both be divisible by groups ({groups}); change groups or the channel counts")
+        kh, kw = self.kernel_size
+        fan_in = in_channels // groups * kh * kw
+        rng = np.random.default_rng(seed)
+        self.weight = init_uniform(rng, (out_channels, in_channels // groups, kh, kw), fan_in)
+        self.bias = init_uniform(rng, (out_channels,), fan_in) if bias else None
+        self.param_names = ("weight", "bias") if bias else ("weight",)
+
+    def get_config(self):
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding), "dilation": list(self.dilation),
+                "groups": self.groups, "bias": self.bias is not None}
+
+    def __repr__(self):
+        extra = "".join(f", {k}={v}" for k, v, d in (
+            ("stride", self.stride, (1, 1)), ("padding", self.padding, (0, 0)),
+            ("dilation", self.dilation, (1, 1)), ("groups", self.groups, 1),
+            ("bias", self.bias is not None, True)) if v != d)
+        k = self.kernel_size[0] if self.kernel_size[0] == self.kernel_size[1] else self.kernel_size
+        return f"Conv2d({self.in_channels}, {self.out_channels}, {k}{extra})"
+
+    def output_shape(self, in_shape):
+        _, H, W = chw(self, in_shape, self.in_channels)
+        Ho = out_size(H, self.kernel_size[0], self.stride[0], self.padding[0], self.dilation[0])
+        Wo = out_size(W, self.kernel_size[1], self.stride[1], self.padding[1], self.dilation[1])
+        if Ho < 1 or Wo < 1:
+            raise self._input_error(
+                f"(N, {self.in_channels}, H, W) with H, W large enough for the kernel",
+                ("N",) + tuple(in_shape),
+                "the image is smaller than the (dilated) kernel; pad it or use a smaller kernel")
+        return (self.out_channels, Ho, Wo)
+
+    def work_size(self, in_shape):
+        """Workspace per example: im2col columns and the GEMM result before transposing."""
+        Co, Ho, Wo = self.output_shape(in_shape)
+        K = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        return Ho * Wo * (K + Co)
+
+    # cols: (M, P, C*kh*kw); result (M, Co, Ho, Wo)
+    def _apply(self, x, bias):
+        out_shape = self.output_shape(x.shape[1:])
+        M, G, Co = x.shape[0], self.groups, self.out_channels
+        cols = im2col(x, self.kernel_size, self.stride, self.padding, self.dilation)
+        P = cols.shape[1]
+        W = cast_param(self.weight, x.dtype).reshape(Co, -1)
+        if G == 1:
+            y = cols.reshape(M * P, -1) @ W.T
+        else:
+            Kg, Cog = W.shape[1], Co // G
+            y = np.empty((M * P, Co), dtype=x.dtype)
+            for g in range(G):
+                y[:, g * Cog:(g + 1) * Cog] = (
+                    cols[:, :, g * Kg:(g + 1) * Kg].reshape(M * P, Kg) @ W[g * Cog:(g + 1) * Cog].T)
+        if bias and self.bias is not None:
+            y += cast_param(self.bias, x.dtype)
+        y = np.ascontiguousarray(y.reshape(M, P, Co).transpose(0, 2, 1))
+        return y.reshape((M,) + out_shape), cols
+
+    def forward(self, x):
+        y, cols = self._apply(x, bias=True)
+        return y, (cols, x.shape[1:])
+
+    def jvp(self, cache, dx):
+        return unfold(self._apply(fold(dx), bias=False)[0], dx.shape[0])
+
+    def vjp(self, cache, gy):
+        _, in_shape = cache
+        g = fold(gy)
+        M, Co = g.shape[0], self.out_channels
+        P = g.shape[2] * g.shape[3]
+        g = g.reshape(M, Co, P).transpose(0, 2, 1).reshape(M * P, Co)
+        W = cast_param(self.weight, gy.dtype).reshape(Co, -1)
+        G = self.groups
+        if G == 1:
+            gcols = g @ W
+        else:
+            Kg, Cog = W.shape[1], Co // G
+            gcols = np.empty((M * P, Kg * G), dtype=gy.dtype)
+            for i in range(G):
+                gcols[:, i * Kg:(i + 1) * Kg] = g[:, i * Cog:(i + 1) * Cog] @ W[i * Cog:(i + 1) * Cog]
+        gx = col2im(gcols.reshape(M, P, -1), in_shape, self.kernel_size, self.stride,
+                    self.padding, self.dilation)
+        return unfold(gx, gy.shape[0])
+
+    def param_vjp(self, cache, gy):
+        cols, _ = cache
+        N, Co = gy.shape[0], self.out_channels
+        P = cols.shape[1]
+        g = gy.reshape(N, Co, P).transpose(1, 0, 2).reshape(Co, N * P)
+        c = cols.reshape(N * P, -1)
+        G = self.groups
+        if G == 1:
+            gW = g @ c
+        else:
+            Kg, Cog = self.weight.shape[1] * self.weight.shape[2] * self.weight.shape[3], Co // G
+            gW = np.empty((Co, Kg), dtype=gy.dtype)
+            for i in range(G):
+                gW[i * Cog:(i + 1) * Cog] = g[i * Cog:(i + 1) * Cog] @ c[:, i * Kg:(i + 1) * Kg]
+        grads = {"weight": gW.reshape(self.weight.shape).astype(self.weight.dtype, copy=False)}
+        if self.bias is not None:
+            grads["bias"] = gy.sum(axis=(0, 2, 3)).astype(self.bias.dtype, copy=False)
+        return grads

@@ -1,0 +1,92 @@
+"""Max and average pooling over the last two axes of (N, C, H, W)."""
+import numpy as np
+
+from ..core.layer import Layer, fold, unfold
+from ..kernels import pool as K
+from ..kernels.conv import col2im, im2col, out_size
+from ._util import chw, pair
+
+
+class _Pool2d(Layer):
+    def __init__(self, kernel_size, stride=None, padding=0):
+        name = type(self).__name__
+        self.kernel_size = pair(kernel_size, "kernel_size", name)
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride", name)
+        self.padding = pair(padding, "padding", name, minimum=0)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"{name}: padding {self.padding} must be at most half the kernel "
+                             f"size {self.kernel_size} (as in PyTorch)")
+
+    def get_config(self):
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding)}
+
+    def output_shape(self, in_shape):
+        C, H, W = chw(self, in_shape)
+        Ho = out_size(H, self.kernel_size[0], self.stride[0], self.padding[0], 1)
+        Wo = out_size(W, self.kernel_size[1], self.stride[1], self.padding[1], 1)
+        if Ho < 1 or Wo < 1:
+            raise self._input_error(f"(N, C, H, W) with H, W >= kernel {self.kernel_size}",
+                                    ("N",) + tuple(in_shape), "use a smaller pooling window")
+        return (C, Ho, Wo)
+
+
+class MaxPool2d(_Pool2d):
+    """Maximum over each window; ``stride`` defaults to ``kernel_size``.
+
+    The derivative of a window is the derivative of its maximum. Kink convention
+    (PyTorch's): among tied maxima the first in row-major window order takes the whole
+    derivative. A NaN in a window is its maximum, so NaN propagates. The forward pass
+    caches the argmax indices.
+    """
+
+    def forward(self, x):
+        self.output_shape(x.shape[1:])
+        y, argmax = K.maxpool_forward(x, self.kernel_size, self.stride, self.padding)
+        return y, (argmax, x.shape[1:])
+
+    def jvp(self, cache, dx):
+        argmax, (C, H, W) = cache
+        N, D = dx.shape[:2]
+        Ho = out_size(H, self.kernel_size[0], self.stride[0], self.padding[0], 1)
+        dy = K.gather(dx.reshape(N, D, C, H * W), argmax)
+        return dy.reshape(N, D, C, Ho, -1)
+
+    def vjp(self, cache, gy):
+        argmax, (C, H, W) = cache
+        N, Kc = gy.shape[:2]
+        gx = K.scatter(gy.reshape(N, Kc, C, -1), argmax, H * W)
+        return gx.reshape(N, Kc, C, H, W)
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over each window; zero padding counts in the mean (PyTorch's default
+    ``count_include_pad=True``). Linear, so the JVP is the forward map of the tangent."""
+
+    linear = True
+
+    def work_size(self, in_shape):
+        C, Ho, Wo = self.output_shape(in_shape)
+        return C * Ho * Wo * self.kernel_size[0] * self.kernel_size[1]
+
+    def _apply(self, x):
+        out = self.output_shape(x.shape[1:])
+        M, C, H, W = x.shape
+        cols = im2col(x.reshape(M * C, 1, H, W), self.kernel_size, self.stride,
+                      self.padding, (1, 1))
+        return cols.mean(axis=2).reshape((M,) + out)
+
+    def forward(self, x):
+        return self._apply(x), x.shape[1:]
+
+    def jvp(self, cache, dx):
+        return unfold(self._apply(fold(dx)), dx.shape[0])
+
+    def vjp(self, cache, gy):
+        C, H, W = cache
+        g = fold(gy)
+        M, P = g.shape[0] * C, g.shape[2] * g.shape[3]
+        kh, kw = self.kernel_size
+        cols = np.broadcast_to(g.reshape(M, P, 1) / (kh * kw), (M, P, kh * kw))
+        gx = col2im(cols, (1, H, W), self.kernel_size, self.stride, self.padding, (1, 1))
+        return gx.reshape(gy.shape[:2] + (C, H, W))

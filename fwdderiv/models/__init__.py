@@ -1,0 +1,4 @@
+"""Model zoo: the seed LeNet-5 and the architectures of the adversarial-examples papers."""
+from .zoo import ZOO, digits_net, lenet5, lenet_mnist, mlp, mnist_convnet
+
+__all__ = ["ZOO", "digits_net", "lenet5", "lenet_mnist", "mlp", "mnist_convnet"]
