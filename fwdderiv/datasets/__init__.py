@@ -1,7 +1,7 @@
 """Data sets: MNIST from IDX files (optional download) and the offline 8x8 digits.
 
->>> import fwdderiv as fd
->>> ds = fd.datasets.load_dataset("digits")          # offline, needs scikit-learn
+>>> from fwdderiv.datasets import load_dataset
+>>> ds = load_dataset("digits")                      # offline, needs scikit-learn
 >>> ds.x_train.shape, ds.y_train.dtype
 ((1497, 1, 8, 8), dtype('int64'))
 """

@@ -48,6 +48,19 @@ class Dataset:
     name: str
     description: str
 
+    def __post_init__(self):
+        for part in ("train", "test"):
+            x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
+            if np.ndim(x) != 4 or np.ndim(y) != 1 or len(x) != len(y):
+                raise ValueError(
+                    f"Dataset {self.name!r}: expected x_{part} of shape (N, C, H, W) and "
+                    f"y_{part} of shape (N,), got {np.shape(x)} and {np.shape(y)}; give "
+                    "one label per image and add a channel axis with x[:, None]")
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise ValueError(f"Dataset {self.name!r}: train images {self.x_train.shape[1:]} "
+                             f"and test images {self.x_test.shape[1:]} differ in shape; "
+                             "use the same image size for both")
+
     @property
     def n_classes(self):
         """int : Number of classes (largest label + 1)."""

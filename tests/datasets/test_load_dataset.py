@@ -29,3 +29,13 @@ def test_dataset_is_frozen_and_repr_is_short():
     assert text == ("Dataset(name='toy', train=(2, 1, 8, 8), test=(1, 1, 8, 8), "
                     "description='two zeros')")
     assert ds.n_classes == 4 and ds.input_shape == (1, 8, 8)
+
+
+def test_dataset_checks_shapes():
+    z = np.zeros((2, 1, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"y_train of shape \(N,\), got \(2, 1, 8, 8\) and \(3,\)"):
+        Dataset(z, np.zeros(3), z, np.zeros(2), "toy", "")
+    with pytest.raises(ValueError, match=r"x\[:, None\]"):
+        Dataset(z[:, 0], np.zeros(2), z, np.zeros(2), "toy", "")
+    with pytest.raises(ValueError, match="differ in shape"):
+        Dataset(z, np.zeros(2), np.zeros((2, 1, 4, 4)), np.zeros(2), "toy", "")
