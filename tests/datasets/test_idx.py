@@ -51,28 +51,37 @@ def test_multibyte_is_big_endian_on_disk(tmp_path):
     assert (tmp_path / "w").read_bytes()[8:] == bytes.fromhex("00000001" "00000102")
 
 
-# Each case: (file name, bytes, expected_magic, pattern the message must match).
+# Each case: file name, its bytes, the expected magic, a pattern the message must match.
 _LABELS = bytes.fromhex("00000801" "00000003") + bytes([1, 2, 3])
-CORRUPT = {
-    "wrong magic (labels read as images)": ("f", _LABELS, 2051, r"magic number 2049.*expected 2051"),
-    "too short for a magic number": ("f", b"\x00\x00", None, r"only 2 bytes"),
-    "not IDX (nonzero lead bytes)": ("f", b"\x89PNG\r\n\x1a\n" + bytes(8), None, r"not a valid IDX header"),
-    "unknown type code": ("f", bytes.fromhex("00000701" "00000001") + b"\x00", None, r"not a valid IDX header"),
-    "zero dimensions": ("f", bytes.fromhex("00000800"), None, r"not a valid IDX header"),
-    "header cut inside the dimensions": ("f", bytes.fromhex("00000803" "00000002" "0000"), 2051, r"header declares 3 dimensions"),
-    "truncated payload": ("f", _LABELS[:-1], 2049, r"truncated.*3 items.*holds 2 data bytes"),
-    "truncated payload, images": ("f", bytes.fromhex("00000803" "00000002" "00000002" "00000002") + bytes(5), 2051, r"truncated.*1 complete items"),
-    "extra bytes after the payload": ("f", _LABELS + b"\x04", 2049, r"1 extra"),
-    "bad gzip": ("f.gz", b"this is not gzip at all", None, r"not a valid gzip stream"),
-    "gzip stream cut short": ("f.gz", gzip.compress(_LABELS * 50)[:-12], None, r"not a valid gzip stream"),
-    "raw IDX named .gz": ("f.gz", _LABELS, 2049, r"remove the \.gz suffix"),
-    "truncated inside gzip": ("f.gz", gzip.compress(_LABELS[:-2]), 2049, r"truncated"),
-}
+_IMAGES_HEADER = bytes.fromhex("00000803" "00000002" "00000002" "00000002")
+CORRUPT = [
+    pytest.param("f", _LABELS, 2051, r"magic number 2049.*expected 2051", id="wrong-magic"),
+    pytest.param("f", b"\x00\x00", None, r"only 2 bytes", id="too-short-for-magic"),
+    pytest.param("f", b"\x89PNG\r\n\x1a\n" + bytes(8), None, r"not a valid IDX header",
+                 id="not-idx"),
+    pytest.param("f", bytes.fromhex("00000701" "00000001") + b"\x00", None,
+                 r"not a valid IDX header", id="unknown-type-code"),
+    pytest.param("f", bytes.fromhex("00000800"), None, r"not a valid IDX header",
+                 id="zero-dimensions"),
+    pytest.param("f", bytes.fromhex("00000803" "00000002" "0000"), 2051,
+                 r"header declares 3 dimensions", id="header-cut-in-dimensions"),
+    pytest.param("f", _LABELS[:-1], 2049, r"truncated.*3 items.*holds 2 data bytes",
+                 id="truncated-labels"),
+    pytest.param("f", _IMAGES_HEADER + bytes(5), 2051, r"truncated.*1 complete items",
+                 id="truncated-images"),
+    pytest.param("f", _LABELS + b"\x04", 2049, r"1 extra", id="extra-bytes"),
+    pytest.param("f.gz", b"this is not gzip at all", None, r"not a valid gzip stream",
+                 id="bad-gzip"),
+    pytest.param("f.gz", gzip.compress(_LABELS * 50)[:-12], None, r"not a valid gzip stream",
+                 id="gzip-cut-short"),
+    pytest.param("f.gz", _LABELS, 2049, r"remove the \.gz suffix", id="raw-named-gz"),
+    pytest.param("f.gz", gzip.compress(_LABELS[:-2]), 2049, r"truncated",
+                 id="truncated-inside-gzip"),
+]
 
 
-@pytest.mark.parametrize("case", sorted(CORRUPT))
-def test_corrupt_files_raise_valueerror_naming_file(tmp_path, case):
-    name, blob, magic, pattern = CORRUPT[case]
+@pytest.mark.parametrize("name, blob, magic, pattern", CORRUPT)
+def test_corrupt_files_raise_valueerror_naming_file(tmp_path, name, blob, magic, pattern):
     path = tmp_path / name
     path.write_bytes(blob)
     with pytest.raises(ValueError, match=pattern) as info:

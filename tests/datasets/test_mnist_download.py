@@ -55,7 +55,8 @@ def test_checksum_mismatch_leaves_nothing(tmp_path, http_server, fake_mnist):
     fake_mnist(www, n=4)
     wrong = dict.fromkeys(_table(www), "0" * 32)
     root = tmp_path / "data"
-    with pytest.raises(DownloadError, match=r"MD5 mismatch: expected 0{32}, got [0-9a-f]{32}") as info:
+    pattern = r"MD5 mismatch: expected 0{32}, got [0-9a-f]{32}"
+    with pytest.raises(DownloadError, match=pattern) as info:
         load_mnist(root, download=True, mirrors=[url], checksums=wrong)
     assert "checksums=" in str(info.value)
     assert info.value.failures == [(url + IMAGES, info.value.failures[0][1])]
