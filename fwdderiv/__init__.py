@@ -3,7 +3,7 @@
 After Papernot et al., "The Limitations of Deep Learning in Adversarial Settings"
 (IEEE EuroS&P 2016), equations (4)-(6).
 """
-from . import config, numeric
+from . import config, datasets, numeric
 from .core import Layer, Sequential, Trace
 from .io import load, save
 from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, LogSoftmax,
@@ -14,4 +14,4 @@ __version__ = "0.1.0"
 
 __all__ = ["AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "Layer", "Linear",
            "LogSoftmax", "MaxPool2d", "Pad2d", "ReLU", "Sequential", "Sigmoid", "Softmax",
-           "Tanh", "Trace", "config", "load", "models", "numeric", "save"]
+           "Tanh", "Trace", "config", "datasets", "load", "models", "numeric", "save"]

@@ -34,3 +34,14 @@ def mnist_dir():
             f"MNIST test files not found in {path}; put the shared/ folder beside the "
             "repository or set FWDDERIV_SHARED to its location")
     return path
+
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Derivative checks are numeric, not timing-sensitive: no deadline. In CI the examples are
+# derandomized so a run is reproducible.
+settings.register_profile(
+    "fwdderiv", deadline=None, max_examples=25,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=bool(os.environ.get("CI")))
+settings.load_profile("fwdderiv")

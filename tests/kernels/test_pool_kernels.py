@@ -1,0 +1,46 @@
+"""Max-pool forward/argmax, gather and scatter against plain NumPy references."""
+import numpy as np
+from hypothesis import given, strategies as st
+
+from fwdderiv.kernels import pool as K
+from fwdderiv.kernels.conv import im2col
+
+
+def maxpool_reference(x, k, s, p):
+    """Window columns with -inf padding; np.argmax keeps the first maximum."""
+    M, C, H, W = x.shape
+    cols = im2col(x.reshape(M * C, 1, H, W), k, s, p, (1, 1), fill=-np.inf)
+    arg = cols.argmax(axis=2)
+    Ho, Wo = (H + 2 * p[0] - k[0]) // s[0] + 1, (W + 2 * p[1] - k[1]) // s[1] + 1
+    oy, ox = np.divmod(np.arange(Ho * Wo), Wo)
+    ky, kx = np.divmod(arg, k[1])
+    flat = (oy * s[0] - p[0] + ky) * W + (ox * s[1] - p[1] + kx)
+    return cols.max(axis=2).reshape(M, C, Ho, Wo), flat.reshape(M, C, Ho * Wo)
+
+
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(2, 7), st.integers(2, 7),
+       st.integers(1, 3), st.integers(1, 2), st.integers(0, 1), st.integers(0, 3))
+def test_maxpool_matches_reference_including_ties(M, C, H, W, k, s, p, levels):
+    k = max(k, 2 * p, 1)
+    if k > H + 2 * p or k > W + 2 * p:
+        return
+    rng = np.random.default_rng(levels)
+    x = rng.integers(0, levels + 1, size=(M, C, H, W)).astype(np.float64)   # ties
+    y, arg = K.maxpool_forward(x, (k, k), (s, s), (p, p))
+    y_ref, arg_ref = maxpool_reference(x, (k, k), (s, s), (p, p))
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+
+
+def test_gather_and_scatter_match_numpy():
+    rng = np.random.default_rng(0)
+    N, D, C, HW, P = 2, 3, 4, 9, 5
+    dx = rng.normal(size=(N, D, C, HW))
+    arg = rng.integers(0, HW, size=(N, C, P))
+    ref = np.take_along_axis(dx, arg[:, None].repeat(D, axis=1), axis=3)
+    np.testing.assert_array_equal(K.gather(dx, arg), ref)
+    gy = rng.normal(size=(N, D, C, P))
+    out = np.zeros((N, D, C, HW))
+    n, d, c, p = np.indices(gy.shape)
+    np.add.at(out, (n, d, c, arg[n, c, p]), gy)
+    np.testing.assert_allclose(K.scatter(gy, arg, HW), out, rtol=1e-14)

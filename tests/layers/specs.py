@@ -1,0 +1,67 @@
+"""One table of layer specs drives the JVP, VJP and shape checks of every layer.
+
+A row: a name, a factory ``(rng) -> layer``, an input-shape strategy, and an input maker
+that keeps the point off kinks (|x| > 1e-3 before ReLU, distinct values in a max-pool
+window). Adding a layer costs one row.
+"""
+import numpy as np
+
+import fwdderiv as fd
+
+
+def smooth(rng, shape):
+    return rng.normal(size=shape)
+
+
+def off_zero(rng, shape):
+    x = rng.normal(size=shape)
+    return np.where(np.abs(x) < 1e-2, 1e-2 * np.sign(x) + (x == 0) * 1e-2, x)
+
+
+def distinct(rng, shape):
+    # a random permutation of well separated values: no ties anywhere
+    n = int(np.prod(shape))
+    return (rng.permutation(n).reshape(shape) / n - 0.5) * 4
+
+
+def batchnorm(rng, c):
+    layer = fd.BatchNorm2d(c, eps=1e-3)
+    layer.weight = rng.normal(size=c).astype(np.float32)
+    layer.bias = rng.normal(size=c).astype(np.float32)
+    layer.running_mean = rng.normal(size=c).astype(np.float32)
+    layer.running_var = rng.uniform(0.5, 2, size=c).astype(np.float32)
+    return layer
+
+
+def conv(rng, c, h, w):
+    k = int(rng.integers(1, min(h, w, 3) + 1))
+    groups = int(rng.choice([g for g in (1, 2) if c % g == 0]))
+    return fd.Conv2d(c, 2 * groups, k, stride=int(rng.integers(1, 3)),
+                     padding=int(rng.integers(0, 2)), dilation=1 if k == 1 else int(rng.integers(1, 2)),
+                     groups=groups, seed=int(rng.integers(1000)))
+
+
+def dilated_conv(rng, c, h, w):
+    return fd.Conv2d(c, 3, 2, dilation=2, padding=1, seed=int(rng.integers(1000)))
+
+
+# (name, factory(rng, *shape) -> layer, kind of input: "image" (C, H, W) or "vector" (F,),
+#  input maker)
+SPECS = [
+    ("Linear", lambda rng, f: fd.Linear(f, 3, seed=int(rng.integers(1000))), "vector", smooth),
+    ("Linear-nobias", lambda rng, f: fd.Linear(f, 2, bias=False), "vector", smooth),
+    ("Conv2d", conv, "image", smooth),
+    ("Conv2d-dilated", dilated_conv, "image", smooth),
+    ("ReLU", lambda rng, *s: fd.ReLU(), "image", off_zero),
+    ("Sigmoid", lambda rng, *s: fd.Sigmoid(), "image", smooth),
+    ("Tanh", lambda rng, *s: fd.Tanh(), "vector", smooth),
+    ("MaxPool2d", lambda rng, *s: fd.MaxPool2d(2), "image", distinct),
+    ("MaxPool2d-overlap", lambda rng, *s: fd.MaxPool2d(3, stride=1, padding=1), "image", distinct),
+    ("AvgPool2d", lambda rng, *s: fd.AvgPool2d(2, stride=1, padding=1), "image", smooth),
+    ("Softmax", lambda rng, *s: fd.Softmax(), "vector", smooth),
+    ("LogSoftmax", lambda rng, *s: fd.LogSoftmax(), "vector", smooth),
+    ("Flatten", lambda rng, *s: fd.Flatten(), "image", smooth),
+    ("Pad2d", lambda rng, *s: fd.Pad2d((1, 0, 2, 1)), "image", smooth),
+    ("Dropout", lambda rng, *s: fd.Dropout(0.3), "vector", smooth),
+    ("BatchNorm2d", lambda rng, c, h, w: batchnorm(rng, c), "image", smooth),
+]
