@@ -1,0 +1,56 @@
+"""Slow, obvious references for the JSMA: the paper's loops written out one by one."""
+import math
+
+import numpy as np
+
+
+def brute_force_pair(alpha, beta, domain, increasing):
+    """Algorithm 3 of Papernot et al. for one sample: every pair p < q, max starts at 0."""
+    best, bp, bq = 0.0, -1, -1
+    m = alpha.shape[0]
+    for p in range(m):
+        for q in range(p + 1, m):
+            if not (domain[p] and domain[q]):
+                continue
+            A = alpha[p] + alpha[q]
+            B = beta[p] + beta[q]
+            ok = (A > 0 and B < 0) if increasing else (A < 0 and B > 0)
+            if ok and -(A * B) > best:
+                best, bp, bq = -(A * B), p, q
+    return bp, bq
+
+
+def naive_jsma(net, x, t, theta=1.0, upsilon=0.145, clip=(0.0, 1.0), logits=False):
+    """Algorithm 2 for one sample (shape (1, *S)), saturated search domain.
+
+    Returns (x_adv, iterations).
+    """
+    lo, hi = clip
+    m = x[0].size
+    budget = math.floor(upsilon * m + 1e-9)
+    xa = x.copy()
+    flat = xa.reshape(-1)
+    x0 = x.reshape(-1)
+    domain = flat < hi if theta > 0 else flat > lo
+    it = 0
+    f = net[:-1] if logits else net
+    while True:
+        y, J = f.jacobian(xa, return_output=True)
+        if y.reshape(-1).argmax() == t:
+            break
+        if np.count_nonzero(flat != x0) + 2 > budget:
+            break
+        J = J.reshape(y.size, m)
+        alpha = J[t]
+        beta = np.zeros_like(alpha)
+        for j in range(y.size):
+            if j != t:
+                beta = beta + J[j]
+        p, q = brute_force_pair(alpha, beta, domain, theta > 0)
+        if p < 0:
+            break
+        for i in (p, q):
+            flat[i] = min(hi, max(lo, flat[i] + theta))
+            domain[i] = flat[i] < hi if theta > 0 else flat[i] > lo
+        it += 1
+    return xa, it
