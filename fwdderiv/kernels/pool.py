@@ -2,7 +2,8 @@
 
 ``argmax[m, c, p]`` is the flat index ``iy * W + ix`` into the (unpadded) input plane of
 the maximum of window ``p``. Ties keep the first maximum in row-major window order; a NaN
-in the window wins over any number (the first NaN), so NaN propagates as in PyTorch.
+in the window wins over any number (the last NaN, as PyTorch's CPU kernel does), so NaN
+propagates as in PyTorch.
 """
 import numpy as np
 from numba import njit, prange
@@ -29,7 +30,7 @@ def _maxpool_forward(x, kh, kw, sh, sw, ph, pw, Ho, Wo, y, argmax):
                         if ix < 0 or ix >= W:
                             continue
                         v = x[m, c, iy, ix]
-                        if best_i < 0 or v > best or (v != v and best == best):
+                        if best_i < 0 or v > best or v != v:
                             best = v
                             best_i = iy * W + ix
                 y[m, c, oy, ox] = best

@@ -23,12 +23,12 @@ class _Elementwise(Layer):
 class ReLU(_Elementwise):
     r"""Rectifier, :math:`y = \max(x, 0)`.
 
-    Kink convention (PyTorch's): relu'(0) = 0, so the derivative is ``1[x > 0]``.
-    NaN input gives NaN output and derivative 0 at that entry.
+    Kink convention (PyTorch's): relu'(0) = 0, so the derivative is ``1[not x <= 0]``;
+    a NaN input gives a NaN output and passes the derivative through, as PyTorch does.
     """
 
     def _forward(self, x):
-        return np.maximum(x, 0), (x > 0).astype(x.dtype)
+        return np.maximum(x, 0), (~(x <= 0)).astype(x.dtype)
 
 
 class Sigmoid(_Elementwise):

@@ -16,12 +16,12 @@ def test_relu_derivative_at_zero_is_zero():
     assert gx.tolist() == [[[0.0, 0.0, 1.0]]]
 
 
-def test_relu_kink_matches_pytorch():
-    x = np.array([[-1.0, 0.0, -0.0, 2.0]])
+def test_relu_kink_and_nan_match_pytorch():
+    x = np.array([[-1.0, 0.0, -0.0, 2.0, np.nan]])
     t = torch.tensor(x, requires_grad=True)
     torch.relu(t).sum().backward()
     _, cache = fd.ReLU().forward(x)
-    assert fd.ReLU().vjp(cache, np.ones((1, 1, 4)))[0, 0].tolist() == t.grad[0].tolist()
+    np.testing.assert_array_equal(fd.ReLU().vjp(cache, np.ones((1, 1, 5)))[0, 0], t.grad[0].numpy())
 
 
 def test_maxpool_tie_sends_whole_derivative_to_first_maximum():
@@ -61,6 +61,15 @@ def test_nan_propagates_without_crash():
     # a NaN wins its max-pool window (PyTorch propagates it too)
     p = fd.MaxPool2d(2)(np.array([[[[1.0, np.nan], [3.0, 2.0]]]]))
     assert np.isnan(p).all()
+
+
+def test_maxpool_nan_routing_matches_pytorch():
+    x = np.array([[[[1.0, np.nan], [np.nan, 1.0]], [[np.nan, 2.0], [3.0, 2.0]]]])
+    pool = fd.MaxPool2d(2)
+    y, cache = pool.forward(x)
+    t = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(t, 2).sum().backward()
+    np.testing.assert_array_equal(pool.vjp(cache, np.ones((1, 1, 2, 1, 1)))[:, 0], t.grad.numpy())
 
 
 def test_inf_input_gives_inf_or_nan_not_an_exception():

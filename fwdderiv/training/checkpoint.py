@@ -1,0 +1,44 @@
+"""Checkpoints: a whole network in the project's ``.npz`` format, written atomically."""
+import os
+from pathlib import Path
+
+
+def save_checkpoint(net, path):
+    """Write ``net`` to ``path`` with ``fd.save`` through a temporary file and a rename.
+
+    A reader never sees a half-written file, and an interrupted run leaves the previous
+    checkpoint intact.
+
+    Parameters
+    ----------
+    net : Sequential
+    path : str or Path
+        Destination; must end in ``.npz``.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    import fwdderiv as fd
+
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"checkpoint path must end in .npz, got {str(path)!r}; "
+                         f"use {str(path.with_suffix('.npz'))!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    try:
+        fd.save(net, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path):
+    """Read a network written by :func:`save_checkpoint` (or ``fd.save``)."""
+    import fwdderiv as fd
+
+    return fd.load(str(path))

@@ -1,0 +1,272 @@
+"""The training loop: seeded minibatch SGD/Adam on softmax cross-entropy, and evaluation."""
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fwdderiv.training.checkpoint import save_checkpoint
+from fwdderiv.training.loss import softmax_cross_entropy
+from fwdderiv.training.optim import make_optimizer
+from fwdderiv.training.progress import make_bar, progress_enabled
+
+#: Examples per forward pass in :func:`evaluate` and :func:`predict`; bounds the memory
+#: of the intermediate activations (about 60 MB for LeNet-5 in float32).
+EVAL_BATCH_SIZE = 1000
+
+
+@dataclass
+class History:
+    """What :func:`fit` measured, one entry per epoch.
+
+    Attributes
+    ----------
+    loss, accuracy : list of float
+        Mean training loss and training accuracy over the epoch's minibatches (with the
+        weights as they were when each minibatch was seen).
+    val_loss, val_accuracy : list of float
+        On ``(x_val, y_val)`` after the epoch; empty when no validation set was given.
+    lr : list of float
+        Learning rate used in the epoch.
+    seconds : list of float
+        Wall-clock seconds of the epoch's training steps (validation excluded).
+    """
+
+    loss: list = field(default_factory=list)
+    accuracy: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_accuracy: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+
+
+def logits_part(net):
+    """The part of ``net`` that outputs logits: ``net[:-1]`` if it ends in (Log)Softmax."""
+    from fwdderiv.layers import LogSoftmax, Softmax
+
+    if len(net) > 1 and isinstance(net[len(net) - 1], (Softmax, LogSoftmax)):
+        return net[:-1]
+    return net
+
+
+def _check_data(where, net, x, y):
+    """Validate one (x, y) pair against ``net``; return the number of classes."""
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+        got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
+        raise TypeError(
+            f"{where} expected x as a float32 or float64 ndarray, got {got}; convert "
+            "images with x.astype(np.float32) / 255")
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(
+            f"{where} expected y as a 1-D array of integer class labels, got dtype "
+            f"{y.dtype} and shape {y.shape}; use y.astype(np.int64) (one label per example)")
+    if x.ndim < 2 or len(x) != len(y):
+        raise ValueError(
+            f"{where} expected x of shape (N, *S) and y of shape (N,) with the same N, got "
+            f"x {x.shape} and y {y.shape}")
+    out_shape = tuple(net.output_shape(tuple(x.shape[1:])))
+    if len(out_shape) != 1:
+        raise ValueError(
+            f"{where} expected a classifier whose output per example is a vector (C,), got "
+            f"{out_shape}; end the network with fd.Flatten() and fd.Linear(..., n_classes)")
+    n_classes = out_shape[0]
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(
+            f"{where} expected labels in [0, {n_classes}) for a network with {n_classes} "
+            f"outputs, got labels from {y.min()} to {y.max()}; relabel the data or give "
+            "the last Linear layer more outputs")
+    return n_classes
+
+
+def _param_arrays(net):
+    """Live parameter arrays of ``net`` in a fixed order, with their (layer, name) keys."""
+    keys, arrays = [], []
+    for i, params in enumerate(net.params):
+        for name in sorted(params):
+            keys.append((i, name))
+            arrays.append(params[name])
+    return keys, arrays
+
+
+def predict(net, x, batch_size=EVAL_BATCH_SIZE):
+    """``net(x)`` computed ``batch_size`` examples at a time.
+
+    Parameters
+    ----------
+    net : Sequential
+    x : ndarray of shape (N, *S)
+
+    Returns
+    -------
+    ndarray of shape (N, *S_out)
+    """
+    if len(x) == 0:
+        return net(x[:1])[:0]
+    return np.concatenate([net(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def evaluate(net, x, y, batch_size=EVAL_BATCH_SIZE):
+    """Classification accuracy of ``net`` on ``(x, y)``, in batches to bound memory.
+
+    Parameters
+    ----------
+    net : Sequential
+        A classifier; its output per example is a vector of C scores (probabilities or
+        logits: the arg-max is the same).
+    x : ndarray of shape (N, *S), float
+    y : ndarray of shape (N,), int
+    batch_size : int, default EVAL_BATCH_SIZE
+
+    Returns
+    -------
+    float
+        Fraction of examples whose arg-max output equals the label.
+
+    Examples
+    --------
+    >>> acc = evaluate(net, ds.x_test, ds.y_test)   # doctest: +SKIP
+    """
+    _check_data("evaluate", net, x, y)
+    if len(x) == 0:
+        raise ValueError("evaluate expected at least one example, got an empty x")
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += int((net(x[i:i + batch_size]).argmax(axis=1) == y[i:i + batch_size]).sum())
+    return correct / len(x)
+
+
+def _val_metrics(body, x, y, batch_size=EVAL_BATCH_SIZE):
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        z = body(x[i:i + batch_size])
+        loss, _ = softmax_cross_entropy(z, y[i:i + batch_size])
+        loss_sum += loss * len(z)
+        correct += int((z.argmax(axis=1) == y[i:i + batch_size]).sum())
+    return loss_sum / len(x), correct / len(x)
+
+
+def _check_hyper(epochs, batch_size, lr_decay):
+    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"fit expected epochs as an integer >= 1, got {epochs!r}")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"fit expected batch_size as an integer >= 1, got {batch_size!r}")
+    if not 0 < lr_decay <= 1:
+        raise ValueError(f"fit expected lr_decay in (0, 1], got {lr_decay!r}")
+
+
+def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0,
+        optimizer="sgd", seed=0, progress=None, x_val=None, y_val=None, checkpoint=None,
+        lr_decay=1.0):
+    """Train a classifier in place on softmax cross-entropy with minibatches.
+
+    Parameter gradients come from each layer's ``param_vjp`` through
+    ``net.forward_cached`` and ``net.backward``. If ``net`` ends in ``fd.Softmax`` (or
+    ``fd.LogSoftmax``), that last layer is left out of training: the loss is the fused,
+    stable log-softmax cross-entropy of the logits ``net[:-1](x)``, and ``net`` keeps
+    its Softmax for inference.
+
+    Parameters
+    ----------
+    net : Sequential
+        Updated in place; its parameters keep their dtype.
+    x : ndarray of shape (N, *S), float32 or float64
+    y : ndarray of shape (N,), int
+        Labels in ``[0, C)`` where C is the network's number of outputs.
+    epochs : int, default 5
+    batch_size : int, default 32
+        The last minibatch of an epoch may be smaller.
+    lr : float, default 0.05
+        Learning rate of the first epoch.
+    momentum : float, default 0.9
+        SGD momentum; for Adam, beta1 (0 means Adam's default 0.9).
+    weight_decay : float, default 0
+        L2 coefficient added to every parameter's gradient (biases included).
+    optimizer : {"sgd", "adam"}, default "sgd"
+    seed : int, default 0
+        Seeds the shuffling: the same seed, data and initial weights give identical
+        weights.
+    progress : bool or None, default None
+        Show a bar with loss and accuracy (tqdm if installed). None: only when stderr
+        is a terminal.
+    x_val, y_val : ndarray, optional
+        Held-out data evaluated after every epoch.
+    checkpoint : str or Path, optional
+        ``.npz`` path where the whole network (with its Softmax) is saved after every
+        epoch; read it back with ``fd.load``.
+    lr_decay : float, default 1
+        The learning rate of epoch e (from 0) is ``lr * lr_decay ** e``.
+
+    Returns
+    -------
+    History
+        Per-epoch loss, accuracy, validation metrics, learning rate and seconds.
+
+    Examples
+    --------
+    >>> import fwdderiv as fd                                  # doctest: +SKIP
+    >>> ds = fd.datasets.load_dataset("digits")                # doctest: +SKIP
+    >>> net = fd.models.digits_net(seed=0)                     # doctest: +SKIP
+    >>> hist = fd.training.fit(net, ds.x_train, ds.y_train, epochs=5)  # doctest: +SKIP
+    >>> fd.training.evaluate(net, ds.x_test, ds.y_test)        # doctest: +SKIP
+    """
+    _check_hyper(epochs, batch_size, lr_decay)
+    _check_data("fit", net, x, y)
+    y = np.asarray(y)
+    if (x_val is None) != (y_val is None):
+        raise ValueError("fit expected both x_val and y_val or neither, got only one")
+    if x_val is not None:
+        _check_data("fit (validation data)", net, x_val, y_val)
+        y_val = np.asarray(y_val)
+    if len(x) == 0:
+        raise ValueError("fit expected at least one training example, got an empty x")
+    body = logits_part(net)
+    # Leading parameter-free layers (e.g. Pad2d) are plain preprocessing: no caches for
+    # them, and no input cotangent for the first trainable layer.
+    first = next((i for i, p in enumerate(body.params) if p), len(body))
+    prefix, body = (body[:first] if first else None), body[first:]
+    keys, arrays = _param_arrays(body)
+    if not arrays:
+        raise ValueError("fit expected a network with parameters, got one with none")
+    opt = make_optimizer(optimizer, arrays, lr, momentum=momentum, weight_decay=weight_decay)
+    show = progress_enabled(progress)
+    rng = np.random.default_rng(seed)
+    history = History()
+    n = len(x)
+    for epoch in range(epochs):
+        opt.lr = lr * lr_decay ** epoch
+        bar = make_bar(n, f"epoch {epoch + 1}/{epochs}", show)
+        order = rng.permutation(n)
+        loss_sum, correct, seen = 0.0, 0, 0
+        start = time.perf_counter()
+        for lo in range(0, n, batch_size):
+            idx = order[lo:lo + batch_size]
+            xb, yb = x[idx], y[idx]
+            if prefix is not None:
+                xb = prefix(xb)
+            z, caches = body.forward_cached(xb)
+            loss, g_z = softmax_cross_entropy(z, yb)
+            _, grads = body.backward(caches, g_z, input_grad=False)
+            opt.step([grads[i][name] for i, name in keys])
+            loss_sum += loss * len(idx)
+            correct += int((z.argmax(axis=1) == yb).sum())
+            seen += len(idx)
+            bar.update(len(idx))
+            bar.set_postfix_str(f"loss {loss_sum / seen:.4f} acc {correct / seen:.4f}")
+        history.seconds.append(time.perf_counter() - start)
+        history.loss.append(loss_sum / n)
+        history.accuracy.append(correct / n)
+        history.lr.append(opt.lr)
+        if x_val is not None:
+            val_loss, val_acc = _val_metrics(logits_part(net), x_val, y_val)
+            history.val_loss.append(val_loss)
+            history.val_accuracy.append(val_acc)
+            bar.set_postfix_str(f"loss {loss_sum / n:.4f} acc {correct / n:.4f} "
+                                f"val_acc {val_acc:.4f}")
+        bar.close()
+        if not np.isfinite(history.loss[-1]):
+            raise FloatingPointError(
+                f"fit diverged in epoch {epoch + 1}: the mean loss is {history.loss[-1]}; "
+                f"lower the learning rate (lr={lr})")
+        if checkpoint is not None:
+            save_checkpoint(net, checkpoint)
+    return history
