@@ -46,7 +46,11 @@ class Layer:
 
     # -- calls --------------------------------------------------------------------
     def __call__(self, x):
-        return self.forward(as_float_array(x, repr(self)))[0]
+        x = as_float_array(x, repr(self))
+        try:
+            return self.forward(x)[0]
+        except ValueError as err:
+            raise _with_batch(err, x.shape) from None
 
     def forward(self, x):
         """Return ``(y, cache)`` for a float batch ``x`` of shape ``(N, *S)``.
@@ -85,14 +89,22 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
+def _with_batch(err, shape):
+    """Show the real batch size where a shape error says ``got (N, ...)``."""
+    msg = str(err)
+    if shape and "got (N, " in msg:
+        msg = msg.replace("got (N, ", f"got ({shape[0]}, ", 1)
+    return type(err)(msg)
+
+
 def fold(dx):
     """``(N, D, *S)`` -> ``(N*D, *S)``: the direction axis joins the batch (a view)."""
     return dx.reshape((dx.shape[0] * dx.shape[1],) + dx.shape[2:])
 
 
-def unfold(y, n):
+def unfold(y, n, d):
     """``(N*D, *S)`` -> ``(N, D, *S)``, the inverse of :func:`fold`."""
-    return y.reshape((n, y.shape[0] // n if n else 0) + y.shape[1:])
+    return y.reshape((n, d) + y.shape[1:])
 
 
 def cast_param(p, dtype):

@@ -3,6 +3,7 @@ import numpy as np
 
 from .._validation import as_float_array, check_tangent, shape_str
 from ..config import DEFAULT_MAX_MEMORY
+from .layer import _with_batch
 from .memory import plan_chunks
 from .trace import Trace
 
@@ -81,7 +82,11 @@ class Sequential:
             raise ValueError(
                 f"Sequential expected a batch x of shape (N, *S) with at least 2 axes, got "
                 f"{shape_str(x.shape)}; add a batch axis with x[None]")
-        return x, self.shapes(x.shape[1:])
+        try:
+            return x, self.shapes(x.shape[1:])
+        except ValueError as err:
+            raise (_with_batch(err, x.shape) if str(err).startswith("Sequential layer 0,")
+                   else err) from None
 
     # -- primal -----------------------------------------------------------------------
     def forward(self, x):

@@ -25,7 +25,7 @@ class Trace:
         s_in = shapes[0]
         D = int(np.prod(s_in))
         self.jacobians = [
-            np.ascontiguousarray(np.moveaxis(t.reshape(t.shape[0], D, -1), 1, 2)).reshape(
+            np.ascontiguousarray(np.moveaxis(t.reshape(t.shape[0], D, int(np.prod(s))), 1, 2)).reshape(
                 (t.shape[0],) + tuple(s) + tuple(s_in))
             for t, s in zip(tangents, shapes)]
 

@@ -101,7 +101,7 @@ class Conv2d(Layer):
         P = cols.shape[1]
         W = cast_param(self.weight, x.dtype).reshape(Co, -1)
         if G == 1:
-            y = cols.reshape(M * P, -1) @ W.T
+            y = cols.reshape(M * P, cols.shape[2]) @ W.T
         else:
             Kg, Cog = W.shape[1], Co // G
             y = np.empty((M * P, Co), dtype=x.dtype)
@@ -118,7 +118,7 @@ class Conv2d(Layer):
         return y, (cols, x.shape[1:])
 
     def jvp(self, cache, dx):
-        return unfold(self._apply(fold(dx), bias=False)[0], dx.shape[0])
+        return unfold(self._apply(fold(dx), bias=False)[0], *dx.shape[:2])
 
     def vjp(self, cache, gy):
         _, in_shape = cache
@@ -135,16 +135,16 @@ class Conv2d(Layer):
             gcols = np.empty((M * P, Kg * G), dtype=gy.dtype)
             for i in range(G):
                 gcols[:, i * Kg:(i + 1) * Kg] = g[:, i * Cog:(i + 1) * Cog] @ W[i * Cog:(i + 1) * Cog]
-        gx = col2im(gcols.reshape(M, P, -1), in_shape, self.kernel_size, self.stride,
+        gx = col2im(gcols.reshape(M, P, gcols.shape[1]), in_shape, self.kernel_size, self.stride,
                     self.padding, self.dilation)
-        return unfold(gx, gy.shape[0])
+        return unfold(gx, *gy.shape[:2])
 
     def param_vjp(self, cache, gy):
         cols, _ = cache
         N, Co = gy.shape[0], self.out_channels
         P = cols.shape[1]
         g = gy.reshape(N, Co, P).transpose(1, 0, 2).reshape(Co, N * P)
-        c = cols.reshape(N * P, -1)
+        c = cols.reshape(N * P, cols.shape[2])
         G = self.groups
         if G == 1:
             gW = g @ c

@@ -55,10 +55,10 @@ class Linear(Layer):
 
     def jvp(self, cache, dx):
         # linear layer: the JVP is the forward map without its bias
-        return unfold(fold(dx) @ cast_param(self.weight, dx.dtype).T, dx.shape[0])
+        return unfold(fold(dx) @ cast_param(self.weight, dx.dtype).T, *dx.shape[:2])
 
     def vjp(self, cache, gy):
-        return unfold(fold(gy) @ cast_param(self.weight, gy.dtype), gy.shape[0])
+        return unfold(fold(gy) @ cast_param(self.weight, gy.dtype), *gy.shape[:2])
 
     def param_vjp(self, cache, gy):
         x = cache

@@ -48,14 +48,14 @@ class MaxPool2d(_Pool2d):
     def jvp(self, cache, dx):
         argmax, (C, H, W) = cache
         N, D = dx.shape[:2]
-        Ho = out_size(H, self.kernel_size[0], self.stride[0], self.padding[0], 1)
+        _, Ho, Wo = self.output_shape((C, H, W))
         dy = K.gather(dx.reshape(N, D, C, H * W), argmax)
-        return dy.reshape(N, D, C, Ho, -1)
+        return dy.reshape(N, D, C, Ho, Wo)
 
     def vjp(self, cache, gy):
         argmax, (C, H, W) = cache
         N, Kc = gy.shape[:2]
-        gx = K.scatter(gy.reshape(N, Kc, C, -1), argmax, H * W)
+        gx = K.scatter(gy.reshape(N, Kc, C, argmax.shape[2]), argmax, H * W)
         return gx.reshape(N, Kc, C, H, W)
 
 
@@ -80,7 +80,7 @@ class AvgPool2d(_Pool2d):
         return self._apply(x), x.shape[1:]
 
     def jvp(self, cache, dx):
-        return unfold(self._apply(fold(dx)), dx.shape[0])
+        return unfold(self._apply(fold(dx)), *dx.shape[:2])
 
     def vjp(self, cache, gy):
         C, H, W = cache
