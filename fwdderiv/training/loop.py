@@ -88,6 +88,55 @@ def _param_arrays(net):
     return keys, arrays
 
 
+def _split(net):
+    """``(body, prefix, first)``: the logits part of ``net`` from its first layer with
+    parameters on, and the parameter-free layers before it (None if there are none).
+
+    Leading parameter-free layers (e.g. Pad2d) are plain preprocessing: they need no
+    caches, and the first trainable layer needs no input cotangent.
+    """
+    body = logits_part(net)
+    first = next((i for i, p in enumerate(body.params) if p), len(body))
+    return body[first:], (body[:first] if first else None), first
+
+
+def _step_grads(body, prefix, x, y):
+    if prefix is not None:
+        x = prefix(x)
+    z, caches = body.forward_cached(x)
+    loss, g_z = softmax_cross_entropy(z, y)
+    _, grads = body.backward(caches, g_z, input_grad=False)
+    return loss, z, grads
+
+
+def loss_and_grads(net, x, y):
+    """Mean softmax cross-entropy of ``net`` on ``(x, y)`` and its parameter gradients.
+
+    The loss is taken on the logits (``net[:-1]`` when ``net`` ends in Softmax or
+    LogSoftmax); gradients come from each layer's ``param_vjp`` through
+    ``Sequential.forward_cached`` and ``Sequential.backward``.
+
+    Parameters
+    ----------
+    net : Sequential
+    x : ndarray of shape (N, *S)
+    y : ndarray of shape (N,), int
+
+    Returns
+    -------
+    loss : float
+    grads : list of dict
+        One dict per layer of ``net`` (empty for layers without parameters), keyed
+        like ``layer.params``.
+    """
+    _check_data("loss_and_grads", net, x, y)
+    body, prefix, first = _split(net)
+    loss, _, body_grads = _step_grads(body, prefix, x, np.asarray(y))
+    grads = [{} for _ in range(len(net))]
+    grads[first:first + len(body_grads)] = body_grads
+    return loss, grads
+
+
 def predict(net, x, batch_size=EVAL_BATCH_SIZE):
     """``net(x)`` computed ``batch_size`` examples at a time.
 
@@ -101,7 +150,7 @@ def predict(net, x, batch_size=EVAL_BATCH_SIZE):
     ndarray of shape (N, *S_out)
     """
     if len(x) == 0:
-        return net(x[:1])[:0]
+        raise ValueError("predict expected at least one example, got an empty x")
     return np.concatenate([net(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
@@ -127,6 +176,7 @@ def evaluate(net, x, y, batch_size=EVAL_BATCH_SIZE):
     >>> acc = evaluate(net, ds.x_test, ds.y_test)   # doctest: +SKIP
     """
     _check_data("evaluate", net, x, y)
+    y = np.asarray(y)
     if len(x) == 0:
         raise ValueError("evaluate expected at least one example, got an empty x")
     correct = 0
@@ -219,11 +269,7 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
         y_val = np.asarray(y_val)
     if len(x) == 0:
         raise ValueError("fit expected at least one training example, got an empty x")
-    body = logits_part(net)
-    # Leading parameter-free layers (e.g. Pad2d) are plain preprocessing: no caches for
-    # them, and no input cotangent for the first trainable layer.
-    first = next((i for i, p in enumerate(body.params) if p), len(body))
-    prefix, body = (body[:first] if first else None), body[first:]
+    body, prefix, first = _split(net)
     keys, arrays = _param_arrays(body)
     if not arrays:
         raise ValueError("fit expected a network with parameters, got one with none")
@@ -241,11 +287,7 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
         for lo in range(0, n, batch_size):
             idx = order[lo:lo + batch_size]
             xb, yb = x[idx], y[idx]
-            if prefix is not None:
-                xb = prefix(xb)
-            z, caches = body.forward_cached(xb)
-            loss, g_z = softmax_cross_entropy(z, yb)
-            _, grads = body.backward(caches, g_z, input_grad=False)
+            loss, z, grads = _step_grads(body, prefix, xb, yb)
             opt.step([grads[i][name] for i, name in keys])
             loss_sum += loss * len(idx)
             correct += int((z.argmax(axis=1) == yb).sum())

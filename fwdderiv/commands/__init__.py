@@ -1,0 +1,1 @@
+"""Subcommands of the ``fwdderiv`` command line."""
