@@ -161,15 +161,19 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
                iterations=np.zeros(n, np.int64), original=np.zeros(n, np.int64),
                predictions=np.zeros(n, np.int64))
     bar = make_progress(progress, n, "jsma")
-    n_success = 0
+    n_success = [0]
+
+    def notify(k, k_success):
+        if k:
+            n_success[0] += k_success
+            bar.update(k, n_success[0])
+
     try:
         for b0 in range(0, n, batch_size):
             sl = slice(b0, min(n, b0 + batch_size))
             _craft_batch(net, x[sl], x_adv[sl], t[sl], {k: v[sl] for k, v in out.items()},
                          theta, lo, hi, budget, max_iter, domain_policy, logits, mode,
-                         pair_method, max_memory)
-            n_success += int(out["success"][sl].sum())
-            bar.update(sl.stop - sl.start, n_success)
+                         pair_method, max_memory, notify)
     finally:
         bar.close()
     return JSMAResult(x_adv=x_adv, distortion=out["n_changed"] / max(m, 1), targets=t,
@@ -177,8 +181,11 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
 
 
 def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy, logits,
-                 mode, pair_method, max_memory):
-    """Advance one batch in place: x_adv and the arrays in ``out`` are views."""
+                 mode, pair_method, max_memory, notify):
+    """Advance one batch in place: x_adv and the arrays in ``out`` are views.
+
+    ``notify(k, k_success)`` is called whenever k samples finish, k_success of them on
+    target."""
     n = x.shape[0]
     x0 = x.reshape(n, -1)
     xf = x_adv.reshape(n, -1)
@@ -186,14 +193,13 @@ def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy,
     domain = xf < hi if theta > 0 else xf > lo
     changed = np.zeros(xf.shape, bool)
     active = np.arange(n)
-    first = True
-    rows = None
     while active.size:
         allow = (out["n_changed"][active] + 2 <= budget) & (out["iterations"][active] < max_iter)
         final, stepping = active[~allow], active[allow]
         if final.size:
             pred = net(x_adv[final]).reshape(final.size, -1).argmax(axis=1)
             out["predictions"][final] = pred
+            notify(final.size, int(np.count_nonzero(pred == t[final])))
         active = stepping
         if not stepping.size:
             break
@@ -204,11 +210,13 @@ def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy,
         hit = pred == t[stepping]
         rows, J = stepping[~hit], J[~hit]
         if not rows.size:
+            notify(hit.size, hit.size)
             break
         alpha, beta = target_terms(J, t[rows])
         p, q, _ = best_pairs(alpha, beta, domain[rows], increasing=theta > 0,
                              method=pair_method, max_memory=max_memory)
         found = p >= 0
+        notify(int(hit.sum()) + int((~found).sum()), int(hit.sum()))
         rows, p, q = rows[found], p[found], q[found]
         for idx in (p, q):
             old = xf[rows, idx]
@@ -225,7 +233,6 @@ def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy,
         out["iterations"][rows] += 1
         out["n_changed"][rows] = changed[rows].sum(axis=1)
         active = rows
-    # Original predictions: the first evaluation of every sample happened at x itself.
     out["original"][:] = net(x).reshape(n, -1).argmax(axis=1) if n else 0
     out["success"][:] = out["predictions"] == t
 

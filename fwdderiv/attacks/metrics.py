@@ -3,7 +3,7 @@
 - success rate and mean distortion, over all samples and over successful ones
   (Section V-A), and their source-by-target matrices;
 - the hardness of a source-target pair (Section V-B): the area under the curve of the
-  distortion needed against the success rate it buys;
+  distortion needed against the success rate it buys (:func:`hardness`);
 - the adversarial distance of a sample (Section V-C), the fraction of features whose
   increasing saliency map is zero: ``A(X, t) = 1 - (1/M) sum_i 1[S(X, t)_i > 0]``.
 """
@@ -138,12 +138,16 @@ def hardness(success, distortion, upsilons):
 
     .. math::
 
-        H(s, t) = \\int \\Upsilon(s, t, \\tau)\\, d\\tau \\approx
+        H(s, t) = \\int_0^1 \\Upsilon(s, t, \\tau)\\, d\\tau \\approx
         \\sum_k (\\tau_{k+1} - \\tau_k) \\frac{\\Upsilon_{k+1} + \\Upsilon_k}{2}
 
-    the area under the curve of the maximum distortion ``Upsilon`` against the success
-    rate ``tau`` it achieves, by the trapezoidal rule over the budgets ``upsilons``.
-    Larger means harder: the pair needs more distortion for the same success rate.
+    the area under the curve of the maximum distortion ``Upsilon`` needed against the
+    success rate ``tau`` it buys, by the trapezoidal rule over the budgets ``upsilons``.
+    Samples that do not succeed within the largest budget are charged that budget (the
+    curve is closed with the point ``(tau=1, Upsilon_max)``), so a pair that resists the
+    attack is the hardest, not the easiest. Integrating by parts, ``H`` equals
+    ``Upsilon_max`` minus the area under the success-rate-versus-distortion curve.
+    ``H`` lies in ``[0, Upsilon_max]``; larger is harder.
 
     Parameters
     ----------
@@ -160,7 +164,8 @@ def hardness(success, distortion, upsilons):
     if u.ndim != 1 or u.size < 2 or np.any(np.diff(u) <= 0):
         raise ValueError(f"hardness expected at least two increasing budgets, got {u}; "
                          "pass e.g. np.linspace(0, 0.145, 11).")
-    tau = success_curve(success, distortion, u)
+    tau = np.append(success_curve(success, distortion, u), 1.0)
+    u = np.append(u, u[-1])
     return float(np.sum(np.diff(tau) * (u[1:] + u[:-1]) / 2))
 
 

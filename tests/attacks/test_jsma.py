@@ -126,8 +126,11 @@ def test_progress_callback_sees_every_sample(digits_net, batch):
     x, t = batch
     calls = []
     res = jsma(digits_net, x, t, batch_size=10, progress=lambda *a: calls.append(a))
-    assert [c[0] for c in calls] == [10, 20, 24] and calls[-1][1] == 24
-    assert calls[-1][2] == res.success.sum()
+    done = [c[0] for c in calls]
+    assert done == sorted(set(done)) and done[-1] == 24 and len(done) > 3
+    assert all(c[1] == 24 for c in calls)
+    wins = [c[2] for c in calls]
+    assert wins == sorted(wins) and wins[-1] == res.success.sum() > 0
 
 
 def test_expand_targets_and_untargeted_choice_are_explicit(digits_net, batch):

@@ -1,0 +1,58 @@
+"""The paper's measures on hand-made crafting results."""
+import numpy as np
+import pytest
+
+from fwdderiv.attacks import (hardness, hardness_matrix, mean_distortion, source_target_matrices,
+                              source_target_matrix, success_curve, success_rate)
+
+SRC = np.array([0, 0, 0, 1, 1, 2])
+TGT = np.array([1, 1, 2, 0, 0, 1])
+OK = np.array([True, False, True, True, True, False])
+DIST = np.array([0.02, 0.145, 0.04, 0.01, 0.03, 0.14])
+
+
+def test_rates_and_means():
+    assert success_rate(OK) == pytest.approx(4 / 6)
+    assert mean_distortion(DIST) == pytest.approx(DIST.mean())
+    assert mean_distortion(DIST, OK) == pytest.approx((0.02 + 0.04 + 0.01 + 0.03) / 4)
+    assert np.isnan(success_rate([])) and np.isnan(mean_distortion(DIST, np.zeros(6, bool)))
+
+
+def test_source_target_matrices():
+    M = source_target_matrices(SRC, TGT, OK, DIST, 3)
+    np.testing.assert_array_equal(M["count"], [[0, 2, 1], [2, 0, 0], [0, 1, 0]])
+    sr = M["success_rate"]
+    assert sr[0, 1] == 0.5 and sr[0, 2] == 1 and sr[1, 0] == 1 and sr[2, 1] == 0
+    assert np.isnan(sr[0, 0]) and np.isnan(sr[1, 2])
+    assert M["distortion_all"][0, 1] == pytest.approx((0.02 + 0.145) / 2)
+    assert M["distortion_successful"][0, 1] == pytest.approx(0.02)
+    assert np.isnan(M["distortion_successful"][2, 1])
+    # The overall rate is the count-weighted mean of the matrix.
+    w = M["count"]
+    assert np.nansum(sr * w) / w.sum() == pytest.approx(success_rate(OK))
+    with pytest.raises(ValueError, match="classes in"):
+        source_target_matrix(SRC, TGT, OK, 2)
+
+
+def test_success_curve_counts_successes_within_each_budget():
+    tau = success_curve(OK, DIST, [0.0, 0.015, 0.03, 0.145])
+    np.testing.assert_allclose(tau, [0, 1 / 6, 3 / 6, 4 / 6])
+
+
+def test_hardness_is_the_trapezoid_area_of_distortion_against_success():
+    u = np.array([0.0, 0.02, 0.04])
+    ok = np.array([True, True, False, True])
+    d = np.array([0.01, 0.03, 0.04, 0.02])
+    tau = np.array([0.0, 0.5, 0.75])
+    expected = ((tau[1] - tau[0]) * (u[1] + u[0]) / 2 + (tau[2] - tau[1]) * (u[2] + u[1]) / 2
+                + (1 - tau[2]) * u[2])  # the failure is charged the largest budget
+    assert hardness(ok, d, u) == pytest.approx(expected)
+    # Integration by parts: Upsilon_max minus the area under tau(Upsilon).
+    assert hardness(ok, d, u) == pytest.approx(u[-1] - np.trapezoid(tau, u))
+    # Needing more distortion for the same success makes a pair harder.
+    assert hardness(ok, d * 1.9, u) > hardness(ok, d, u)
+    H = hardness_matrix(SRC, TGT, OK, DIST, 3, np.linspace(0, 0.145, 11))
+    assert np.isnan(H[0, 0]) and H[2, 1] == pytest.approx(0.145)  # never succeeded
+    assert 0 < H[1, 0] < H[0, 1] < 0.145
+    with pytest.raises(ValueError, match="increasing budgets"):
+        hardness(ok, d, [0.1, 0.05])
