@@ -1,0 +1,98 @@
+"""``fwdderiv reproduce`` end to end on a small digits run."""
+import argparse
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import fwdderiv as fd
+from fwdderiv.commands import reproduce
+from fwdderiv.models.pretrained import cache_path
+
+
+def _parse(argv):
+    ap = argparse.ArgumentParser(prog="fwdderiv")
+    reproduce.add_parser(ap.add_subparsers(dest="command"))
+    return ap.parse_args(["reproduce", *argv])
+
+
+@pytest.fixture
+def cached_digits_model(tmp_path, monkeypatch, digits_net):
+    """A private cache holding the fitted test classifier as the 'pretrained' digits_net
+    (the session cache and its real trained model stay untouched)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FWDDERIV_CACHE_DIR", str(cache))
+    path = cache_path("digits_net", "digits")
+    path.parent.mkdir(parents=True)
+    fd.save(digits_net, path)
+    return digits_net
+
+
+def test_small_digits_run_writes_consistent_files(tmp_path, cached_digits_model):
+    out = tmp_path / "rep"
+    args = _parse(["--samples", "12", "--output", str(out), "--no-progress"])
+    assert args.run(args) == 0
+    for name in ("report.md", "results.json", "adversarial_grid.png", "saliency_maps.png",
+                 "adversarial_samples.npz"):
+        assert (out / name).stat().st_size > 0
+    for png in ("adversarial_grid.png", "saliency_maps.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = json.loads((out / "results.json").read_text())
+    ps = r["per_sample"]
+    n = len(ps["success"])
+    assert n == r["n_crafted"] == 12 * 9
+    assert r["success_rate"] == pytest.approx(np.mean(ps["success"]))
+    changed = np.array(ps["n_changed"])
+    ok = np.array(ps["success"])
+    assert r["mean_distortion_all"] == pytest.approx(changed.mean() / r["n_features"])
+    assert r["mean_distortion_successful"] == pytest.approx(changed[ok].mean() / r["n_features"])
+    assert changed.max() <= r["budget_features"] == 9
+    count = np.array(r["matrices"]["count"])
+    assert count.sum() == n and np.all(np.diag(count) == 0)
+    sr = np.array(r["matrices"]["success_rate"], dtype=float)
+    assert np.nansum(sr * count) / n == pytest.approx(r["success_rate"])
+    assert r["success_curve"]["success_rate"][-1] == pytest.approx(r["success_rate"])
+    assert r["paper"]["success_rate"] == 0.971 and r["paper"]["mean_distortion"] == 0.0402
+    # The sources are correctly classified test samples, each towards the 9 other classes.
+    from fwdderiv.datasets import load_dataset
+    ds = load_dataset("digits")
+    idx = np.array(ps["test_index"])
+    np.testing.assert_array_equal(ds.y_test[idx], ps["source"])
+    assert not np.any(np.array(ps["source"]) == np.array(ps["target"]))
+    saved = np.load(out / "adversarial_samples.npz")
+    pred = cached_digits_model(saved["x_adv"].astype(np.float64)).argmax(1)
+    np.testing.assert_array_equal(pred == saved["target"], ok)
+    report = (out / "report.md").read_text()
+    assert f"{100 * r['success_rate']:.2f}%" in report
+    assert "97.10%" in report and "4.02%" in report and "MNIST" in report
+    assert "adversarial_grid.png" in report
+
+
+def test_missing_matplotlib_is_a_clear_error(tmp_path, cached_digits_model, monkeypatch,
+                                             capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    args = _parse(["--samples", "2", "--output", str(tmp_path / "x"), "--no-progress"])
+    assert args.run(args) == 2
+    err = capsys.readouterr().err
+    assert "matplotlib" in err and "--no-figures" in err and "fwdderiv[data]" in err
+    args = _parse(["--samples", "2", "--output", str(tmp_path / "y"), "--no-progress",
+                   "--no-figures"])
+    assert args.run(args) == 0
+    assert not (tmp_path / "y" / "adversarial_grid.png").exists()
+    assert (tmp_path / "y" / "report.md").exists()
+
+
+def test_help_explains_the_run():
+    ap = argparse.ArgumentParser(prog="fwdderiv")
+    p = reproduce.add_parser(ap.add_subparsers())
+    text = p.format_help()
+    for word in ("--data-dir", "--samples", "--output", "Papernot", "adversarial_grid.png",
+                 "14.5%", "results.json"):
+        assert word in text
+
+
+def test_source_selection_takes_classes_in_turn():
+    y = np.array([0, 0, 1, 2, 1, 0, 2])
+    pred = np.array([0, 0, 1, 2, 0, 0, 2])
+    np.testing.assert_array_equal(reproduce.select_sources(y, pred, 5, 3), [0, 2, 3, 1, 6])
