@@ -15,11 +15,13 @@ import numpy as np
 
 from ._progress import make_progress
 from .pairs import best_pairs
-from .saliency import _as_targets, _check_output_layer, forward_derivative, target_terms
+from .saliency import (_as_targets, _check_output_layer, forward_derivative, target_terms,
+                       target_terms_vjp)
 
 __all__ = ["JSMAResult", "jsma", "expand_targets", "jsma_untargeted"]
 
 DOMAIN_POLICIES = ("saturated", "picked")
+MODES = ("forward", "reverse", "vjp")
 
 
 @dataclass
@@ -59,7 +61,7 @@ class JSMAResult:
     budget: int
 
 
-def _validate(x, theta, upsilon, clip, domain_policy):
+def _validate(x, theta, upsilon, clip, domain_policy, mode):
     if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
         kind = getattr(x, "dtype", type(x).__name__)
         raise TypeError(f"jsma expected a float ndarray x of shape (N, *S), got {kind}; "
@@ -76,6 +78,9 @@ def _validate(x, theta, upsilon, clip, domain_policy):
     lo, hi = clip
     if not lo < hi:
         raise ValueError(f"jsma expected clip=(low, high) with low < high, got {clip}.")
+    if mode not in MODES:
+        raise ValueError(f"jsma expected mode in {MODES}, got {mode!r}; 'forward' is the "
+                         "paper's forward derivative.")
     if domain_policy not in DOMAIN_POLICIES:
         raise ValueError(f"jsma expected domain_policy in {DOMAIN_POLICIES}, got "
                          f"{domain_policy!r}.")
@@ -113,8 +118,13 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
         features that can still move in theta's direction (not at that bound).
     logits : bool
         Differentiate the logits ``Z = net[:-1]`` instead of ``F``.
-    mode : {"forward", "reverse"}
-        Jacobian mode passed to ``net.jacobian`` (forward: the paper's).
+    mode : {"forward", "reverse", "vjp"}
+        How ``alpha`` and ``beta`` are obtained. ``"forward"`` (default): the paper's
+        forward derivative, the full Jacobian by ``net.jacobian(x, mode="forward")``;
+        ``"reverse"``: the same Jacobian in reverse mode (K backward passes);
+        ``"vjp"``: only the two rows the attack needs, ``alpha`` and ``beta``, as two
+        backward passes (:func:`~fwdderiv.attacks.saliency.target_terms_vjp`). All three
+        give the same numbers up to rounding.
     pair_method : {"numba", "numpy"}
         Pair search implementation, see :func:`~fwdderiv.attacks.pairs.best_pairs`.
     batch_size : int
@@ -142,7 +152,7 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
     >>> res.x_adv.shape, res.success.dtype
     ((2, 1, 8, 8), dtype('bool'))
     """
-    lo, hi = _validate(x, theta, upsilon, clip, domain_policy)
+    lo, hi = _validate(x, theta, upsilon, clip, domain_policy, mode)
     if logits:
         _check_output_layer(net, logits, "jsma")
     n = x.shape[0]
@@ -203,16 +213,19 @@ def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy,
         active = stepping
         if not stepping.size:
             break
-        y, J = forward_derivative(net, x_adv[stepping], logits=logits, mode=mode,
-                                  max_memory=max_memory)
+        if mode == "vjp":
+            y, alpha, beta = target_terms_vjp(net, x_adv[stepping], t[stepping], logits)
+        else:
+            y, J = forward_derivative(net, x_adv[stepping], logits=logits, mode=mode,
+                                      max_memory=max_memory)
+            alpha, beta = target_terms(J, t[stepping])
         pred = y.argmax(axis=1)
         out["predictions"][stepping] = pred
         hit = pred == t[stepping]
-        rows, J = stepping[~hit], J[~hit]
+        rows, alpha, beta = stepping[~hit], alpha[~hit], beta[~hit]
         if not rows.size:
             notify(hit.size, hit.size)
             break
-        alpha, beta = target_terms(J, t[rows])
         p, q, _ = best_pairs(alpha, beta, domain[rows], increasing=theta > 0,
                              method=pair_method, max_memory=max_memory)
         found = p >= 0

@@ -23,7 +23,8 @@ keeps the two terms independent.
 """
 import numpy as np
 
-__all__ = ["forward_derivative", "target_terms", "saliency_from_jacobian", "saliency_map"]
+__all__ = ["forward_derivative", "target_terms", "target_terms_vjp", "saliency_from_jacobian",
+           "saliency_map"]
 
 
 def _as_targets(targets, n, n_classes, who):
@@ -114,6 +115,43 @@ def target_terms(J, targets):
     others[rows, t] = False
     beta = np.where(others[:, :, None], J, 0).sum(axis=1, dtype=J.dtype)
     return alpha, beta
+
+
+def target_terms_vjp(net, x, targets, logits=False):
+    """``alpha`` and ``beta`` as two vector-Jacobian products, without the full Jacobian.
+
+    ``alpha = e_t^T J`` and ``beta = (1 - e_t)^T J``: two cotangents pulled back through
+    the network (reverse mode) instead of the ``M`` tangent directions of the forward
+    derivative or the ``K`` cotangents of a reverse Jacobian. The numbers agree with
+    :func:`target_terms` of :func:`forward_derivative` up to rounding (``beta`` is summed
+    inside the backward pass rather than row by row).
+
+    Parameters
+    ----------
+    net : Sequential
+    x : ndarray of shape (N, *S)
+    targets : ndarray of shape (N,) or int
+    logits : bool
+        Differentiate ``Z = net[:-1]`` instead of ``F``.
+
+    Returns
+    -------
+    y : ndarray of shape (N, K)
+        Output of the differentiated function.
+    alpha, beta : ndarray of shape (N, M)
+    """
+    _check_output_layer(net, logits, "target_terms_vjp")
+    f = net[:-1] if logits else net
+    n = x.shape[0]
+    k = int(np.prod(f.output_shape(x.shape[1:])))
+    t = _as_targets(targets, n, k, "target_terms_vjp")
+    gy = np.zeros((n, 2, k), dtype=x.dtype)
+    gy[np.arange(n), 0, t] = 1
+    gy[:, 1] = 1
+    gy[np.arange(n), 1, t] = 0
+    y, gx = f.vjp(x, gy.reshape((n, 2) + tuple(f.output_shape(x.shape[1:]))))
+    gx = gx.reshape(n, 2, -1)
+    return y.reshape(n, -1), gx[:, 0], gx[:, 1]
 
 
 def saliency_from_jacobian(J, targets, increasing=True):

@@ -163,3 +163,12 @@ def test_input_errors(digits_net, batch):
         jsma(digits_net, x, t, domain_policy="never")
     with pytest.raises(ValueError, match="upsilon"):
         jsma(digits_net, x, t, upsilon=14.5)
+
+
+@pytest.mark.parametrize("mode", ["reverse", "vjp"])
+def test_jacobian_modes_craft_the_same_samples(digits_net, batch, mode):
+    x, t = batch
+    ref = jsma(digits_net, x, t)
+    res = jsma(digits_net, x, t, mode=mode)
+    np.testing.assert_array_equal(res.x_adv, ref.x_adv)
+    np.testing.assert_array_equal(res.iterations, ref.iterations)

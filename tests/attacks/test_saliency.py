@@ -82,3 +82,16 @@ def test_target_errors():
         target_terms(J, [0.0, 1.0])
     with pytest.raises(ValueError, match="one target per sample"):
         target_terms(J, [0, 1, 2])
+
+
+@pytest.mark.parametrize("logits", [False, True])
+def test_two_vjps_give_the_same_terms_as_the_forward_derivative(digits, digits_net, logits):
+    from fwdderiv.attacks import target_terms_vjp
+    x = digits.x_test[:5].astype(np.float64)
+    t = np.array([0, 3, 5, 7, 9])
+    y, J = forward_derivative(digits_net, x, logits=logits)
+    y2, alpha, beta = target_terms_vjp(digits_net, x, t, logits=logits)
+    a_ref, b_ref = target_terms(J, t)
+    np.testing.assert_allclose(y2, y, rtol=1e-12)
+    np.testing.assert_allclose(alpha, a_ref, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(beta, b_ref, rtol=1e-9, atol=1e-12)
