@@ -15,22 +15,37 @@ def _size(shape):
     return int(np.prod(shape, dtype=np.int64))
 
 
-def estimate(layers, shapes, itemsize):
+def estimate(layers, shapes, itemsize, start=0):
     """Bytes per (example, direction) of tangent work, and per example of primal caches.
 
     While a layer runs, its input tangent, its output tangent and its workspace (a conv's
     im2col columns, declared by ``layer.work_size(in_shape)``) are alive at once.
     """
     per_dir, per_example = _size(shapes[-1]), 0
-    for layer, s_in, s_out in zip(layers, shapes[:-1], shapes[1:]):
+    for i, (layer, s_in, s_out) in enumerate(zip(layers, shapes[:-1], shapes[1:])):
         work = layer.work_size(s_in) if hasattr(layer, "work_size") else 0
-        per_dir = max(per_dir, _size(s_in) + _size(s_out) + work)
+        if i >= start:
+            per_dir = max(per_dir, _size(s_in) + _size(s_out) + work)
         per_example += 2 * _size(s_out) + work
     return per_dir * itemsize, (per_example + _size(shapes[0])) * itemsize
 
 
 def _ranges(total, step):
     return [(i, min(i + step, total)) for i in range(0, total, step)]
+
+
+def plan_windowed(layers, shapes, n_examples, itemsize, max_memory, n_windowed,
+                  window_elements):
+    """Chunks of examples for a forward Jacobian whose first ``n_windowed`` layers run on
+    windowed tangents (all directions of an example at once); None if one example does
+    not fit ``max_memory``, in which case the caller uses dense direction chunks."""
+    per_dir, per_example = estimate(layers, shapes, itemsize, start=n_windowed)
+    D = _size(shapes[0])
+    need = per_example + max(D * per_dir, window_elements * itemsize)
+    if need > max_memory:
+        return None
+    nc = max(1, min(n_examples, max_memory // need))
+    return ChunkPlan(_ranges(n_examples, nc), [(0, D)], per_dir, per_example)
 
 
 def plan_chunks(layers, shapes, n_examples, n_directions, itemsize, max_memory):

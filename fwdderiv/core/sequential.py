@@ -4,7 +4,8 @@ import numpy as np
 from .._validation import as_float_array, check_tangent, shape_str
 from ..config import DEFAULT_MAX_MEMORY
 from .layer import _with_batch
-from .memory import plan_chunks
+from . import local
+from .memory import plan_chunks, plan_windowed
 from .trace import Trace
 
 
@@ -164,7 +165,7 @@ class Sequential:
         return y, g
 
     def jacobian(self, x, mode="forward", max_memory=None, return_output=False,
-                 intermediates=False):
+                 intermediates=False, windowed=True):
         r"""The forward derivative :math:`\partial F/\partial x` of every example.
 
         Parameters
@@ -182,6 +183,11 @@ class Sequential:
             Also return ``F(x)``, computed once with the Jacobian.
         intermediates : bool
             Return a :class:`fwdderiv.core.Trace` with every H_k and dH_k/dx instead.
+        windowed : bool
+            Forward mode only: carry the tangents of the leading conv/pool/elementwise
+            layers as receptive-field windows (:mod:`fwdderiv.core.local`), where they
+            can be non-zero, and go dense after. False carries dense tangents throughout.
+            Both give the same numbers up to float rounding.
 
         Returns
         -------
@@ -200,15 +206,26 @@ class Sequential:
             return self._trace(x, shapes)
         N, s_in, s_out = x.shape[0], shapes[0], shapes[-1]
         D, K = int(np.prod(s_in)), int(np.prod(s_out))
-        plan = plan_chunks(self.layers, shapes, N, D if mode == "forward" else K,
-                           x.dtype.itemsize, max_memory)
+        n_win, windows, plan = 0, [], None
+        if mode == "forward" and windowed:
+            n_win, windows = local.plan(self.layers, shapes)
+            if n_win:
+                plan = plan_windowed(self.layers, shapes, N, x.dtype.itemsize, max_memory,
+                                     n_win, local.elements_per_example(shapes, windows))
+                n_win = n_win if plan else 0
+        if plan is None:
+            plan = plan_chunks(self.layers, shapes, N, D if mode == "forward" else K,
+                               x.dtype.itemsize, max_memory)
         J = np.empty((N, K, D), dtype=x.dtype)
         y = np.empty((N,) + s_out, dtype=x.dtype)
         run = self._forward_chunk if mode == "forward" else self._reverse_chunk
         for n0, n1 in plan.example_chunks:
             y[n0:n1], caches = self._forward_cached(x[n0:n1])
             for d0, d1 in plan.direction_chunks:
-                run(caches, shapes, n1 - n0, d0, d1, x.dtype, J[n0:n1])
+                if n_win:
+                    self._windowed_chunk(caches, shapes, n1 - n0, windows, x.dtype, J[n0:n1])
+                else:
+                    run(caches, shapes, n1 - n0, d0, d1, x.dtype, J[n0:n1])
         J = J.reshape((N,) + s_out + s_in)
         return (y, J) if return_output else J
 
@@ -231,6 +248,17 @@ class Sequential:
             dh = layer.jvp(cache, dh)
         dh = dh.reshape(dh.shape[0], d1 - d0, K)
         out[:, :, d0:d1] = dh.transpose(0, 2, 1)
+
+    def _windowed_chunk(self, caches, shapes, n, windows, dtype, out):
+        T = local.seed(shapes[0], dtype)
+        window = local.Window((1, 1), (1, 1), (0, 0))
+        for layer, cache, nxt in zip(self.layers, caches, windows):
+            T = local.jvp(layer, cache, T, window, nxt, n)
+            window = nxt
+        dh = local.dense(T, window, shapes[0], n)
+        for layer, cache in zip(self.layers[len(windows):], caches[len(windows):]):
+            dh = layer.jvp(cache, dh)
+        out[:] = dh.reshape(n, out.shape[2], out.shape[1]).transpose(0, 2, 1)
 
     def _reverse_chunk(self, caches, shapes, n, k0, k1, dtype, out):
         D, K = out.shape[2], out.shape[1]

@@ -1,4 +1,5 @@
 """The training loop: seeded minibatch SGD/Adam on softmax cross-entropy, and evaluation."""
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -195,6 +196,37 @@ def _val_metrics(body, x, y, batch_size=EVAL_BATCH_SIZE):
     return loss_sum / len(x), correct / len(x)
 
 
+@contextlib.contextmanager
+def limited_threads(n):
+    """Run the body with Numba's threads (and BLAS's, if threadpoolctl is installed) at ``n``.
+
+    ``None`` changes nothing. Numba's setting is per calling thread and restored on exit.
+    Minibatches of a few dozen images are too small for threads to pay off, and when other
+    processes share the cores, spinning OpenMP and BLAS worker threads slowed LeNet-5
+    training by 10-40x in our measurements; ``n=1`` avoids that.
+    """
+    if n is None:
+        yield
+        return
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"num_threads must be None or an integer >= 1, got {n!r}")
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
+    try:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            blas = contextlib.nullcontext()
+        else:
+            blas = threadpool_limits(limits=int(n), user_api="blas")
+        with blas:
+            yield
+    finally:
+        numba.set_num_threads(before)
+
+
 def _check_hyper(epochs, batch_size, lr_decay):
     if not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"fit expected epochs as an integer >= 1, got {epochs!r}")
@@ -206,7 +238,7 @@ def _check_hyper(epochs, batch_size, lr_decay):
 
 def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0,
         optimizer="sgd", seed=0, progress=None, x_val=None, y_val=None, checkpoint=None,
-        lr_decay=1.0):
+        lr_decay=1.0, num_threads=None):
     """Train a classifier in place on softmax cross-entropy with minibatches.
 
     Parameter gradients come from each layer's ``param_vjp`` through
@@ -245,6 +277,10 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
         epoch; read it back with ``fd.load``.
     lr_decay : float, default 1
         The learning rate of epoch e (from 0) is ``lr * lr_decay ** e``.
+    num_threads : int, optional
+        Threads for Numba kernels and BLAS (BLAS needs threadpoolctl) while training;
+        None keeps the current settings. See :func:`limited_threads`. The trained
+        weights do not depend on it.
 
     Returns
     -------
@@ -278,37 +314,38 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
     rng = np.random.default_rng(seed)
     history = History()
     n = len(x)
-    for epoch in range(epochs):
-        opt.lr = lr * lr_decay ** epoch
-        bar = make_bar(n, f"epoch {epoch + 1}/{epochs}", show)
-        order = rng.permutation(n)
-        loss_sum, correct, seen = 0.0, 0, 0
-        start = time.perf_counter()
-        for lo in range(0, n, batch_size):
-            idx = order[lo:lo + batch_size]
-            xb, yb = x[idx], y[idx]
-            loss, z, grads = _step_grads(body, prefix, xb, yb)
-            opt.step([grads[i][name] for i, name in keys])
-            loss_sum += loss * len(idx)
-            correct += int((z.argmax(axis=1) == yb).sum())
-            seen += len(idx)
-            bar.update(len(idx))
-            bar.set_postfix_str(f"loss {loss_sum / seen:.4f} acc {correct / seen:.4f}")
-        history.seconds.append(time.perf_counter() - start)
-        history.loss.append(loss_sum / n)
-        history.accuracy.append(correct / n)
-        history.lr.append(opt.lr)
-        if x_val is not None:
-            val_loss, val_acc = _val_metrics(logits_part(net), x_val, y_val)
-            history.val_loss.append(val_loss)
-            history.val_accuracy.append(val_acc)
-            bar.set_postfix_str(f"loss {loss_sum / n:.4f} acc {correct / n:.4f} "
-                                f"val_acc {val_acc:.4f}")
-        bar.close()
-        if not np.isfinite(history.loss[-1]):
-            raise FloatingPointError(
-                f"fit diverged in epoch {epoch + 1}: the mean loss is {history.loss[-1]}; "
-                f"lower the learning rate (lr={lr})")
-        if checkpoint is not None:
-            save_checkpoint(net, checkpoint)
+    with limited_threads(num_threads):
+        for epoch in range(epochs):
+            opt.lr = lr * lr_decay ** epoch
+            bar = make_bar(n, f"epoch {epoch + 1}/{epochs}", show)
+            order = rng.permutation(n)
+            loss_sum, correct, seen = 0.0, 0, 0
+            start = time.perf_counter()
+            for lo in range(0, n, batch_size):
+                idx = order[lo:lo + batch_size]
+                xb, yb = x[idx], y[idx]
+                loss, z, grads = _step_grads(body, prefix, xb, yb)
+                opt.step([grads[i][name] for i, name in keys])
+                loss_sum += loss * len(idx)
+                correct += int((z.argmax(axis=1) == yb).sum())
+                seen += len(idx)
+                bar.update(len(idx))
+                bar.set_postfix_str(f"loss {loss_sum / seen:.4f} acc {correct / seen:.4f}")
+            history.seconds.append(time.perf_counter() - start)
+            history.loss.append(loss_sum / n)
+            history.accuracy.append(correct / n)
+            history.lr.append(opt.lr)
+            if x_val is not None:
+                val_loss, val_acc = _val_metrics(logits_part(net), x_val, y_val)
+                history.val_loss.append(val_loss)
+                history.val_accuracy.append(val_acc)
+                bar.set_postfix_str(f"loss {loss_sum / n:.4f} acc {correct / n:.4f} "
+                                    f"val_acc {val_acc:.4f}")
+            bar.close()
+            if not np.isfinite(history.loss[-1]):
+                raise FloatingPointError(
+                    f"fit diverged in epoch {epoch + 1}: the mean loss is {history.loss[-1]}; "
+                    f"lower the learning rate (lr={lr})")
+            if checkpoint is not None:
+                save_checkpoint(net, checkpoint)
     return history

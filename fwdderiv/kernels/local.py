@@ -1,0 +1,179 @@
+"""Kernels of the windowed tangent (see ``fwdderiv.core.local``).
+
+A windowed tangent ``T`` has shape ``(N, H, W, C0, Rh, Rw, C)``, channels last: for
+channel ``c`` at position ``(y, x)`` of example ``n``, the derivative with respect to
+input pixel ``(c0, y*Sh - Ph + i, x*Sw - Pw + j)`` is ``T[n, y, x, c0, i, j, c]``; every
+other input pixel has derivative zero there. ``N`` may be 1 for a window shared by every
+example (the first layers' tangents do not depend on the input). Channels go last so the
+conv kernel's innermost loop runs over output channels, which vectorises.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..config import NUMBA_PARALLEL_OPTS
+
+
+@njit(**NUMBA_PARALLEL_OPTS)
+def _conv_window(T, Wt, sh, sw, ph, pw, dh, dw, Sh, Sw, groups, out):
+    # out[n, y, x, c0, ky*dh*Sh + i, kx*dw*Sw + j, co] +=
+    #     W[co, ci, ky, kx] * T[n, y*sh - ph + ky*dh, x*sw - pw + kx*dw, c0, i, j, ci]
+    # The non-zeros of every input position are listed once per example (zeros: dead
+    # ReLUs, unused window corners, cost nothing), then each output block, which stays in
+    # cache, gathers them for every kernel offset. Flat indexing keeps the innermost loop
+    # (output channels) vectorisable.
+    N, H, W, C0, Rh, Rw, Ci = T.shape
+    Ho, Wo, Rh2, Rw2, Co = out.shape[1], out.shape[2], out.shape[4], out.shape[5], out.shape[6]
+    kh, kw, Cig = Wt.shape[0], Wt.shape[1], Wt.shape[2]
+    Cog = Co // groups
+    Tf = T.reshape(-1)
+    Of = out.reshape(-1)
+    Wf = Wt.reshape(-1)
+    in_block = C0 * Rh * Rw * Ci
+    out_block = C0 * Rh2 * Rw2 * Co
+    for n in prange(N):
+        nz_val = np.empty((H * W, in_block), T.dtype)
+        nz_off = np.empty((H * W, in_block), np.int64)
+        nz_w = np.empty((H * W, in_block), np.int64)
+        cnt = np.zeros(H * W, np.int64)
+        for p in range(H * W):
+            base = (n * H * W + p) * in_block
+            e = 0
+            c = 0
+            for c0 in range(C0):
+                for i in range(Rh):
+                    for j in range(Rw):
+                        off = ((c0 * Rh2 + i) * Rw2 + j) * Co
+                        for ci in range(Ci):
+                            t = Tf[base + e]
+                            e += 1
+                            if t != 0:
+                                g = ci // Cig
+                                nz_val[p, c] = t
+                                nz_off[p, c] = off + g * Cog
+                                nz_w[p, c] = (ci - g * Cig) * Co + g * Cog
+                                c += 1
+            cnt[p] = c
+        for y in range(Ho):
+            for x in range(Wo):
+                obase = ((n * Ho + y) * Wo + x) * out_block
+                for ky in range(kh):
+                    iy = y * sh - ph + ky * dh
+                    if iy < 0 or iy >= H:
+                        continue
+                    for kx in range(kw):
+                        ix = x * sw - pw + kx * dw
+                        if ix < 0 or ix >= W:
+                            continue
+                        p = iy * W + ix
+                        shift = obase + ((ky * dh * Sh) * Rw2 + kx * dw * Sw) * Co
+                        wbase = (ky * kw + kx) * Cig * Co
+                        for k in range(cnt[p]):
+                            t = nz_val[p, k]
+                            o = shift + nz_off[p, k]
+                            w = wbase + nz_w[p, k]
+                            for co in range(Cog):
+                                Of[o + co] += t * Wf[w + co]
+
+
+@njit(**NUMBA_PARALLEL_OPTS)
+def _scale_window(T, slope, out):
+    # out[n, y, x, c0, i, j, c] = T[m, y, x, c0, i, j, c] * slope[n, y, x, c]
+    nT, H, W, C0, Rh, Rw, C = T.shape
+    for n in prange(out.shape[0]):
+        m = n % nT
+        for y in range(H):
+            for x in range(W):
+                s = slope[n, y, x]
+                for c0 in range(C0):
+                    for i in range(Rh):
+                        for j in range(Rw):
+                            src = T[m, y, x, c0, i, j]
+                            dst = out[n, y, x, c0, i, j]
+                            for c in range(C):
+                                dst[c] = src[c] * s[c]
+
+
+@njit(**NUMBA_PARALLEL_OPTS)
+def _maxpool_window(T, argmax, W, sh, sw, ph, pw, Sh, Sw, out):
+    N, Ho, Wo, C0, _, _, C = out.shape
+    nT, Rh, Rw = T.shape[0], T.shape[4], T.shape[5]
+    for n in prange(N):
+        m = n % nT  # nT == 1: a window shared by every example
+        for c in range(C):
+            for py in range(Ho):
+                for px in range(Wo):
+                    idx = argmax[n, c, py * Wo + px]
+                    iy = idx // W
+                    ix = idx % W
+                    oy = (iy - (py * sh - ph)) * Sh
+                    ox = (ix - (px * sw - pw)) * Sw
+                    for c0 in range(C0):
+                        for i in range(Rh):
+                            for j in range(Rw):
+                                out[n, py, px, c0, oy + i, ox + j, c] = T[m, iy, ix, c0, i, j, c]
+
+
+@njit(**NUMBA_PARALLEL_OPTS)
+def _to_dense(T, Sh, Sw, Ph, Pw, H0, W0, out):
+    # out (N, C0*H0*W0, C, H, W), zero-filled by the caller
+    nT, H, W, C0, Rh, Rw, C = T.shape
+    for n in prange(out.shape[0]):
+        m = n % nT
+        for y in range(H):
+            for x in range(W):
+                for c0 in range(C0):
+                    for i in range(Rh):
+                        Y = y * Sh - Ph + i
+                        if Y < 0 or Y >= H0:
+                            continue
+                        for j in range(Rw):
+                            X = x * Sw - Pw + j
+                            if X < 0 or X >= W0:
+                                continue
+                            d = (c0 * H0 + Y) * W0 + X
+                            for c in range(C):
+                                out[n, d, c, y, x] = T[m, y, x, c0, i, j, c]
+
+
+def conv_window(T, layer, out_hw, window, new_size):
+    """Windowed tangent through a convolution (no bias: the JVP of an affine map)."""
+    (sh, sw), (ph, pw), (dh, dw) = layer.stride, layer.padding, layer.dilation
+    N, C0 = T.shape[0], T.shape[3]
+    out = np.zeros((N,) + tuple(out_hw) + (C0,) + tuple(new_size) + (layer.out_channels,),
+                   T.dtype)
+    Wt = np.ascontiguousarray(layer.weight.transpose(2, 3, 1, 0), dtype=T.dtype)
+    _conv_window(np.ascontiguousarray(T), Wt, sh, sw, ph, pw, dh, dw, window.stride[0],
+                 window.stride[1], layer.groups, out)
+    return out
+
+
+def scale_window(T, slope, n):
+    """Multiply each window by the slope of its entry, ``slope`` of shape (n, C, H, W);
+    in place when ``T`` already holds ``n`` examples."""
+    s = np.ascontiguousarray(slope.transpose(0, 2, 3, 1), dtype=T.dtype)
+    T = np.ascontiguousarray(T)
+    out = T if T.shape[0] == n else np.empty((n,) + T.shape[1:], T.dtype)
+    _scale_window(T, s, out)
+    return out
+
+
+def maxpool_window(T, argmax, in_hw, out_hw, layer, window, new_size):
+    """Windowed tangent through a max-pool: each output takes its argmax input's window,
+    shifted to where that input sits inside the (larger) output window."""
+    (sh, sw), (ph, pw) = layer.stride, layer.padding
+    N = argmax.shape[0]
+    out = np.zeros((N,) + tuple(out_hw) + (T.shape[3],) + tuple(new_size) + (T.shape[6],),
+                   T.dtype)
+    _maxpool_window(np.ascontiguousarray(T), argmax, in_hw[1], sh, sw, ph, pw,
+                    window.stride[0], window.stride[1], out)
+    return out
+
+
+def to_dense(T, window, in_shape, n):
+    """Windowed tangent -> the standard dense tangent ``(n, D, C, H, W)``."""
+    C0, H0, W0 = in_shape
+    _, H, W, _, _, _, C = T.shape
+    (Sh, Sw), (Ph, Pw) = window.stride, window.offset
+    out = np.zeros((n, C0 * H0 * W0, C, H, W), T.dtype)
+    _to_dense(np.ascontiguousarray(T), Sh, Sw, Ph, Pw, H0, W0, out)
+    return out

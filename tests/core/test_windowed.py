@@ -1,0 +1,93 @@
+"""Windowed tangents (fwdderiv.core.local) against the dense forward mode they replace."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import fwdderiv as fd
+from fwdderiv.core import local
+
+
+def both(net, x):
+    return net.jacobian(x, windowed=True), net.jacobian(x, windowed=False)
+
+
+def windowed_layers(net, x):
+    return local.plan(net.layers, net.shapes(x.shape[1:]))[0]
+
+
+@pytest.mark.parametrize("layers", [
+    [fd.Conv2d(2, 4, 3, stride=2, padding=1, seed=1), fd.ReLU()],
+    [fd.Conv2d(2, 4, 3, dilation=2, padding=2, seed=2), fd.Tanh()],
+    [fd.Conv2d(2, 4, 3, groups=2, seed=3), fd.Sigmoid(), fd.Conv2d(4, 4, 2, groups=4)],
+    [fd.Conv2d(2, 3, 2, seed=4), fd.MaxPool2d(3, stride=2, padding=1)],      # shared window into a pool
+    [fd.Pad2d((2, 0, 1, 3)), fd.Conv2d(2, 3, 3, seed=5), fd.AvgPool2d(3, stride=2, padding=1)],
+    [fd.Conv2d(2, 3, 3, seed=6), fd.BatchNorm2d(3), fd.Dropout(0.1), fd.ReLU(), fd.MaxPool2d(2)],
+    [fd.AvgPool2d(2), fd.Conv2d(2, 2, 1, seed=7)],
+], ids=["strided", "dilated", "groups", "shared-pool", "pad-avgpool", "bn-drop", "pool-first"])
+def test_every_windowed_rule_matches_dense(layers):
+    bn = [l for l in layers if isinstance(l, fd.BatchNorm2d)]
+    for b in bn:
+        b.running_var = np.array([0.5, 2.0, 1.5], np.float32)
+        b.weight = np.array([1.0, -2.0, 0.5], np.float32)
+    net = fd.Sequential(layers + [fd.Flatten()])
+    net = fd.Sequential(net.layers + [fd.Linear(int(np.prod(net.output_shape((2, 13, 13)))), 3)])
+    x = np.random.default_rng(0).normal(size=(3, 2, 13, 13))
+    assert windowed_layers(net, x) == len(layers)
+    Jw, Jd = both(net, x)
+    np.testing.assert_allclose(Jw, Jd, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("model,side", [("lenet5", 32), ("mnist_convnet", 28), ("lenet_mnist", 28),
+                                        ("digits_net", 8)])
+def test_zoo_models_windowed_equals_dense(model, side):
+    net = getattr(fd.models, model)()
+    x = np.random.default_rng(1).random((2, 1, side, side))
+    assert windowed_layers(net, x) > 0
+    Jw, Jd = both(net, x)
+    np.testing.assert_allclose(Jw, Jd, rtol=1e-11, atol=1e-16 * max(1, np.abs(Jd).max()))
+
+
+def test_float32_windowed_path_stays_float32():
+    net = fd.models.lenet5()
+    x = np.random.default_rng(2).random((3, 1, 32, 32)).astype(np.float32)
+    Jw, Jd = both(net, x)
+    assert Jw.dtype == np.float32
+    np.testing.assert_allclose(Jw, Jd, rtol=1e-4, atol=1e-6 * np.abs(Jd).max())
+
+
+def test_windows_stop_before_they_cover_the_input():
+    net = fd.models.lenet5()
+    k, windows = local.plan(net.layers, net.shapes((1, 32, 32)))
+    # conv 5, pool 2, conv 5, pool 2: receptive fields 5, 6, 14, 16; conv3 would cover 32
+    assert k == 6 and [w.size[0] for w in windows] == [5, 5, 6, 14, 14, 16]
+    assert windows[-1].stride == (4, 4)
+
+
+def test_multichannel_input_and_budget_fallback():
+    net = fd.Sequential([fd.Conv2d(3, 4, 3, padding=1, seed=8), fd.ReLU(), fd.MaxPool2d(2),
+                         fd.Flatten(), fd.Linear(4 * 5 * 5, 2)])
+    x = np.random.default_rng(3).normal(size=(4, 3, 10, 10))
+    Jw, Jd = both(net, x)
+    np.testing.assert_allclose(Jw, Jd, rtol=1e-12, atol=1e-15)
+    # a budget too small for one example's windows falls back to dense direction chunks
+    small = net.jacobian(x, max_memory=200_000)
+    np.testing.assert_allclose(small, Jd, rtol=1e-12, atol=1e-15)
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_random_conv_stacks(seed):
+    rng = np.random.default_rng(seed)
+    c, size = int(rng.integers(1, 3)), int(rng.integers(8, 12))
+    layers = []
+    for _ in range(int(rng.integers(1, 4))):
+        out = int(rng.integers(1, 4))
+        layers += [fd.Conv2d(c, out, int(rng.integers(1, 4)), stride=int(rng.integers(1, 3)),
+                             padding=int(rng.integers(0, 2)), seed=int(rng.integers(99))),
+                   [fd.ReLU, fd.Tanh, fd.Dropout][int(rng.integers(3))]()]
+        c = out
+        if min(fd.Sequential(layers).output_shape((layers[0].in_channels, size, size))[1:]) < 3:
+            break
+    net = fd.Sequential(layers + [fd.Flatten()])
+    x = rng.normal(size=(2, layers[0].in_channels, size, size))
+    Jw, Jd = both(net, x)
+    np.testing.assert_allclose(Jw, Jd, rtol=1e-12, atol=1e-15)
