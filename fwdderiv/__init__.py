@@ -8,10 +8,10 @@ from .core import Layer, Sequential, Trace
 from .io import load, save
 from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, LogSoftmax,
                      MaxPool2d, Pad2d, ReLU, Sigmoid, Softmax, Tanh)
-from . import models  # noqa: E402  (models import the layers above)
+from . import attacks, models, training  # noqa: E402  (they import the layers above)
 
 __version__ = "0.1.0"
 
-__all__ = ["AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "Layer", "Linear",
+__all__ = ["attacks", "training", "AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "Layer", "Linear",
            "LogSoftmax", "MaxPool2d", "Pad2d", "ReLU", "Sequential", "Sigmoid", "Softmax",
            "Tanh", "Trace", "config", "datasets", "load", "models", "numeric", "save"]

@@ -5,7 +5,7 @@ import importlib
 import sys
 
 #: Subcommands in the order ``--help`` lists them.
-COMMANDS = ["jacobian"]
+COMMANDS = ["reproduce", "jacobian", "train"]
 
 
 def build_parser():

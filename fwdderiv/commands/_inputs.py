@@ -2,43 +2,45 @@
 import numpy as np
 
 from .. import datasets, models
+from ..models.pretrained import build_model
 
 
 def model_and_images(model, data_dir, batch, trained, seed=0, progress=None):
-    """A model from the zoo and a batch of real images shaped for it.
+    """A zoo model and a batch of real held-out images shaped for it.
 
-    Without ``data_dir`` the images are scikit-learn's 8x8 digits (offline); models that
-    take 28x28 or 32x32 images get them upsampled by pixel repetition (then zero-padded).
-    With ``data_dir`` they are the MNIST test images found there.
+    Without ``data_dir`` the images are scikit-learn's 8x8 digits (offline) and the default
+    model is ``digits_net``; with it they are MNIST from that directory and the default is
+    LeNet-5 (zero-padded 28x28). A trained model comes from :func:`fwdderiv.models.pretrained`
+    (trained once, then cached). An untrained model that does not take the images' size
+    gets them upsampled by pixel repetition and zero-padded to its input size.
     """
-    if model not in models.ZOO:
-        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(models.ZOO)}")
     dataset = "mnist" if data_dir else "digits"
+    model = model or ("lenet5" if data_dir else "digits_net")
+    ds = datasets.load_dataset(dataset, data_dir=data_dir)
+    x, y = ds.x_test[:batch], ds.y_test[:batch]
     if trained:
         net = models.pretrained(model, dataset=dataset, data_dir=data_dir, seed=seed,
                                 progress=progress)
-    else:
-        net = models.ZOO[model](in_size=28, seed=seed) if model == "lenet5" and data_dir else \
-            models.ZOO[model](seed=seed)
-    ds = datasets.load_dataset(dataset, data_dir=data_dir)
-    x, y = ds.x_test[:batch], ds.y_test[:batch]
-    x = fit_images(net, x)
+        return net, x, y, ds
+    try:
+        net = build_model(model, x.shape[1:], seed=seed)
+    except ValueError:
+        net = models.ZOO[model](seed=seed)
+        x = fit_images(net, x)
     return net, x, y, ds
 
 
 def fit_images(net, x):
-    """Resize (N, 1, h, w) images to the first size the network accepts among the input
-    size itself, 28 and 32 (integer upsampling, then zero padding)."""
-    for side in (x.shape[-1], 28, 32):
+    """Resize (N, 1, h, w) images to the first size the network accepts among 28 and 32
+    (integer upsampling by pixel repetition, then zero padding)."""
+    for side in (28, 32):
         try:
-            net.output_shape((1, side, side))
+            net.output_shape((x.shape[1], side, side))
         except ValueError:
             continue
-        if side == x.shape[-1]:
-            return x
         factor = side // x.shape[-1]
         up = np.repeat(np.repeat(x, factor, axis=2), factor, axis=3)
         pad = (side - up.shape[-1]) // 2
         rest = side - up.shape[-1] - pad
         return np.pad(up, ((0, 0), (0, 0), (pad, rest), (pad, rest)))
-    raise ValueError(f"the model accepts none of the image sizes {x.shape[-1]}, 28, 32")
+    raise ValueError(f"the model takes none of the image sizes {x.shape[-1]}, 28, 32")

@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 
+from ..core.kinks import kink_census
 from ..numeric import jacobian_fd
 from ._inputs import model_and_images
 
@@ -17,13 +18,15 @@ def add_parser(sub):
                     "zoo model for a small batch of real images, check it against reverse mode "
                     "and central finite differences, and show which input pixels move each "
                     "class probability most.")
-    p.add_argument("--model", default="lenet5", help="zoo model (default: lenet5)")
+    p.add_argument("--model", default=None,
+                   help="zoo model: lenet5, lenet_mnist, mnist_convnet, mlp, digits_net "
+                        "(default: digits_net on the digits, lenet5 with --data-dir)")
     p.add_argument("--batch", type=int, default=4, help="number of images (default: 4)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64",
                    help="computation dtype (default: float64, the reference)")
     p.add_argument("--data-dir", default=None,
                    help="directory with MNIST IDX files; default: scikit-learn's 8x8 digits "
-                        "(offline), upsampled to the model's input size")
+                        "(offline)")
     p.add_argument("--untrained", action="store_true",
                    help="use freshly initialised weights instead of the trained, cached model")
     p.add_argument("--fd-examples", type=int, default=1,
@@ -56,7 +59,8 @@ def run(args):
     net, x, labels, ds = model_and_images(args.model, args.data_dir, args.batch,
                                           trained=not args.untrained, seed=args.seed)
     x = x.astype(args.dtype)
-    print(f"model      {args.model} ({'untrained' if args.untrained else 'trained'}), "
+    print(f"model      {args.model or ('lenet5' if args.data_dir else 'digits_net')} "
+          f"({'untrained' if args.untrained else 'trained'}), "
           f"{len(net)} layers")
     print(f"data       {ds.description}; {len(x)} test images, shape {x.shape[1:]}")
     net(x[:1])
@@ -75,6 +79,14 @@ def run(args):
         err = np.abs(J[:k] - Jd).max()
         print(f"|fwd-fd|   {err:.3g}  (relative {err / scale:.3g}; central differences in "
               f"float64 on {k} example(s), {t_fd * 1e3:.0f} ms)")
+        kinks = kink_census(net, x[:k])
+        if kinks:
+            where = "; ".join(f"{c} at layer {i} {name}" for i, name, c in kinks)
+            print(f"kinks      {where}\n           (ReLU inputs at 0, tied max-pool windows: "
+                  "here fwdderiv takes PyTorch's one-sided derivative while central "
+                  "differences straddle the kink, so they may disagree)")
+        else:
+            print("kinks      none within 1e-6 of the point: finite differences should agree")
     if args.trace:
         print("\nper-layer forward derivative dH_k/dx of the first example:")
         print(net.jacobian(x[:1], intermediates=True).summary())

@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from fwdderiv.models.pretrained import RECIPE, RECIPES, recipe
+from fwdderiv.models.pretrained import RECIPE, RECIPES, TRAIN_THREADS, recipe
 
 MODELS = ("lenet5", "lenet_mnist", "mnist_convnet", "mlp", "digits_net")
 DATASETS = ("digits", "mnist")
@@ -60,6 +60,10 @@ def add_parser(subparsers):
                    help="update rule (default: sgd)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the initial weights and of the shuffling (default: 0)")
+    p.add_argument("--threads", type=int, default=TRAIN_THREADS, metavar="N",
+                   help=f"threads for Numba kernels and BLAS while training (default "
+                        f"{TRAIN_THREADS}: minibatches are too small for more to pay; 0 keeps "
+                        "the libraries' defaults)")
     p.add_argument("--output", "-o", default=None, metavar="PATH",
                    help="write the trained network here (.npz, read with fwdderiv.load)")
     p.add_argument("--no-progress", action="store_true",
@@ -106,7 +110,7 @@ def run(args):
     print("recipe: " + ", ".join(f"{k}={v}" for k, v in hyper.items()), file=sys.stderr)
     try:
         history = fit(net, ds.x_train, ds.y_train, seed=args.seed, progress=progress,
-                      **hyper)
+                      num_threads=args.threads or None, **hyper)
     except (ValueError, TypeError, FloatingPointError) as err:
         return _error(str(err))
     accuracy = evaluate(net, ds.x_test, ds.y_test)

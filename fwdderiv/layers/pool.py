@@ -21,6 +21,12 @@ class _Pool2d(Layer):
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
                 "padding": list(self.padding)}
 
+    def __repr__(self):
+        k = self.kernel_size[0] if self.kernel_size[0] == self.kernel_size[1] else self.kernel_size
+        extra = "" if self.stride == self.kernel_size else f", stride={self.stride}"
+        extra += f", padding={self.padding}" if self.padding != (0, 0) else ""
+        return f"{type(self).__name__}({k}{extra})"
+
     def output_shape(self, in_shape):
         C, H, W = chw(self, in_shape)
         Ho = out_size(H, self.kernel_size[0], self.stride[0], self.padding[0], 1)
