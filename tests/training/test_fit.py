@@ -2,6 +2,7 @@
 import io
 import sys
 
+import numba
 import numpy as np
 import pytest
 
@@ -9,6 +10,7 @@ import fwdderiv as fd
 from fwdderiv.datasets import load_dataset
 from fwdderiv.training import History, evaluate, fit, load_checkpoint, predict, save_checkpoint
 from fwdderiv.training import progress as progress_mod
+from fwdderiv.training.loop import limited_threads
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +141,18 @@ def test_progress_auto_follows_the_stream():
     assert progress_mod.progress_enabled(None, Tty()) is True
     assert progress_mod.progress_enabled(None, io.StringIO()) is False
     assert progress_mod.progress_enabled(True, io.StringIO()) is True
+
+
+def test_thread_limit_is_scoped_and_does_not_change_the_weights(digits):
+    x, y = digits[:2]
+    before = numba.get_num_threads()
+    with limited_threads(1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    nets = [fd.models.digits_net(seed=0) for _ in range(2)]
+    fit(nets[0], x, y, epochs=1, batch_size=32, progress=False, num_threads=1)
+    fit(nets[1], x, y, epochs=1, batch_size=32, progress=False, num_threads=None)
+    for a, b in zip(weights(nets[0]), weights(nets[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="num_threads must be None or an integer >= 1"):
+        fit(small_mlp(), x, y, epochs=1, progress=False, num_threads=0)
