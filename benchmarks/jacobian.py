@@ -35,16 +35,21 @@ Every peer differentiates f(x) = net(x[None])[0] with the fwdderiv model's own w
 (translated layer by layer: benchmarks/peers.py). Each case is checked once against
 fwdderiv's float64 forward-mode Jacobian of the same input; a difference above the
 tolerance (relative to max|J|: exact methods 1e-9 float64 / 1e-4 float32, central
-differences 1e-5 / 5e-2 plus 10 * eps * max|F| / h for F's own rounding) is printed as DISAGREE and makes the exit status 2.
+differences 1e-5 / 5e-2, plus 10 * eps * max|F| / h for F's own rounding) is printed
+as DISAGREE and makes the exit status 2.
+
+Input: uniform [0, 1) float32 from --seed; float64 cases use the same values.
 
 Timing: each case runs in a fresh worker process (python -m benchmarks.runner) unless
---in-process. The worker builds the model, warms up (two calls on one example, or on the
-full batch for JAX, whose jit compiles per shape), then times up to --repeats calls
-within --budget seconds and reports the median. "compile ms" is the first call minus
-a steady call (Numba compile or cache load; JAX tracing and XLA compile).
+--in-process. The worker builds the model, warms up with two calls on one example, for
+JAX also compiles ahead of time for the full batch (XLA compiles per shape), then times
+up to --repeats calls within --budget seconds and reports the median, in ms for the
+whole batch. "compile ms" (never in the median) is the first call minus a steady call
+(Numba compile or cache load, PyTorch set-up), or JAX's compile of the full shape.
 
-Memory: the worker resets the kernel's peak-RSS mark after warm-up and reports the peak
-resident memory of the timed calls above that baseline (result included). The parent
+Memory: the worker trims the heap, resets the kernel's peak-RSS mark after warm-up and
+reports the peak resident memory of the timed calls above that baseline (result
+included). The parent
 also polls the worker's RSS and kills it above --max-peer-memory (peers) or 90% of RAM
 (fwdderiv). A peer case is skipped, with the reason printed, if an analytic estimate
 (benchmarks/cases.py) is above twice --max-peer-memory, or if one example measured
@@ -101,7 +106,8 @@ def build_parser():
       help="lenet5 only, batches 1,16, 2 repeats, 10 s budget, smaller GEMM "
            "(explicit --models/--batch/--repeats still win)")
     a("--max-peer-memory", type=float, default=None, metavar="GIB",
-      help="skip peer cases estimated above this and kill workers that exceed it "
+      help="memory limit of a peer case: skipped if estimated (analytically, or from "
+           "one example times the batch) above it, killed if it gets there anyway "
            "(default: half the machine's RAM)")
     a("--without", type=_csv(str), default=[],
       help="treat these frameworks as not installed (torch,jax): shows the 'missing' rows")
@@ -140,7 +146,8 @@ def machine_info(args):
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f
+                        if ln.startswith("model name")), cpu)
     except OSError:
         pass
     versions = {"numpy": np.__version__}

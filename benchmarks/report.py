@@ -42,7 +42,7 @@ def result_rows(results):
             _num(r.get("ratio"), ".2f") if ok else "-",
             _num(r.get("gflops"), ".1f") if ok else "-",
             _num(r.get("pct_peak"), ".1f") if ok else "-",
-            _num(r["peak_bytes"] / 2**20, ",.0f") if ok and r.get("peak_bytes") is not None else "-",
+            _num(r["peak_bytes"] / 2**20, ",.0f") if ok else "-",
             _ms(r.get("compile_ms")) if ok else "-",
             _num(r.get("max_abs_diff"), ".1e") if ok else "-",
             status_text(r),
@@ -126,8 +126,9 @@ def render(doc, fmt="text"):
         parts.append(format_table(COLUMNS, result_rows(doc["results"]), fmt))
         legend = ["median ms: median wall time of one Jacobian of the whole batch; "
                   "/ fwdderiv-fwd: this method's time over fwdderiv-fwd's time (>1: "
-                  "fwdderiv's forward mode is faster); GFLOP/s: the method's own dense FLOP count / time (see "
-                  "benchmarks/README.md); % peak: of the GEMM peak of that dtype; peak "
+                  "fwdderiv's forward mode is faster); GFLOP/s: the method's own dense FLOP "
+                  "count / time (see benchmarks/README.md; above the GEMM peak means the "
+                  "method skips work the dense count includes); % peak: of the GEMM peak of that dtype; peak "
                   "MiB: resident memory of one call above the process baseline; compile "
                   "ms: first call minus a steady call (Numba compile or cache load, JAX "
                   "jit, PyTorch lazy initialisation), not in the median; max abs diff: "

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _run(tmp_path, *argv):
     out = tmp_path / "run.json"
-    status = jacobian.main(list(argv) + ["--repeats", "1", "--gemm-size", "256", "--json", str(out)])
+    argv = list(argv) + ["--repeats", "1", "--gemm-size", "256", "--json", str(out)]
+    status = jacobian.main(argv)
     return status, json.loads(out.read_text())
 
 
