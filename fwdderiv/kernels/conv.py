@@ -77,3 +77,40 @@ def col2im(cols, in_shape, kernel, stride, padding, dilation):
     out = np.empty((cols.shape[0], C, H, W), dtype=cols.dtype)
     _col2im(np.ascontiguousarray(cols), C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, out)
     return out
+
+
+@njit(**NUMBA_PARALLEL_OPTS)
+def _conv_vjp_scatter(gy, Wt, sh, sw, ph, pw, dh, dw, groups, gx):
+    # gx[m, ci, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw] += gy[m, co, oy, ox] * W[co, ci, ky, kx]
+    # Zero cotangents (behind max-pool and ReLU most are) are skipped.
+    M, Co, Ho, Wo = gy.shape
+    _, Ci, H, W = gx.shape
+    Cig, kh, kw = Wt.shape[1], Wt.shape[2], Wt.shape[3]
+    Cog = Co // groups
+    for m in prange(M):
+        gx[m] = 0.0
+        for co in range(Co):
+            g0 = (co // Cog) * Cig
+            for oy in range(Ho):
+                for ox in range(Wo):
+                    v = gy[m, co, oy, ox]
+                    if v == 0:
+                        continue
+                    for c in range(Cig):
+                        for ky in range(kh):
+                            iy = oy * sh - ph + ky * dh
+                            if iy < 0 or iy >= H:
+                                continue
+                            for kx in range(kw):
+                                ix = ox * sw - pw + kx * dw
+                                if 0 <= ix < W:
+                                    gx[m, g0 + c, iy, ix] += v * Wt[co, c, ky, kx]
+
+
+def conv_vjp_scatter(gy, weight, in_shape, stride, padding, dilation, groups):
+    """Cotangent of a convolution's input by scattering each non-zero ``gy`` entry."""
+    gx = np.empty((gy.shape[0],) + tuple(in_shape), gy.dtype)
+    _conv_vjp_scatter(np.ascontiguousarray(gy), np.ascontiguousarray(weight, dtype=gy.dtype),
+                      stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
+                      groups, gx)
+    return gx

@@ -2,7 +2,13 @@
 import numpy as np
 
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
-from ..kernels.conv import col2im, im2col, out_size
+from ..kernels.conv import col2im, conv_vjp_scatter, im2col, out_size
+
+#: Below this share of non-zero cotangents (behind max-pool and ReLU most are zero), the
+#: VJP scatters each non-zero entry instead of a dense GEMM plus col2im. Measured on
+#: LeNet-5's reverse Jacobian: scatter 4x faster at 18% density, 1.7x at 13% with 16
+#: output channels; the dense GEMM wins at 44%. Both give the same numbers.
+SCATTER_DENSITY = 0.2
 from ._util import chw, pair, positive_int
 
 
@@ -127,6 +133,11 @@ class Conv2d(Layer):
     def vjp(self, cache, gy):
         _, in_shape = cache
         g = fold(gy)
+        if g.shape[2] * g.shape[3] > 1 and g.size and \
+                np.count_nonzero(g) <= SCATTER_DENSITY * g.size:
+            gx = conv_vjp_scatter(g, self.weight, in_shape, self.stride, self.padding,
+                                  self.dilation, self.groups)
+            return unfold(gx, *gy.shape[:2])
         M, Co = g.shape[0], self.out_channels
         P = g.shape[2] * g.shape[3]
         g = g.reshape(M, Co, P).transpose(0, 2, 1).reshape(M * P, Co)

@@ -52,3 +52,26 @@ def test_im2col_fill_value_for_padding():
     x = np.zeros((1, 1, 2, 2))
     cols = im2col(x, (3, 3), (1, 1), (1, 1), (1, 1), fill=-np.inf)
     assert np.isneginf(cols[0, 0, 0]) and cols[0, 0, 4] == 0
+
+
+@given(geometry, st.integers(1, 2), st.floats(0.0, 1.0))
+def test_conv_vjp_scatter_matches_gemm_path(g, groups, density):
+    from fwdderiv.kernels.conv import conv_vjp_scatter
+    from fwdderiv.layers import Conv2d
+    M, C, H, W, kh, kw, s, p, d = g
+    conv = Conv2d(C * groups, 2 * groups, (kh, kw), stride=s, padding=p, dilation=d,
+                  groups=groups, seed=M)
+    in_shape = (C * groups, H, W)
+    try:
+        out = conv.output_shape(in_shape)
+    except ValueError:
+        return
+    rng = np.random.default_rng(2)
+    gy = rng.normal(size=(M,) + out) * (rng.random((M,) + out) < density)
+    x = rng.normal(size=(M,) + in_shape)
+    _, cache = conv.forward(x)
+    # the layer's GEMM + col2im path (dense input forces it) against the scatter kernel
+    dense = conv.vjp(cache, (gy + 0.0)[:, None] + 1e-300 * (gy == 0)[:, None])[:, 0]
+    scat = conv_vjp_scatter(gy, conv.weight, in_shape, conv.stride, conv.padding,
+                            conv.dilation, conv.groups)
+    np.testing.assert_allclose(scat, dense, rtol=1e-10, atol=1e-12)
