@@ -3,6 +3,7 @@
 Run from the repository root: ``python -m benchmarks.jacobian --help``.
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -113,6 +114,12 @@ def build_parser():
       help="treat these frameworks as not installed (torch,jax): shows the 'missing' rows")
     a("--in-process", action="store_true",
       help="run every case in this process (faster start; memory numbers less reliable)")
+    a("--threads", type=int, default=None, metavar="N",
+      help="threads for every method: OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS in the workers "
+           "(PyTorch follows OMP_NUM_THREADS), XLA's single-threaded CPU flags for N=1 "
+           "(JAX has no exact control for N>1), and the GEMM peak via threadpoolctl if "
+           "installed; default: each library's own default (all cores); workers only, "
+           "not --in-process")
     a("--timeout", type=float, default=1800.0, help="seconds per worker (default 1800)")
     a("--scaling", action="store_true",
       help="also run the scaling sweeps: a small convnet (conv 4@3, pool, conv 8@3, "
@@ -170,12 +177,20 @@ def _mem_total():
         return 16 * 2**30
 
 
-def gemm_peak(dtype, n, repeats=5):
+def gemm_peak(dtype, n, repeats=5, threads=None):
     """GFLOP/s of np.matmul on two n x n matrices (best of ``repeats``)."""
     rng = np.random.default_rng(0)
     A, B = rng.random((n, n)).astype(dtype), rng.random((n, n)).astype(dtype)
-    A @ B
-    best = min(_time_once(lambda: A @ B) for _ in range(repeats))
+    limit = contextlib.nullcontext()
+    if threads:
+        try:
+            from threadpoolctl import threadpool_limits
+            limit = threadpool_limits(threads)
+        except ImportError:
+            log("threadpoolctl not installed: the GEMM peak uses the default thread count")
+    with limit:
+        A @ B
+        best = min(_time_once(lambda: A @ B) for _ in range(repeats))
     return 2 * n ** 3 / best / 1e9
 
 
@@ -196,13 +211,26 @@ def _rss_kib(pid):
     return 0
 
 
-def run_worker(spec, limit_bytes, timeout, tmp):
+def thread_env(threads):
+    """Environment variables that hold every library of a worker to ``threads``."""
+    if not threads:
+        return {}
+    env = {k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                     "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    if threads == 1:
+        env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen"
+                            "=false intra_op_parallelism_threads=1").strip()
+    return env
+
+
+def run_worker(spec, limit_bytes, timeout, tmp, threads=None):
     """Run one case in a fresh process; return (record, J or None)."""
     stem = Path(tmp) / f'{spec["model"]}-{spec["dtype"]}-{spec["batch"]}-{spec["method"]}'
     spec = dict(spec, result_path=str(stem) + ".json", jacobian_path=str(stem) + ".npy")
     Path(str(stem) + ".spec.json").write_text(json.dumps(spec))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+        **thread_env(threads))
     with open(str(stem) + ".err", "w+") as err:
         proc = subprocess.Popen([sys.executable, "-m", "benchmarks.runner",
                                  str(stem) + ".spec.json"], cwd=REPO, env=env,
@@ -254,7 +282,7 @@ def run_case(spec, args, have, ref, stats, tmp):
         except Exception as exc:  # report the failure, keep benchmarking the rest
             out, J = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}, None
     else:
-        out, J = run_worker(spec, limit, args.timeout, tmp)
+        out, J = run_worker(spec, limit, args.timeout, tmp, args.threads)
     rec.update(out)
     if J is not None:
         ref = ref()
@@ -359,7 +387,8 @@ def main(argv=None):
     meta = machine_info(args)
     log(f'machine: {meta["cpu"]}, {meta["cores"]} cores; frameworks: {meta["versions"]}')
     n = args.gemm_size or (1024 if args.quick else 2048)
-    args.peak = {d: gemm_peak(d, n) for d in ("float32", "float64")}
+    args.peak = {d: gemm_peak(d, n, threads=args.threads) for d in ("float32", "float64")}
+    meta["threads"] = args.threads or "library defaults"
     meta["gemm_peak_gflops"] = args.peak
     meta["gemm_n"] = n
     meta["memory_note"] = (

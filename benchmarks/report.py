@@ -113,7 +113,7 @@ def render(doc, fmt="text"):
     head = [
         f'fwdderiv Jacobian benchmark, {meta.get("date", "")}',
         f'machine: {meta.get("cpu", "?")}, {meta.get("cores", "?")} cores, '
-        f'{meta.get("mem_gib", 0):.0f} GiB RAM; python {meta.get("python", "?")}, '
+        f'{meta.get("mem_gib", 0):.0f} GiB RAM; threads: {meta.get("threads", "?")}; python {meta.get("python", "?")}, '
         + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
         "GEMM peak (np.matmul, same run): "
         + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()),
