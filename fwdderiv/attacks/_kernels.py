@@ -1,11 +1,11 @@
 """Numba kernel of the JSMA pair search (reference: ``pairs._best_pairs_numpy``)."""
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from ..config import NUMBA_PARALLEL_OPTS
+from ..config import NUMBA_OPTS
 
 
-@njit(**NUMBA_PARALLEL_OPTS)
+@njit(**NUMBA_OPTS)
 def best_pairs_kernel(alpha, beta, domain, increasing, p_out, q_out, score_out):
     """Write the best admissible pair of each row into p_out, q_out, score_out.
 
@@ -21,7 +21,7 @@ def best_pairs_kernel(alpha, beta, domain, increasing, p_out, q_out, score_out):
     softmax output (beta = -alpha) only a handful of rows are visited.
     """
     n, m = alpha.shape
-    for s in prange(n):
+    for s in range(n):
         idx = np.empty(m, dtype=np.int64)
         d = 0
         for i in range(m):

@@ -89,7 +89,8 @@ def _validate(x, theta, upsilon, clip, domain_policy, mode):
 
 def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
          domain_policy="saturated", logits=False, mode="forward", pair_method="numba",
-         batch_size=256, max_iter=None, max_memory=None, progress=None):
+         batch_size=256, max_iter=None, max_memory=None, progress=None,
+         compute_dtype=np.float64):
     """Craft targeted adversarial samples with the JSMA (Papernot et al. 2016).
 
     Parameters
@@ -138,6 +139,12 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
     progress : None, bool or callable
         True shows a progress bar (samples crafted, running success rate); a callable
         receives ``(done, total, n_success)``.
+    compute_dtype : dtype or None
+        Precision of the derivatives (default float64; None: the input's dtype).
+        ``beta`` sums K rows of the Jacobian; for a softmax output they cancel to
+        ``-alpha``, and in float32 the rounding noise of a saturated output can flip the
+        sign tests of the pair search. Predictions (the stopping test) and ``x_adv``
+        keep the input's dtype.
 
     Returns
     -------
@@ -183,7 +190,7 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
             sl = slice(b0, min(n, b0 + batch_size))
             _craft_batch(net, x[sl], x_adv[sl], t[sl], {k: v[sl] for k, v in out.items()},
                          theta, lo, hi, budget, max_iter, domain_policy, logits, mode,
-                         pair_method, max_memory, notify)
+                         pair_method, max_memory, notify, compute_dtype)
     finally:
         bar.close()
     return JSMAResult(x_adv=x_adv, distortion=out["n_changed"] / max(m, 1), targets=t,
@@ -191,7 +198,7 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
 
 
 def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy, logits,
-                 mode, pair_method, max_memory, notify):
+                 mode, pair_method, max_memory, notify, compute_dtype):
     """Advance one batch in place: x_adv and the arrays in ``out`` are views.
 
     ``notify(k, k_success)`` is called whenever k samples finish, k_success of them on
@@ -213,13 +220,17 @@ def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy,
         active = stepping
         if not stepping.size:
             break
+        xs = x_adv[stepping]
+        xc = xs if compute_dtype is None else xs.astype(compute_dtype, copy=False)
         if mode == "vjp":
-            y, alpha, beta = target_terms_vjp(net, x_adv[stepping], t[stepping], logits)
+            y, alpha, beta = target_terms_vjp(net, xc, t[stepping], logits)
         else:
-            y, J = forward_derivative(net, x_adv[stepping], logits=logits, mode=mode,
+            y, J = forward_derivative(net, xc, logits=logits, mode=mode,
                                       max_memory=max_memory)
             alpha, beta = target_terms(J, t[stepping])
-        pred = y.argmax(axis=1)
+        if xc.dtype != xs.dtype:
+            y = net(xs)
+        pred = y.reshape(stepping.size, -1).argmax(axis=1)
         out["predictions"][stepping] = pred
         hit = pred == t[stepping]
         rows, alpha, beta = stepping[~hit], alpha[~hit], beta[~hit]

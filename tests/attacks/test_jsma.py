@@ -117,7 +117,8 @@ def test_runs_on_a_3x64x64_input_with_a_memory_budget():
     rng = np.random.default_rng(0)
     x = rng.random((1, 3, 64, 64)).astype(np.float32) * 0.5
     t = (net(x).argmax(1) + 1) % 10
-    res = jsma(net, x, t, upsilon=4 / 12288, pair_method="numpy", max_memory=32 * 2**20)
+    res = jsma(net, x, t, upsilon=4 / 12288, pair_method="numpy", max_memory=32 * 2**20,
+               compute_dtype=None)
     _check_invariants(x, res, 1.0, (0.0, 1.0), 4 / 12288)
     assert res.budget == 4 and res.iterations[0] == 2 and res.n_changed[0] == 4
 
