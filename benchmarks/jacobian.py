@@ -309,7 +309,9 @@ def run_case(spec, args, have, ref, stats, tmp):
 def _progress(i, n, rec):
     head = f'[{i}/{n}] {rec["model"]} B={rec["batch"]} {rec["dtype"]} {rec["method"]}'
     if rec["status"] != "ok":
-        return f'{head}: {rec["status"]} ({rec.get("reason", "")})'
+        tail = rec.get("stderr_tail")
+        return f'{head}: {rec["status"]} ({rec.get("reason", "")})' + (
+            "\n  worker stderr:\n  " + tail.replace("\n", "\n  ") if tail else "")
     mem = rec.get("peak_bytes")
     line = (f'{head}: {rec["median_ms"]:.1f} ms (median of {len(rec["times_ms"])}), compile '
             f'{rec["compile_ms"]:.0f} ms, peak {mem / 2**20:.0f} MiB, '

@@ -143,8 +143,8 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
         Precision of the derivatives (default float64; None: the input's dtype).
         ``beta`` sums K rows of the Jacobian; for a softmax output they cancel to
         ``-alpha``, and in float32 the rounding noise of a saturated output can flip the
-        sign tests of the pair search. Predictions (the stopping test) and ``x_adv``
-        keep the input's dtype.
+        sign tests of the pair search. ``x_adv`` keeps the input's dtype, and the
+        returned predictions and success flags are evaluated on it in that dtype.
 
     Returns
     -------
@@ -228,8 +228,6 @@ def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy,
             y, J = forward_derivative(net, xc, logits=logits, mode=mode,
                                       max_memory=max_memory)
             alpha, beta = target_terms(J, t[stepping])
-        if xc.dtype != xs.dtype:
-            y = net(xs)
         pred = y.reshape(stepping.size, -1).argmax(axis=1)
         out["predictions"][stepping] = pred
         hit = pred == t[stepping]
@@ -257,7 +255,11 @@ def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy,
         out["iterations"][rows] += 1
         out["n_changed"][rows] = changed[rows].sum(axis=1)
         active = rows
-    out["original"][:] = net(x).reshape(n, -1).argmax(axis=1) if n else 0
+    if n:
+        # Success is judged on the returned samples in their own dtype (the stopping
+        # test may have used compute_dtype; they differ only on exact near-ties).
+        out["predictions"][:] = net(x_adv).reshape(n, -1).argmax(axis=1)
+        out["original"][:] = net(x).reshape(n, -1).argmax(axis=1)
     out["success"][:] = out["predictions"] == t
 
 

@@ -69,9 +69,10 @@ def _conv_window(T, Wt, sh, sw, ph, pw, dh, dw, Sh, Sw, groups, out):
                         wbase = (ky * kw + kx) * Cig * Co
                         for k in range(cnt[p]):
                             t = nz_val[p, k]
-                            o = shift + nz_off[p, k]
-                            w = wbase + nz_w[p, k]
-                            for co in range(Cog):
+                            # unsigned indices: no wraparound test, so LLVM vectorises
+                            o = np.uint64(shift + nz_off[p, k])
+                            w = np.uint64(wbase + nz_w[p, k])
+                            for co in range(np.uint64(Cog)):
                                 Of[o + co] += t * Wf[w + co]
 
 
