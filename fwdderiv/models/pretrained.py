@@ -3,7 +3,7 @@
 >>> import fwdderiv as fd
 >>> net = fd.models.pretrained("digits_net", "digits")   # doctest: +SKIP
 
-The first call trains (seconds for the digits, about a minute for LeNet-5 on MNIST) and
+The first call trains (a few seconds for the digits, 15-30 s for LeNet-5 on MNIST) and
 writes ``<cache>/models/<name>-<dataset>-seed<seed>-r<RECIPE_VERSION>.npz``; later calls
 load that file. The cache directory is ``$FWDDERIV_CACHE_DIR``, else ``~/.cache/fwdderiv``.
 """
@@ -34,7 +34,7 @@ RECIPES = {
 
 #: Threads for training (see :func:`fwdderiv.training.loop.limited_threads`): batches of 32
 #: are too small for threads to pay, and spinning worker threads on busy cores slowed
-#: training 10-40x in our measurements. The weights do not depend on it.
+#: training 10-40x in our measurements. Fixed, so the trained weights are reproducible.
 TRAIN_THREADS = 1
 
 #: Per-example image shape of each data set (checked against a cached model).

@@ -279,8 +279,9 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
         The learning rate of epoch e (from 0) is ``lr * lr_decay ** e``.
     num_threads : int, optional
         Threads for Numba kernels and BLAS (BLAS needs threadpoolctl) while training;
-        None keeps the current settings. See :func:`limited_threads`. The trained
-        weights do not depend on it.
+        None keeps the current settings. See :func:`limited_threads`. BLAS may sum in
+        another order with another thread count, so weights agree only to rounding
+        across thread counts; with the same count they are identical.
 
     Returns
     -------
