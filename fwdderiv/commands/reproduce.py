@@ -25,7 +25,7 @@ Learning in Adversarial Settings" (EuroS&P 2016): the Jacobian-based saliency ma
 Steps: train the classifier with the project's recipe (or load it from the cache), pick
 S correctly classified test samples (classes in turn), craft one adversarial sample per
 (sample, other class) with theta=+1 and a distortion budget Upsilon (default the paper's
-14.5%% of the features), then write to --output:
+14.5% of the features), then write to --output:
 
   report.md             results beside the paper's MNIST numbers, source-target matrices
   results.json          every number of the report, plus per-sample outcomes
@@ -57,8 +57,11 @@ def add_parser(subparsers):
                    help="change per modified feature (default: %(default)s)")
     p.add_argument("--logits", action="store_true",
                    help="differentiate the logits Z instead of the probabilities F")
-    p.add_argument("--mode", choices=("forward", "reverse"), default="forward",
-                   help="Jacobian mode (default: forward, the paper's forward derivative)")
+    p.add_argument("--mode", choices=("forward", "reverse", "vjp"), default="forward",
+                   help="how the derivatives are computed: forward (default, the paper's "
+                        "forward derivative), reverse (the same Jacobian by "
+                        "backpropagation) or vjp (only the two rows the attack uses); "
+                        "all three craft the same samples")
     p.add_argument("--batch-size", type=int, default=256,
                    help="(sample, target) pairs crafted together (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="model seed (default: %(default)s)")
@@ -161,7 +164,9 @@ def run(args):
     budgets = np.linspace(0, args.upsilon, 11)
     mats["hardness"] = hardness_matrix(src, tgt, res.success, res.distortion, k, budgets)
     # Adversarial distance A(x, t) of the benign samples (Sec. V-C), from one Jacobian each.
-    _, J = forward_derivative(net, x_src, logits=args.logits, mode=args.mode)
+    # (float64, as the attack: for a softmax beta cancels to -alpha, see jsma's compute_dtype)
+    _, J = forward_derivative(net, x_src.astype(np.float64), logits=args.logits,
+                              mode="forward" if args.mode == "forward" else "reverse")
     A = np.stack([1 - (saliency_from_jacobian(J, np.full(len(idx), t)) > 0).mean(axis=1)
                   for t in range(k)], axis=1)                      # (S, K)
     mats["adversarial_distance"] = np.full((k, k), np.nan)
