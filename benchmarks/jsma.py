@@ -114,8 +114,9 @@ def main(argv=None):
                    help="default: mnist if the shared MNIST files are found, else digits")
     p.add_argument("--data-dir", type=Path, default=None, help="MNIST directory")
     p.add_argument("--samples", type=int, default=20, help="sources (x 9 targets)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--modes", default="forward,reverse",
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="pairs crafted together, by both implementations (default: 256)")
+    p.add_argument("--modes", default="forward,vjp",
                    help="fwdderiv Jacobian modes to time (comma separated)")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = p.parse_args(argv)
