@@ -160,6 +160,8 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
     ((2, 1, 8, 8), dtype('bool'))
     """
     lo, hi = _validate(x, theta, upsilon, clip, domain_policy, mode)
+    if int(batch_size) < 1:
+        raise ValueError(f"jsma expected a positive batch_size, got {batch_size}.")
     if logits:
         _check_output_layer(net, logits, "jsma")
     n = x.shape[0]
