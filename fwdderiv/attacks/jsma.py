@@ -311,7 +311,8 @@ def jsma_untargeted(net, x, sources, n_classes=None, **kwargs):
     Returns
     -------
     JSMAResult
-        One entry per input sample; ``targets`` holds the chosen class.
+        One entry per input sample; ``targets`` holds the chosen class, -1 where no
+        target was reached (then ``x_adv`` is the input and ``n_changed`` is 0).
     """
     if n_classes is None:
         n_classes = int(np.prod(net(x[:1]).shape[1:]))
