@@ -1,6 +1,7 @@
 """``fwdderiv train``: train a model of the zoo on MNIST or the scikit-learn digits."""
 import argparse
 import sys
+import textwrap
 
 from fwdderiv.models.pretrained import RECIPE, RECIPES, TRAIN_THREADS, recipe
 
@@ -9,11 +10,9 @@ DATASETS = ("digits", "mnist")
 
 DESCRIPTION = """\
 Train a model of the fwdderiv zoo with NumPy (softmax cross-entropy, SGD with momentum
-or Adam, seeded shuffling) and report its accuracy on the held-out images.
+or Adam, seeded shuffling) and report its accuracy on the held-out images."""
 
-Hyper-parameters left out default to the project's recipe for the model and data set
-(the one fd.models.pretrained uses): {recipe}.
-
+DATA_HELP = """\
 Data sets: 'digits' is scikit-learn's 8x8 handwritten digits (offline, 1,497 train /
 300 held out); 'mnist' reads IDX files from --data-dir (with only the t10k files, the
 first 9,000 images train and the last 1,000 are held out).
@@ -28,16 +27,21 @@ examples:
 Load the result in Python with fwdderiv.load("lenet5.npz")."""
 
 
-def _recipe_text():
-    return ", ".join(f"{k} {v}" for k, v in RECIPE.items()) + \
-        " (digits: " + ", ".join(f"{k} {v}" for k, v in RECIPES[("digits_net", "digits")].items()) + ")"
+def _description():
+    digits = RECIPES[("digits_net", "digits")]
+    recipe_text = (
+        "Hyper-parameters left out default to the project's recipe for the model and data "
+        "set (the one fd.models.pretrained uses): "
+        + ", ".join(f"{k} {v}" for k, v in RECIPE.items()) + " (digits: "
+        + ", ".join(f"{k} {v}" for k, v in digits.items()) + ").")
+    return "\n\n".join([DESCRIPTION, textwrap.fill(recipe_text, width=88), DATA_HELP])
 
 
 def add_parser(subparsers):
     """Register ``train`` on an ``argparse`` subparsers object; return its parser."""
     p = subparsers.add_parser(
         "train", help="train a zoo model on MNIST or the 8x8 digits",
-        description=DESCRIPTION.format(recipe=_recipe_text()), epilog=EPILOG,
+        description=_description(), epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=MODELS, default=None,
                    help="architecture (default: lenet5 for mnist, digits_net for digits)")

@@ -6,6 +6,7 @@ import pytest
 import fwdderiv as fd
 from fwdderiv.numeric import gradient_fd
 from fwdderiv.training import loss_and_grads, softmax_cross_entropy
+from fwdderiv.training.loop import limited_threads
 
 
 def to_float64(layers):
@@ -70,6 +71,13 @@ def small_net():
         fd.Pad2d(1), fd.Conv2d(1, 3, 3, seed=1), fd.ReLU(), fd.MaxPool2d(2),
         fd.Conv2d(3, 4, 2, stride=2, groups=1, seed=2), fd.Tanh(), fd.Flatten(),
         fd.Linear(4 * 2 * 2, 5, seed=3), fd.Softmax()]))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # thousands of tiny forward passes: thread start-up would dominate
+    with limited_threads(1):
+        yield
 
 
 def test_whole_net_loss_gradient_matches_finite_differences():

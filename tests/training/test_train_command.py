@@ -54,3 +54,10 @@ def test_model_that_does_not_fit_the_images_is_a_clear_error(capsys):
 def test_output_must_be_npz(capsys):
     assert train.run(parse(["--output", "model.pkl"])) == 2
     assert "must be a .npz path" in capsys.readouterr().err
+
+
+def test_wired_into_the_fwdderiv_command(capsys):
+    from fwdderiv.cli import main
+
+    assert main(["train", "--model", "mnist_convnet", "--dataset", "digits"]) == 2
+    assert "model 'mnist_convnet' does not take images" in capsys.readouterr().err
