@@ -27,6 +27,11 @@ TOLERANCE = {("exact", "float64"): 1e-9, ("exact", "float32"): 1e-4,
 #: Central differences also get ``FD_ROUNDING * eps * max|F| / h``: the rounding error of
 #: F itself divided by the step, which dominates in float32 when J is small.
 FD_ROUNDING = 10.0
+#: Central differences may miss the tolerance on this share of the entries: a ReLU whose
+#: pre-activation lies within the step of zero bends the difference quotient (about 0.5%
+#: of the entries of the MNIST convnet in float64). A translation or engine bug shows up
+#: in nearly every entry.
+FD_OUTLIER_SHARE = 0.02
 
 EPILOG = """
 methods (--methods, all by default):
@@ -36,8 +41,9 @@ Every peer differentiates f(x) = net(x[None])[0] with the fwdderiv model's own w
 (translated layer by layer: benchmarks/peers.py). Each case is checked once against
 fwdderiv's float64 forward-mode Jacobian of the same input; a difference above the
 tolerance (relative to max|J|: exact methods 1e-9 float64 / 1e-4 float32, central
-differences 1e-5 / 5e-2, plus 10 * eps * max|F| / h for F's own rounding) is printed
-as DISAGREE and makes the exit status 2.
+differences 1e-5 / 5e-2, plus 10 * eps * max|F| / h for F's own rounding; central
+differences may miss it on up to 2% of the entries, for ReLU kinks within the step) is
+printed as DISAGREE and makes the exit status 2.
 
 Input: uniform [0, 1) float32 from --seed; float64 cases use the same values.
 
@@ -293,12 +299,16 @@ def run_case(spec, args, have, ref, stats, tmp):
         if kind == "fd":
             rec["tol"] += (FD_ROUNDING * np.finfo(dtype).eps * ref.max_out
                            / peers.FD_STEP[dtype])
+        rec["J_size"] = int(ref.J.size)
         if J.shape != ref.J.shape:
-            rec.update(agree=False, max_abs_diff=float("inf"),
+            rec.update(agree=False, max_abs_diff=float("inf"), over_tol=int(ref.J.size),
                        reason=f"Jacobian shape {J.shape}, expected {ref.J.shape}")
         else:
-            rec["max_abs_diff"] = float(np.abs(J.astype(np.float64) - ref.J).max())
-            rec["agree"] = bool(rec["max_abs_diff"] <= rec["tol"])
+            diff = np.abs(J.astype(np.float64) - ref.J)
+            rec["max_abs_diff"] = float(diff.max())
+            rec["over_tol"] = int((diff > rec["tol"]).sum())
+            allowed = FD_OUTLIER_SHARE * diff.size if kind == "fd" else 0
+            rec["agree"] = bool(rec["over_tol"] <= allowed)
         flop = cases.method_flop(method, stats, batch)
         rec["gflop"] = flop / 1e9
         rec["gflops"] = flop / (rec["median_ms"] * 1e6)
@@ -316,6 +326,8 @@ def _progress(i, n, rec):
     line = (f'{head}: {rec["median_ms"]:.1f} ms (median of {len(rec["times_ms"])}), compile '
             f'{rec["compile_ms"]:.0f} ms, peak {mem / 2**20:.0f} MiB, '
             f'max abs diff {rec["max_abs_diff"]:.1e}')
+    if rec["over_tol"]:
+        line += f' ({rec["over_tol"]} of {rec["J_size"]} entries above tol {rec["tol"]:.1e})'
     if not rec["agree"]:
         line += (f'\n!!! DISAGREE with fwdderiv float64: max abs diff '
                  f'{rec["max_abs_diff"]:.2e} > tol {rec["tol"]:.1e}')

@@ -146,8 +146,8 @@ def render(doc, fmt="text"):
            if r["status"] == "ok" and not r.get("agree", True)]
     if bad:
         parts.append("!!! DISAGREEMENT with fwdderiv's float64 forward Jacobian in "
-                     f"{len(bad)} case(s): "
-                     + "; ".join(f'{r["model"]} {r["dtype"]} B={r["batch"]} {r["method"]} '
-                                 f'max abs diff {r["max_abs_diff"]:.2e} > tol {r["tol"]:.1e}'
-                                 for r in bad))
+                     f"{len(bad)} case(s): " + "; ".join(
+                         f'{r["model"]} {r["dtype"]} B={r["batch"]} {r["method"]} max abs '
+                         f'diff {r["max_abs_diff"]:.2e}, {r.get("over_tol", "?")} of {r.get("J_size", "?")} '
+                         f'entries > tol {r["tol"]:.1e}' for r in bad))
     return "\n\n".join(parts) + "\n"
