@@ -50,6 +50,33 @@ def result_rows(results):
     return rows
 
 
+def summary_tables(results, fmt="text"):
+    """Per model: methods down, (dtype, B) across, median ms and x fwdderiv-fwd in cells."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in results):
+        rs = [r for r in results if r["model"] == model]
+        cols = sorted(set((r["dtype"], r["batch"]) for r in rs))
+        rows = []
+        for method in dict.fromkeys(r.get("label") or r["method"] for r in rs):
+            cells = {(r["dtype"], r["batch"]): r for r in rs
+                     if (r.get("label") or r["method"]) == method}
+            row = [method]
+            for c in cols:
+                r = cells.get(c)
+                if r is None:
+                    row.append("-")
+                elif r["status"] != "ok":
+                    row.append(r["status"])
+                else:
+                    ratio = "" if r.get("ratio") is None else f' ({r["ratio"]:.2f}x)'
+                    row.append(_ms(r["median_ms"]) + ratio
+                               + ("" if r.get("agree", True) else " DISAGREE"))
+            rows.append(row)
+        head = [f"{model}: median ms (/ fwdderiv-fwd)"] + [f"{d} B={b}" for d, b in cols]
+        out.append(format_table(head, rows, fmt))
+    return "\n\n".join(out)
+
+
 def scaling_rows(results):
     """Scaling rows: one per (sweep, model), methods side by side, plus torch/fwdderiv."""
     order, table = [], {}
@@ -102,6 +129,7 @@ def format_table(columns, rows, fmt="text"):
 
 
 def _looks_numeric(s):
+    s = s.split(" (")[0]
     return s == "-" or s.replace(",", "").replace(".", "").replace("e-", "").replace(
         "e+", "").lstrip("-").isdigit()
 
@@ -123,6 +151,7 @@ def render(doc, fmt="text"):
         head = [f"- {h}" for h in head]
     parts = ["\n".join(head)]
     if doc.get("results"):
+        parts.append(summary_tables(doc["results"], fmt))
         parts.append(format_table(COLUMNS, result_rows(doc["results"]), fmt))
         legend = ["median ms: median wall time of one Jacobian of the whole batch; "
                   "/ fwdderiv-fwd: this method's time over fwdderiv-fwd's time (>1: "
