@@ -428,6 +428,7 @@ def main(argv=None):
             doc["scaling"] = run_scaling(args, have, tmp)
     meta["duration_s"] = time.perf_counter() - t_start
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(doc, indent=1, default=_jsonable))
         log(f"wrote {args.json}")
     sys.stdout.write(report.render(doc, args.format))
