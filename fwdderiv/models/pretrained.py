@@ -158,6 +158,10 @@ def pretrained(name="lenet5", dataset="mnist", data_dir=None, seed=0, progress=N
     from fwdderiv.training import evaluate, fit, save_checkpoint
     from fwdderiv.training.progress import progress_enabled
 
+    if not isinstance(name, str) or not isinstance(dataset, str):
+        raise TypeError(f"pretrained expected name and dataset as strings, got {name!r} and "
+                        f"{dataset!r}; e.g. pretrained('lenet5', 'mnist')")
+    name, dataset = name.lower(), dataset.lower()
     hyper = recipe(name, dataset)
     path = cache_path(name, dataset, seed, cache_dir)
     if path.exists():
