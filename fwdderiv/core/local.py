@@ -98,11 +98,17 @@ def elements_per_example(shapes, windows):
     return max((a + 2 * b for a, b in zip(sizes, sizes[1:])), default=0)
 
 
-def seed(in_shape, dtype):
-    """The identity as a windowed tangent shared by all examples: ``(1, H, W, C0, 1, 1, C0)``."""
+def seed(in_shape, dtype, d0=0, d1=None):
+    """The identity as a windowed tangent shared by all examples, ``(1, H, W, C0, 1, 1, C0)``,
+    restricted to the input directions (flat pixel indices) ``d0 <= d < d1``: the other
+    pixels are seeded with zero, and the zero-skipping conv kernel then spends nothing on
+    them."""
     C0, H, W = in_shape
     T = np.zeros((1, H, W, C0, 1, 1, C0), dtype)
-    T[0, :, :, np.arange(C0), 0, 0, np.arange(C0)] = 1
+    d = np.arange(d0, C0 * H * W if d1 is None else d1)
+    c, rest = np.divmod(d, H * W)
+    y, x = np.divmod(rest, W)
+    T[0, y, x, c, 0, 0, c] = 1
     return T
 
 
@@ -160,6 +166,7 @@ def jvp(layer, cache, T, window, nxt, n):
     raise TypeError(f"no windowed rule for {layer!r}")
 
 
-def dense(T, window, in_shape, n):
-    """The standard dense tangent ``(n, D, C, H, W)`` of a windowed tangent."""
-    return to_dense(T, window, in_shape, n)
+def dense(T, window, in_shape, n, d0, d1):
+    """The standard dense tangent ``(n, d1 - d0, C, H, W)`` of a windowed tangent, for the
+    input directions ``d0 <= d < d1``."""
+    return to_dense(T, window, in_shape, n, d0, d1)

@@ -36,16 +36,18 @@ def _ranges(total, step):
 
 def plan_windowed(layers, shapes, n_examples, itemsize, max_memory, n_windowed,
                   window_elements):
-    """Chunks of examples for a forward Jacobian whose first ``n_windowed`` layers run on
-    windowed tangents (all directions of an example at once); None if one example does
-    not fit ``max_memory``, in which case the caller uses dense direction chunks."""
+    """Chunks for a forward Jacobian whose first ``n_windowed`` layers run on windowed
+    tangents: the windows of an example cost ``window_elements`` whatever the directions;
+    the dense layers after them cost ``per_dir`` per direction. None if one example with
+    one direction does not fit ``max_memory`` (the caller then goes dense throughout)."""
     per_dir, per_example = estimate(layers, shapes, itemsize, start=n_windowed)
+    per_example += window_elements * itemsize
     D = _size(shapes[0])
-    need = per_example + max(D * per_dir, window_elements * itemsize)
-    if need > max_memory:
+    if per_example + per_dir > max_memory:
         return None
-    nc = max(1, min(n_examples, max_memory // need))
-    return ChunkPlan(_ranges(n_examples, nc), [(0, D)], per_dir, per_example)
+    dc = max(1, min(D, (max_memory - per_example) // per_dir))
+    nc = max(1, min(n_examples, max_memory // (per_example + dc * per_dir)))
+    return ChunkPlan(_ranges(n_examples, nc), _ranges(D, dc), per_dir, per_example)
 
 
 def plan_chunks(layers, shapes, n_examples, n_directions, itemsize, max_memory):

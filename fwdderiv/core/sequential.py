@@ -223,7 +223,8 @@ class Sequential:
             y[n0:n1], caches = self._forward_cached(x[n0:n1])
             for d0, d1 in plan.direction_chunks:
                 if n_win:
-                    self._windowed_chunk(caches, shapes, n1 - n0, windows, x.dtype, J[n0:n1])
+                    self._windowed_chunk(caches, shapes, n1 - n0, d0, d1, windows, x.dtype,
+                                         J[n0:n1])
                 else:
                     run(caches, shapes, n1 - n0, d0, d1, x.dtype, J[n0:n1])
         J = J.reshape((N,) + s_out + s_in)
@@ -249,16 +250,16 @@ class Sequential:
         dh = dh.reshape(dh.shape[0], d1 - d0, K)
         out[:, :, d0:d1] = dh.transpose(0, 2, 1)
 
-    def _windowed_chunk(self, caches, shapes, n, windows, dtype, out):
-        T = local.seed(shapes[0], dtype)
+    def _windowed_chunk(self, caches, shapes, n, d0, d1, windows, dtype, out):
+        T = local.seed(shapes[0], dtype, d0, d1)
         window = local.Window((1, 1), (1, 1), (0, 0))
         for layer, cache, nxt in zip(self.layers, caches, windows):
             T = local.jvp(layer, cache, T, window, nxt, n)
             window = nxt
-        dh = local.dense(T, window, shapes[0], n)
+        dh = local.dense(T, window, shapes[0], n, d0, d1)
         for layer, cache in zip(self.layers[len(windows):], caches[len(windows):]):
             dh = layer.jvp(cache, dh)
-        out[:] = dh.reshape(n, out.shape[2], out.shape[1]).transpose(0, 2, 1)
+        out[:, :, d0:d1] = dh.reshape(n, d1 - d0, out.shape[1]).transpose(0, 2, 1)
 
     def _reverse_chunk(self, caches, shapes, n, k0, k1, dtype, out):
         D, K = out.shape[2], out.shape[1]

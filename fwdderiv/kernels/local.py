@@ -115,9 +115,10 @@ def _maxpool_window(T, argmax, W, sh, sw, ph, pw, Sh, Sw, out):
 
 
 @njit(**NUMBA_PARALLEL_OPTS)
-def _to_dense(T, Sh, Sw, Ph, Pw, H0, W0, out):
-    # out (N, C0*H0*W0, C, H, W), zero-filled by the caller
+def _to_dense(T, Sh, Sw, Ph, Pw, H0, W0, d0, out):
+    # out (N, d1 - d0, C, H, W), zero-filled by the caller; directions [d0, d1) only
     nT, H, W, C0, Rh, Rw, C = T.shape
+    D = out.shape[1]
     for n in prange(out.shape[0]):
         m = n % nT
         for y in range(H):
@@ -131,7 +132,9 @@ def _to_dense(T, Sh, Sw, Ph, Pw, H0, W0, out):
                             X = x * Sw - Pw + j
                             if X < 0 or X >= W0:
                                 continue
-                            d = (c0 * H0 + Y) * W0 + X
+                            d = (c0 * H0 + Y) * W0 + X - d0
+                            if d < 0 or d >= D:
+                                continue
                             for c in range(C):
                                 out[n, d, c, y, x] = T[m, y, x, c0, i, j, c]
 
@@ -170,11 +173,12 @@ def maxpool_window(T, argmax, in_hw, out_hw, layer, window, new_size):
     return out
 
 
-def to_dense(T, window, in_shape, n):
-    """Windowed tangent -> the standard dense tangent ``(n, D, C, H, W)``."""
+def to_dense(T, window, in_shape, n, d0, d1):
+    """Windowed tangent -> the standard dense tangent ``(n, d1 - d0, C, H, W)`` of the
+    input directions (flat pixel indices) ``d0 <= d < d1``."""
     C0, H0, W0 = in_shape
     _, H, W, _, _, _, C = T.shape
     (Sh, Sw), (Ph, Pw) = window.stride, window.offset
-    out = np.zeros((n, C0 * H0 * W0, C, H, W), T.dtype)
-    _to_dense(np.ascontiguousarray(T), Sh, Sw, Ph, Pw, H0, W0, out)
+    out = np.zeros((n, d1 - d0, C, H, W), T.dtype)
+    _to_dense(np.ascontiguousarray(T), Sh, Sw, Ph, Pw, H0, W0, d0, out)
     return out

@@ -91,3 +91,17 @@ def test_random_conv_stacks(seed):
     x = rng.normal(size=(2, layers[0].in_channels, size, size))
     Jw, Jd = both(net, x)
     np.testing.assert_allclose(Jw, Jd, rtol=1e-12, atol=1e-15)
+
+
+def test_windowed_direction_chunks_match_dense():
+    from fwdderiv.core.memory import plan_windowed
+    net = fd.models.lenet5()
+    x = np.random.default_rng(4).random((3, 1, 32, 32))
+    shapes = net.shapes(x.shape[1:])
+    k, windows = local.plan(net.layers, shapes)
+    budget = 4_000_000
+    plan = plan_windowed(net.layers, shapes, 3, 8, budget, k,
+                         local.elements_per_example(shapes, windows))
+    assert plan is not None and len(plan.direction_chunks) > 1
+    np.testing.assert_allclose(net.jacobian(x, max_memory=budget),
+                               net.jacobian(x, windowed=False), rtol=1e-12, atol=1e-18)
