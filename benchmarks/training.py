@@ -168,7 +168,8 @@ def main(argv=None):
         loss = " ".join(f"{v:.4f}" for v in r["loss"])
         print(f"{name:<10} {np.median(r['seconds']):>17.3f} {per:>22} {loss:>30} "
               f"{r['test_accuracy']:>13.4f}")
-    ratio = float(np.median(results["fwdderiv"]["seconds"]) / np.median(results["torch"]["seconds"]))
+    medians = {name: float(np.median(r["seconds"])) for name, r in results.items()}
+    ratio = medians["fwdderiv"] / medians["torch"]
     verdict = "within" if ratio <= GOAL_RATIO else "outside"
     print(f"ratio fwdderiv / torch: {ratio:.2f}x ({verdict} the {GOAL_RATIO:g}x goal)")
     if args.json:

@@ -53,7 +53,8 @@ def test_cache_key_has_name_dataset_seed_and_recipe_version(tmp_path, monkeypatc
     path = cache_path("mlp", "digits", 7)
     assert path.parent == tmp_path / "models"
     assert path.name == f"mlp-digits-seed7-r{RECIPE_VERSION}.npz"
-    assert cache_path("mlp", "digits", 7, cache_dir=tmp_path / "x").parent == tmp_path / "x" / "models"
+    other = cache_path("mlp", "digits", 7, cache_dir=tmp_path / "x")
+    assert other.parent == tmp_path / "x" / "models"
 
 
 @pytest.mark.parametrize("damage", [b"", b"not a zip file", b"PK\x03\x04truncated"],
