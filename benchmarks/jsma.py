@@ -51,7 +51,7 @@ def load_case(data, data_dir, samples):
     from fwdderiv.attacks import expand_targets
     from fwdderiv.commands.reproduce import select_sources
     from fwdderiv.datasets import load_dataset
-    from fwdderiv.models.pretrained import pretrained
+    from fwdderiv.models.trained import pretrained
 
     if data == "mnist":
         ds = load_dataset("mnist", data_dir=data_dir)

@@ -102,7 +102,7 @@ def warm_up(net, ds):
 
 
 def main(argv=None):
-    from fwdderiv.models.pretrained import RECIPE, build_model, recipe
+    from fwdderiv.models.trained import RECIPE, build_model, recipe
 
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.training",

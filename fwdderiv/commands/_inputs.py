@@ -2,7 +2,7 @@
 import numpy as np
 
 from .. import datasets, models
-from ..models.pretrained import build_model
+from ..models.trained import build_model
 
 
 def model_and_images(model, data_dir, batch, trained, seed=0, progress=None):

@@ -91,7 +91,7 @@ def select_sources(y, pred, n, n_classes=10):
 
 def _load(args):
     from fwdderiv.datasets import load_dataset
-    from fwdderiv.models.pretrained import pretrained
+    from fwdderiv.models.trained import pretrained
 
     show = not args.no_progress
     if args.data_dir is None:

@@ -3,7 +3,7 @@ import argparse
 import sys
 import textwrap
 
-from fwdderiv.models.pretrained import RECIPE, RECIPES, TRAIN_THREADS, recipe
+from fwdderiv.models.trained import RECIPE, RECIPES, TRAIN_THREADS, recipe
 
 MODELS = ("lenet5", "lenet_mnist", "mnist_convnet", "mlp", "digits_net")
 DATASETS = ("digits", "mnist")
@@ -84,7 +84,7 @@ def _error(message):
 def run(args):
     """Run ``fwdderiv train`` with parsed ``args``; return the exit status."""
     from fwdderiv.datasets import load_dataset
-    from fwdderiv.models.pretrained import build_model
+    from fwdderiv.models.trained import build_model
     from fwdderiv.training import evaluate, fit, save_checkpoint
 
     model = args.model or ("lenet5" if args.dataset == "mnist" else "digits_net")

@@ -1,5 +1,5 @@
 """Model zoo: the seed LeNet-5 and the architectures of the adversarial-examples papers."""
-from .pretrained import pretrained, pretrained_info
+from .trained import pretrained, pretrained_info
 from .zoo import ZOO, digits_net, lenet5, lenet_mnist, mlp, mnist_convnet
 
 __all__ = ["ZOO", "digits_net", "lenet5", "lenet_mnist", "mlp", "mnist_convnet", "pretrained",

@@ -10,7 +10,7 @@ import numpy as np
 from fwdderiv.attacks import expand_targets, jsma, mean_distortion, success_rate
 from fwdderiv.commands.reproduce import select_sources
 from fwdderiv.datasets import load_dataset
-from fwdderiv.models.pretrained import pretrained
+from fwdderiv.models.trained import pretrained
 
 #: Held-out sources (x 9 targets each).
 N_SOURCES = 30

@@ -8,7 +8,7 @@ import pytest
 
 import fwdderiv as fd
 from fwdderiv.commands import reproduce
-from fwdderiv.models.pretrained import cache_path
+from fwdderiv.models.trained import cache_path
 
 
 def _parse(argv):

@@ -11,7 +11,7 @@ import pytest
 
 import fwdderiv as fd
 from fwdderiv.datasets import load_dataset
-from fwdderiv.models.pretrained import (RECIPE, RECIPE_VERSION, build_model, cache_path,
+from fwdderiv.models.trained import (RECIPE, RECIPE_VERSION, build_model, cache_path,
                                         pretrained, pretrained_info, recipe)
 from fwdderiv.training import evaluate
 
