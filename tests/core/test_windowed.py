@@ -99,7 +99,7 @@ def test_windowed_direction_chunks_match_dense():
     x = np.random.default_rng(4).random((3, 1, 32, 32))
     shapes = net.shapes(x.shape[1:])
     k, windows = local.plan(net.layers, shapes)
-    budget = 4_000_000
+    budget = 12_000_000
     plan = plan_windowed(net.layers, shapes, 3, 8, budget, k,
                          local.elements_per_example(shapes, windows))
     assert plan is not None and len(plan.direction_chunks) > 1
