@@ -6,7 +6,7 @@ import pytest
 
 import fwdderiv as fd
 from fwdderiv.attacks import expand_targets, jsma, jsma_untargeted
-from jsma_reference import naive_jsma
+from .jsma_reference import naive_jsma
 
 
 @pytest.fixture(scope="module")

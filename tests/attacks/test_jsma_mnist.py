@@ -14,10 +14,9 @@ from fwdderiv.models.trained import pretrained
 
 #: Held-out sources (x 9 targets each).
 N_SOURCES = 30
-#: How alpha and beta are computed: "vjp" pulls back the two rows the attack needs; the
-#: forward-mode Jacobian gives the same samples (tests/attacks/test_jsma.py checks the
-#: modes agree) but is slower on LeNet-5 with the current engine.
-MODE = "vjp"
+#: The paper's forward derivative (tests/attacks/test_jsma.py checks that the "reverse"
+#: and "vjp" modes craft the same samples).
+MODE = "forward"
 
 
 def test_lenet5_mnist_meets_the_paper_targets(mnist_dir):

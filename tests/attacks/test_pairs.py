@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from fwdderiv.attacks import best_pairs
-from jsma_reference import brute_force_pair
+from .jsma_reference import brute_force_pair
 
 
 def _problem(draw, n_max=3, m_max=12):
