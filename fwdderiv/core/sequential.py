@@ -209,10 +209,13 @@ class Sequential:
         n_win, windows, plan = 0, [], None
         if mode == "forward" and windowed:
             n_win, windows = local.plan(self.layers, shapes)
-            if n_win:
+            # the longest windowed prefix whose windows fit the budget (windows grow with
+            # depth: on a large input the last ones can outweigh dense direction chunks)
+            while n_win and plan is None:
                 plan = plan_windowed(self.layers, shapes, N, x.dtype.itemsize, max_memory,
-                                     n_win, local.elements_per_example(shapes, windows))
-                n_win = n_win if plan else 0
+                                     n_win, local.elements_per_example(shapes, windows[:n_win]))
+                n_win -= plan is None
+            windows = windows[:n_win]
         if plan is None:
             plan = plan_chunks(self.layers, shapes, N, D if mode == "forward" else K,
                                x.dtype.itemsize, max_memory)
