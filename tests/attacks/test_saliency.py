@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-import fwdderiv as fd
 from fwdderiv.attacks import (adversarial_distance, adversarial_distance_from_map,
                               forward_derivative, saliency_from_jacobian, saliency_map,
                               target_terms)
