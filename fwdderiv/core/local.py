@@ -12,9 +12,9 @@ second conv; the work shrinks by the same factors.
 The rules, per layer (``(R, S, P)`` = window size, stride and offset of the receptive
 field along one axis; output ``y`` sees input pixels ``[y*S - P, y*S - P + R)``):
 
-- Conv2d (kernel k, stride s, padding p, dilation d): one small GEMM per kernel offset
-  ``(ky, kx)``, added into the output window at ``(ky*d*Sh, kx*d*Sw)``;
-  ``R' = R + (k-1)*d*S``, ``S' = s*S``, ``P' = P + p*S``.
+- Conv2d (kernel k, stride s, padding p, dilation d): for each kernel offset ``(ky, kx)``
+  the weighted input windows are added into the output window at ``(ky*d*Sh, kx*d*Sw)``
+  (a zero-skipping Numba kernel); ``R' = R + (k-1)*d*S``, ``S' = s*S``, ``P' = P + p*S``.
 - MaxPool2d: each output copies its argmax input's window, shifted (same R', S', P' rule).
 - AvgPool2d: the mean of the shifted windows.
 - Pad2d: zero windows around, ``P' = P + pad*S``.
@@ -22,7 +22,8 @@ field along one axis; output ``y`` sees input pixels ``[y*S - P, y*S - P + R)``)
 
 The runner uses windows while they are smaller than the dense tangent and converts to the
 dense layout ``(N, D, C, H, W)`` before the first layer that is not one of these (Flatten,
-Linear...) or whose windows would cover the whole input.
+Linear...), whose windows would cover the whole input, or whose windows would not fit the
+memory budget.
 """
 from typing import NamedTuple
 
