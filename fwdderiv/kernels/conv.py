@@ -82,29 +82,43 @@ def col2im(cols, in_shape, kernel, stride, padding, dilation):
 @njit(**NUMBA_PARALLEL_OPTS)
 def _conv_vjp_scatter(gy, Wt, sh, sw, ph, pw, dh, dw, groups, gx):
     # gx[m, ci, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw] += gy[m, co, oy, ox] * W[co, ci, ky, kx]
-    # Zero cotangents (behind max-pool and ReLU most are) are skipped.
+    # Zero cotangents (behind max-pool and ReLU most are) are skipped. The kernel offsets
+    # that fall inside the image are computed once per output position, so the inner
+    # loops have no bounds tests; flat unsigned indices let LLVM drop wraparound checks.
     M, Co, Ho, Wo = gy.shape
     _, Ci, H, W = gx.shape
     Cig, kh, kw = Wt.shape[1], Wt.shape[2], Wt.shape[3]
     Cog = Co // groups
+    Wf = Wt.reshape(-1)
     for m in prange(M):
         gx[m] = 0.0
-        for co in range(Co):
-            g0 = (co // Cog) * Cig
-            for oy in range(Ho):
-                for ox in range(Wo):
+        G = gx[m].reshape(-1)
+        for oy in range(Ho):
+            ky0 = 0
+            while ky0 < kh and oy * sh - ph + ky0 * dh < 0:
+                ky0 += 1
+            ky1 = kh
+            while ky1 > ky0 and oy * sh - ph + (ky1 - 1) * dh >= H:
+                ky1 -= 1
+            for ox in range(Wo):
+                kx0 = 0
+                while kx0 < kw and ox * sw - pw + kx0 * dw < 0:
+                    kx0 += 1
+                kx1 = kw
+                while kx1 > kx0 and ox * sw - pw + (kx1 - 1) * dw >= W:
+                    kx1 -= 1
+                for co in range(Co):
                     v = gy[m, co, oy, ox]
                     if v == 0:
                         continue
+                    g0 = (co // Cog) * Cig
                     for c in range(Cig):
-                        for ky in range(kh):
+                        for ky in range(ky0, ky1):
                             iy = oy * sh - ph + ky * dh
-                            if iy < 0 or iy >= H:
-                                continue
-                            for kx in range(kw):
-                                ix = ox * sw - pw + kx * dw
-                                if 0 <= ix < W:
-                                    gx[m, g0 + c, iy, ix] += v * Wt[co, c, ky, kx]
+                            base = np.uint64(((g0 + c) * H + iy) * W + ox * sw - pw)
+                            wb = np.uint64(((co * Cig + c) * kh + ky) * kw)
+                            for kx in range(np.uint64(kx0), np.uint64(kx1)):
+                                G[base + kx * np.uint64(dw)] += v * Wf[wb + kx]
 
 
 def conv_vjp_scatter(gy, weight, in_shape, stride, padding, dilation, groups):
