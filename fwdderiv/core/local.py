@@ -144,8 +144,15 @@ def _scale(T, slope):
     return T * slope.transpose(0, 2, 3, 1)[:, :, :, None, None, None, :]
 
 
-def jvp(layer, cache, T, window, nxt, n):
-    """Push the windowed tangent ``T`` through ``layer``; ``n`` is the batch size."""
+def fuses_into_next(layer, nxt_layer):
+    """An elementwise layer directly before a max-pool is applied inside the pool's kernel,
+    to the argmax entries only: its full-size output is never built."""
+    return type(layer) in _ELEMENTWISE and type(nxt_layer) is MaxPool2d
+
+
+def jvp(layer, cache, T, window, nxt, n, slope=None):
+    """Push the windowed tangent ``T`` through ``layer``; ``n`` is the batch size.
+    ``slope`` is the cache of a fused elementwise layer before a max-pool."""
     kind = type(layer)
     if kind is Conv2d:
         _, Ho, Wo = layer.output_shape((T.shape[6],) + T.shape[1:3])
@@ -153,7 +160,7 @@ def jvp(layer, cache, T, window, nxt, n):
     if kind is MaxPool2d:
         argmax, (C, H, W) = cache
         _, Ho, Wo = layer.output_shape((C, H, W))
-        return maxpool_window(T, argmax, (H, W), (Ho, Wo), layer, window, nxt.size)
+        return maxpool_window(T, argmax, (H, W), (Ho, Wo), layer, window, nxt.size, slope)
     if kind is AvgPool2d:
         return _avgpool(T, layer, window, nxt)
     if kind is Pad2d:

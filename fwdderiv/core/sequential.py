@@ -256,9 +256,13 @@ class Sequential:
     def _windowed_chunk(self, caches, shapes, n, d0, d1, windows, dtype, out):
         T = local.seed(shapes[0], dtype, d0, d1)
         window = local.Window((1, 1), (1, 1), (0, 0))
-        for layer, cache, nxt in zip(self.layers, caches, windows):
-            T = local.jvp(layer, cache, T, window, nxt, n)
-            window = nxt
+        k, slope = len(windows), None
+        for i, (layer, cache, nxt) in enumerate(zip(self.layers, caches, windows)):
+            if i + 1 < k and local.fuses_into_next(layer, self.layers[i + 1]):
+                slope = cache              # applied by the max-pool that follows
+                continue
+            T = local.jvp(layer, cache, T, window, nxt, n, slope)
+            window, slope = nxt, None
         dh = local.dense(T, window, shapes[0], n, d0, d1)
         for layer, cache in zip(self.layers[len(windows):], caches[len(windows):]):
             dh = layer.jvp(cache, dh)

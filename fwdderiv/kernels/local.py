@@ -95,9 +95,12 @@ def _scale_window(T, slope, out):
 
 
 @njit(**NUMBA_PARALLEL_OPTS)
-def _maxpool_window(T, argmax, W, sh, sw, ph, pw, Sh, Sw, out):
+def _maxpool_window(T, argmax, slope, W, sh, sw, ph, pw, Sh, Sw, out):
+    # slope (N, C, H, W) of an elementwise layer just before the pool (fused: its output
+    # never materialises), or an empty array for none.
     N, Ho, Wo, C0, _, _, C = out.shape
     nT, Rh, Rw = T.shape[0], T.shape[4], T.shape[5]
+    fused = slope.size > 0
     for n in prange(N):
         m = n % nT  # nT == 1: a window shared by every example
         for c in range(C):
@@ -106,12 +109,13 @@ def _maxpool_window(T, argmax, W, sh, sw, ph, pw, Sh, Sw, out):
                     idx = argmax[n, c, py * Wo + px]
                     iy = idx // W
                     ix = idx % W
+                    s = slope[n, c, iy, ix] if fused else 1.0
                     oy = (iy - (py * sh - ph)) * Sh
                     ox = (ix - (px * sw - pw)) * Sw
                     for c0 in range(C0):
                         for i in range(Rh):
                             for j in range(Rw):
-                                out[n, py, px, c0, oy + i, ox + j, c] = T[m, iy, ix, c0, i, j, c]
+                                out[n, py, px, c0, oy + i, ox + j, c] = s * T[m, iy, ix, c0, i, j, c]
 
 
 @njit(**NUMBA_PARALLEL_OPTS)
@@ -161,14 +165,17 @@ def scale_window(T, slope, n):
     return out
 
 
-def maxpool_window(T, argmax, in_hw, out_hw, layer, window, new_size):
+def maxpool_window(T, argmax, in_hw, out_hw, layer, window, new_size, slope=None):
     """Windowed tangent through a max-pool: each output takes its argmax input's window,
-    shifted to where that input sits inside the (larger) output window."""
+    shifted to where that input sits inside the (larger) output window. ``slope`` (N, C,
+    H, W) fuses an elementwise layer before the pool: only the argmax entries are scaled."""
     (sh, sw), (ph, pw) = layer.stride, layer.padding
     N = argmax.shape[0]
     out = np.zeros((N,) + tuple(out_hw) + (T.shape[3],) + tuple(new_size) + (T.shape[6],),
                    T.dtype)
-    _maxpool_window(np.ascontiguousarray(T), argmax, in_hw[1], sh, sw, ph, pw,
+    slope = np.zeros((0, 0, 0, 0), T.dtype) if slope is None else \
+        np.ascontiguousarray(slope, dtype=T.dtype)
+    _maxpool_window(np.ascontiguousarray(T), argmax, slope, in_hw[1], sh, sw, ph, pw,
                     window.stride[0], window.stride[1], out)
     return out
 
