@@ -273,8 +273,16 @@ class Sequential:
         g = np.zeros((n, k1 - k0, K), dtype=dtype)
         g[:, np.arange(k1 - k0), np.arange(k0, k1)] = 1
         g = g.reshape((n, k1 - k0) + shapes[-1])
-        for layer, cache in zip(reversed(self.layers), reversed(caches)):
-            g = layer.vjp(cache, g)
+        i = len(self.layers) - 1
+        while i >= 0:
+            layer = self.layers[i]
+            if i > 0 and local.fuses_into_next(self.layers[i - 1], layer):
+                # max-pool after an elementwise layer: one scatter does both VJPs
+                g = layer.vjp(caches[i], g, slope=caches[i - 1])
+                i -= 2
+            else:
+                g = layer.vjp(caches[i], g)
+                i -= 1
         out[:, k0:k1, :] = g.reshape(n, k1 - k0, D)
 
     def _trace(self, x, shapes):

@@ -51,16 +51,22 @@ def _gather(dx, argmax, out):
 
 
 @njit(**NUMBA_PARALLEL_OPTS)
-def _scatter(gy, argmax, out):
-    # gy (N, K, C, P), argmax (N, C, P) -> out (N, K, C, HW), accumulated
+def _scatter(gy, argmax, slope, out):
+    # gy (N, K, C, P), argmax (N, C, P) -> out (N, K, C, HW), accumulated. slope (N, C, HW)
+    # is the derivative of an elementwise layer before the pool (fused), or empty.
     N, K, C, P = gy.shape
+    fused = slope.size > 0
     for nk in prange(N * K):
         n = nk // K
         k = nk % K
         out[n, k] = 0.0
         for c in range(C):
             for p in range(P):
-                out[n, k, c, argmax[n, c, p]] += gy[n, k, c, p]
+                a = argmax[n, c, p]
+                if fused:
+                    out[n, k, c, a] += gy[n, k, c, p] * slope[n, c, a]
+                else:
+                    out[n, k, c, a] += gy[n, k, c, p]
 
 
 def maxpool_forward(x, kernel, stride, padding):
@@ -81,8 +87,13 @@ def gather(dx, argmax):
     return out
 
 
-def scatter(gy, argmax, hw):
-    """Cotangent of max-pool: ``gy`` (N, K, C, P) added at ``argmax`` -> (N, K, C, hw)."""
+def scatter(gy, argmax, hw, slope=None):
+    """Cotangent of max-pool: ``gy`` (N, K, C, P) added at ``argmax`` -> (N, K, C, hw).
+
+    ``slope`` (N, C, hw), the derivative of an elementwise layer before the pool, is
+    applied on the way (only where cotangents land) instead of in a pass of its own."""
     out = np.empty(gy.shape[:3] + (hw,), dtype=gy.dtype)
-    _scatter(np.ascontiguousarray(gy), argmax, out)
+    slope = np.zeros((0, 0, 0), gy.dtype) if slope is None else \
+        np.ascontiguousarray(slope, dtype=gy.dtype).reshape(gy.shape[0], gy.shape[2], hw)
+    _scatter(np.ascontiguousarray(gy), argmax, slope, out)
     return out

@@ -58,10 +58,12 @@ class MaxPool2d(_Pool2d):
         dy = K.gather(dx.reshape(N, D, C, H * W), argmax)
         return dy.reshape(N, D, C, Ho, Wo)
 
-    def vjp(self, cache, gy):
+    def vjp(self, cache, gy, slope=None):
+        """``slope`` (N, C, H, W): fuse the VJP of an elementwise layer before the pool
+        (the graph runner passes it; ``vjp(cache, gy)`` is the plain protocol call)."""
         argmax, (C, H, W) = cache
         N, Kc = gy.shape[:2]
-        gx = K.scatter(gy.reshape(N, Kc, C, argmax.shape[2]), argmax, H * W)
+        gx = K.scatter(gy.reshape(N, Kc, C, argmax.shape[2]), argmax, H * W, slope)
         return gx.reshape(N, Kc, C, H, W)
 
 
