@@ -160,9 +160,22 @@ class Sequential:
         x, shapes = self._input(x)
         y, caches = self._forward_cached(x)
         g = check_tangent(y, gy, "Sequential.vjp", name="gy", what="cotangent")
-        for layer, cache in zip(reversed(self.layers), reversed(caches)):
-            g = layer.vjp(cache, g)
-        return y, g
+        return y, self._pullback(caches, g)
+
+    def _pullback(self, caches, g):
+        """Cotangents ``g`` (N, K, *S_out) pulled back through every layer. An elementwise
+        layer just before a max-pool is fused into the pool's scatter: one pass over the
+        largest cotangent instead of two."""
+        i = len(self.layers) - 1
+        while i >= 0:
+            layer = self.layers[i]
+            if i > 0 and local.fuses_into_next(self.layers[i - 1], layer):
+                g = layer.vjp(caches[i], g, slope=caches[i - 1])
+                i -= 2
+            else:
+                g = layer.vjp(caches[i], g)
+                i -= 1
+        return g
 
     def jacobian(self, x, mode="forward", max_memory=None, return_output=False,
                  intermediates=False, windowed=True):
@@ -272,17 +285,7 @@ class Sequential:
         D, K = out.shape[2], out.shape[1]
         g = np.zeros((n, k1 - k0, K), dtype=dtype)
         g[:, np.arange(k1 - k0), np.arange(k0, k1)] = 1
-        g = g.reshape((n, k1 - k0) + shapes[-1])
-        i = len(self.layers) - 1
-        while i >= 0:
-            layer = self.layers[i]
-            if i > 0 and local.fuses_into_next(self.layers[i - 1], layer):
-                # max-pool after an elementwise layer: one scatter does both VJPs
-                g = layer.vjp(caches[i], g, slope=caches[i - 1])
-                i -= 2
-            else:
-                g = layer.vjp(caches[i], g)
-                i -= 1
+        g = self._pullback(caches, g.reshape((n, k1 - k0) + shapes[-1]))
         out[:, k0:k1, :] = g.reshape(n, k1 - k0, D)
 
     def _trace(self, x, shapes):
