@@ -17,22 +17,22 @@ def _maxpool_forward(x, kh, kw, sh, sw, ph, pw, Ho, Wo, y, argmax):
     for mc in prange(M * C):
         m = mc // C
         c = mc % C
+        plane = x[m, c].reshape(-1)
         for oy in range(Ho):
+            y0 = oy * sh - ph
+            ky0, ky1 = max(0, -y0), min(kh, H - y0)
             for ox in range(Wo):
+                x0 = ox * sw - pw
+                kx0, kx1 = max(0, -x0), min(kw, W - x0)
                 best = -np.inf
                 best_i = -1
-                for ky in range(kh):
-                    iy = oy * sh - ph + ky
-                    if iy < 0 or iy >= H:
-                        continue
-                    for kx in range(kw):
-                        ix = ox * sw - pw + kx
-                        if ix < 0 or ix >= W:
-                            continue
-                        v = x[m, c, iy, ix]
+                for ky in range(ky0, ky1):
+                    row = (y0 + ky) * W + x0
+                    for kx in range(kx0, kx1):
+                        v = plane[row + kx]
                         if best_i < 0 or v > best or v != v:
                             best = v
-                            best_i = iy * W + ix
+                            best_i = row + kx
                 y[m, c, oy, ox] = best
                 argmax[m, c, oy * Wo + ox] = best_i
 
