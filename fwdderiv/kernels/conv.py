@@ -50,24 +50,34 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, fill, out):
 
 @njit(**NUMBA_PARALLEL_OPTS)
 def _col2im(cols, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, out):
+    # The adjoint of _im2col, with the same branch-free inner loop for window rows that
+    # lie inside the image.
     M = cols.shape[0]
     Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    K = C * kh * kw
     for m in prange(M):
         out[m] = 0.0
+        of = out[m].reshape(-1)
+        cf = cols[m].reshape(-1)
         for oy in range(Ho):
             for ox in range(Wo):
-                p = oy * Wo + ox
-                k = 0
+                k = np.uint64((oy * Wo + ox) * K)
+                ix0 = ox * sw - pw
+                inside_x = ix0 >= 0 and ix0 + (kw - 1) * dw < W
                 for c in range(C):
                     for ky in range(kh):
                         iy = oy * sh - ph + ky * dh
-                        inside_y = 0 <= iy < H
-                        for kx in range(kw):
-                            ix = ox * sw - pw + kx * dw
-                            if inside_y and 0 <= ix < W:
-                                out[m, c, iy, ix] += cols[m, p, k]
-                            k += 1
+                        if 0 <= iy < H and inside_x:
+                            dst = np.uint64((c * H + iy) * W + ix0)
+                            for kx in range(np.uint64(kw)):
+                                of[dst + kx * np.uint64(dw)] += cf[k + kx]
+                        elif 0 <= iy < H:
+                            for kx in range(kw):
+                                ix = ix0 + kx * dw
+                                if 0 <= ix < W:
+                                    of[np.uint64((c * H + iy) * W + ix)] += cf[k + np.uint64(kx)]
+                        k += np.uint64(kw)
 
 
 def im2col(x, kernel, stride, padding, dilation, fill=0.0):
