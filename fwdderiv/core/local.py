@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..kernels.local import conv_window, maxpool_window, scale_window, to_dense
+from ..kernels.local import conv_window, maxpool_window, scale_window, to_dense  # noqa: F401
 from ..layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, MaxPool2d, Pad2d, ReLU,
                       Sigmoid, Tanh)
 
@@ -137,13 +137,6 @@ def _pad(T, layer):
     return out
 
 
-def _scale(T, slope):
-    """Multiply every window by a slope per entry, (N, C, H, W), or per channel, (C,)."""
-    if slope.ndim == 1:
-        return T * slope.astype(T.dtype, copy=False)
-    return T * slope.transpose(0, 2, 3, 1)[:, :, :, None, None, None, :]
-
-
 def fuses_into_next(layer, nxt_layer):
     """An elementwise layer directly before a max-pool is applied inside the pool's kernel,
     to the argmax entries only: its full-size output is never built."""
@@ -168,13 +161,7 @@ def jvp(layer, cache, T, window, nxt, n, slope=None):
     if kind in _ELEMENTWISE:
         return scale_window(T, cache, n)
     if kind is BatchNorm2d:
-        return _scale(T, layer._scale(T.dtype))
+        return T * layer._scale(T.dtype)      # per channel, the last axis
     if kind is Dropout:
         return T
     raise TypeError(f"no windowed rule for {layer!r}")
-
-
-def dense(T, window, in_shape, n, d0, d1):
-    """The standard dense tangent ``(n, d1 - d0, C, H, W)`` of a windowed tangent, for the
-    input directions ``d0 <= d < d1``."""
-    return to_dense(T, window, in_shape, n, d0, d1)

@@ -276,7 +276,7 @@ class Sequential:
                 continue
             T = local.jvp(layer, cache, T, window, nxt, n, slope)
             window, slope = nxt, None
-        dh = local.dense(T, window, shapes[0], n, d0, d1)
+        dh = local.to_dense(T, window, shapes[0], n, d0, d1)
         for layer, cache in zip(self.layers[len(windows):], caches[len(windows):]):
             dh = layer.jvp(cache, dh)
         out[:, :, d0:d1] = dh.reshape(n, d1 - d0, out.shape[1]).transpose(0, 2, 1)
