@@ -7,7 +7,7 @@ Column layout: ``cols[m, p, k]`` with ``p = oy * Wo + ox`` the output position a
 import numpy as np
 from numba import njit, prange
 
-from ..config import NUMBA_PARALLEL_OPTS
+from ..config import NUMBA_OPTS, NUMBA_PARALLEL_OPTS
 
 
 def out_size(size, k, stride, pad, dil):
@@ -99,52 +99,120 @@ def col2im(cols, in_shape, kernel, stride, padding, dilation):
     return out
 
 
+@njit(**NUMBA_OPTS)
+def _kernel_span(o, s, p, d, k, size):
+    # The kernel offsets [k0, k1) whose input index o*s - p + k*d lies in [0, size).
+    k0 = 0
+    while k0 < k and o * s - p + k0 * d < 0:
+        k0 += 1
+    k1 = k
+    while k1 > k0 and o * s - p + (k1 - 1) * d >= size:
+        k1 -= 1
+    return k0, k1
+
+
+@njit(**NUMBA_OPTS)
+def _add_window(G, Wf, v, co, oy, ox, nhwc, Ci, Cig, Cog, H, W, kh, kw, sh, sw, ph, pw, dh,
+                dw):
+    # G[ci, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw] += v * W[co, ci, ky, kx] over the window
+    # inside the image. NCHW (G flat over (Ci, H, W), Wf over (Co, Cig, kh, kw)): runs of
+    # kw along a row. Channels-last (G over (H, W, Ci), Wf over (Co, kh, kw, Cig)): runs of
+    # Cig contiguous channels, which vectorise when there are many. Flat unsigned indices
+    # let LLVM drop wraparound checks.
+    ky0, ky1 = _kernel_span(oy, sh, ph, dh, kh, H)
+    kx0, kx1 = _kernel_span(ox, sw, pw, dw, kw, W)
+    g0 = (co // Cog) * Cig
+    if nhwc:
+        for ky in range(ky0, ky1):
+            iy = oy * sh - ph + ky * dh
+            for kx in range(kx0, kx1):
+                dst = np.uint64((iy * W + ox * sw - pw + kx * dw) * Ci + g0)
+                src = np.uint64(((co * kh + ky) * kw + kx) * Cig)
+                for c in range(np.uint64(Cig)):
+                    G[dst + c] += v * Wf[src + c]
+    else:
+        for c in range(Cig):
+            for ky in range(ky0, ky1):
+                iy = oy * sh - ph + ky * dh
+                base = np.uint64(((g0 + c) * H + iy) * W + ox * sw - pw)
+                wb = np.uint64(((co * Cig + c) * kh + ky) * kw)
+                for kx in range(np.uint64(kx0), np.uint64(kx1)):
+                    G[base + kx * np.uint64(dw)] += v * Wf[wb + kx]
+
+
+@njit(**NUMBA_OPTS)
+def _to_nchw(buf, out, Ci, HW):
+    # out[c, q] = buf[q, c]
+    for q in range(HW):
+        for c in range(Ci):
+            out[c * HW + q] = buf[q * Ci + c]
+
+
 @njit(**NUMBA_PARALLEL_OPTS)
-def _conv_vjp_scatter(gy, Wt, sh, sw, ph, pw, dh, dw, groups, gx):
-    # gx[m, ci, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw] += gy[m, co, oy, ox] * W[co, ci, ky, kx]
-    # Zero cotangents (behind max-pool and ReLU most are) are skipped. The kernel offsets
-    # that fall inside the image are computed once per output position, so the inner
-    # loops have no bounds tests; flat unsigned indices let LLVM drop wraparound checks.
-    M, Co, Ho, Wo = gy.shape
+def _conv_vjp_scatter(gy, argmax, slope, Wt, nhwc, Wc, sh, sw, ph, pw, dh, dw, groups,
+                      gx):
+    # gx[m] = the transposed convolution of gy[m], scattering each non-zero entry (behind
+    # max-pool and ReLU most are zero) into its window.
+    # Plain: gy (M, Co, Ho*Wo), argmax empty. Through a max-pool that follows the conv:
+    # gy (M, Co, P) is the pool's output cotangent, argmax (N, Co, P) its indices into the
+    # conv's output plane of width Wc (M = N*K), and slope (N, Co, Ho*Wo), if not empty,
+    # the derivative of an elementwise layer between them: the conv's output cotangent
+    # is never built.
+    M, Co, P = gy.shape
     _, Ci, H, W = gx.shape
     Cig, kh, kw = Wt.shape[1], Wt.shape[2], Wt.shape[3]
+    if nhwc:
+        Cig, kh, kw = Wt.shape[3], Wt.shape[1], Wt.shape[2]
     Cog = Co // groups
     Wf = Wt.reshape(-1)
+    pooled = argmax.size > 0
+    scaled = slope.size > 0
+    K = M // argmax.shape[0] if pooled else 1
     for m in prange(M):
-        gx[m] = 0.0
-        G = gx[m].reshape(-1)
-        for oy in range(Ho):
-            ky0 = 0
-            while ky0 < kh and oy * sh - ph + ky0 * dh < 0:
-                ky0 += 1
-            ky1 = kh
-            while ky1 > ky0 and oy * sh - ph + (ky1 - 1) * dh >= H:
-                ky1 -= 1
-            for ox in range(Wo):
-                kx0 = 0
-                while kx0 < kw and ox * sw - pw + kx0 * dw < 0:
-                    kx0 += 1
-                kx1 = kw
-                while kx1 > kx0 and ox * sw - pw + (kx1 - 1) * dw >= W:
-                    kx1 -= 1
-                for co in range(Co):
-                    v = gy[m, co, oy, ox]
-                    if v == 0:
-                        continue
-                    g0 = (co // Cog) * Cig
-                    for c in range(Cig):
-                        for ky in range(ky0, ky1):
-                            iy = oy * sh - ph + ky * dh
-                            base = np.uint64(((g0 + c) * H + iy) * W + ox * sw - pw)
-                            wb = np.uint64(((co * Cig + c) * kh + ky) * kw)
-                            for kx in range(np.uint64(kx0), np.uint64(kx1)):
-                                G[base + kx * np.uint64(dw)] += v * Wf[wb + kx]
+        out = gx[m].reshape(-1)
+        G = np.zeros(Ci * H * W, gx.dtype) if nhwc else out
+        if not nhwc:
+            out[:] = 0.0
+        n = m // K
+        for co in range(Co):
+            for p in range(P):
+                v = gy[m, co, p]
+                if v == 0:
+                    continue
+                a = p
+                if pooled:
+                    a = argmax[n, co, p]
+                    if scaled:
+                        v *= slope[n, co, a]
+                        if v == 0:
+                            continue
+                _add_window(G, Wf, v, co, a // Wc, a % Wc, nhwc, Ci, Cig, Cog, H, W, kh, kw,
+                            sh, sw, ph, pw, dh, dw)
+        if nhwc:
+            _to_nchw(G, out, Ci, H * W)
 
 
-def conv_vjp_scatter(gy, weight, in_shape, stride, padding, dilation, groups):
-    """Cotangent of a convolution's input by scattering each non-zero ``gy`` entry."""
+def conv_vjp_scatter(gy, weight, in_shape, stride, padding, dilation, groups, nhwc=False,
+                     pool=None, slope=None):
+    """Cotangent of a convolution's input by scattering each non-zero ``gy`` entry.
+
+    ``gy`` (M, Co, Ho, Wo) is the cotangent of the conv's output; or, with ``pool`` =
+    ``(argmax, Wo)`` of a max-pool right after the conv, ``gy`` (M, Co, Hp, Wp) is the
+    cotangent of the pool's output (``argmax`` (N, Co, Hp*Wp), M = N*K) and ``slope``
+    (N, Co, Ho*Wo), if given, the derivative of an elementwise layer between them.
+    ``nhwc`` accumulates channels-last (fast for many input channels), same numbers.
+    """
     gx = np.empty((gy.shape[0],) + tuple(in_shape), gy.dtype)
-    _conv_vjp_scatter(np.ascontiguousarray(gy), np.ascontiguousarray(weight, dtype=gy.dtype),
-                      stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
-                      groups, gx)
+    M, Co = gy.shape[:2]
+    empty = np.zeros((0, 0, 0), np.int64)
+    argmax, Wc = empty, gy.shape[3]
+    if pool is not None:
+        argmax, Wc = pool
+    slope = np.zeros((0, 0, 0), gy.dtype) if slope is None else \
+        np.ascontiguousarray(slope, dtype=gy.dtype).reshape(slope.shape[0], Co, -1)
+    W = np.asarray(weight, dtype=gy.dtype)
+    W = np.ascontiguousarray(W.transpose(0, 2, 3, 1) if nhwc else W)
+    _conv_vjp_scatter(np.ascontiguousarray(gy).reshape(M, Co, -1), argmax, slope, W, nhwc,
+                      Wc, stride[0], stride[1], padding[0], padding[1], dilation[0],
+                      dilation[1], groups, gx)
     return gx

@@ -4,14 +4,20 @@ import numpy as np
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ..kernels.conv import col2im, conv_vjp_scatter, im2col, out_size
 
-#: Below this share of non-zero cotangents (behind max-pool and ReLU most are zero), the
-#: VJP scatters each non-zero entry instead of a dense GEMM plus col2im, provided each
-#: entry's work (in_channels/groups * kh * kw) is at most SCATTER_MAX_WORK. Measured on
-#: LeNet-5's reverse Jacobian: scatter 4x faster at 18% density (work 25), 1.7x at 13%
-#: (work 150); the GEMM wins at 44%, and for mnist_convnet's 32- and 64-channel 3x3 convs
-#: (work 288, 576) during training. Both paths give the same numbers.
+#: When the VJP scatters each non-zero cotangent into its window instead of a dense GEMM
+#: plus col2im (behind max-pool and ReLU most cotangents are zero). Few input channels per
+#: group (below SCATTER_NHWC_CHANNELS): runs of kw along image rows, worth it at a density
+#: up to SCATTER_DENSITY when each entry's work (channels * kh * kw) is at most
+#: SCATTER_MAX_WORK. More channels: channels-last runs that vectorise, worth it up to
+#: SCATTER_NHWC_DENSITY. Measured on the reverse Jacobians of LeNet-5 and mnist_convnet
+#: (B=16, K=10): the channels-last scatter of a 32->64 3x3 conv costs as much as the GEMM
+#: path at 50-70% density and 1/6 of it at 10%; the row scatter of a 1->32 3x3 conv loses
+#: to the GEMM above 10-20%. Both paths give the same numbers.
 SCATTER_DENSITY = 0.2
 SCATTER_MAX_WORK = 150
+SCATTER_NHWC_CHANNELS = 4
+SCATTER_NHWC_DENSITY = 0.4
+
 from ._util import chw, pair, positive_int
 
 
@@ -133,15 +139,47 @@ class Conv2d(Layer):
     def jvp(self, cache, dx):
         return unfold(self._apply(fold(dx), bias=False)[0], *dx.shape[:2])
 
+    def _scatter_layout(self, nnz, size):
+        """``"nchw"``/``"nhwc"`` if scattering ``nnz`` non-zero cotangents out of ``size``
+        beats the dense GEMM + col2im, else None (see SCATTER_DENSITY)."""
+        Cig, kh, kw = self.weight.shape[1:]
+        if Cig >= SCATTER_NHWC_CHANNELS:
+            return "nhwc" if nnz <= SCATTER_NHWC_DENSITY * size else None
+        if Cig * kh * kw <= SCATTER_MAX_WORK and nnz <= SCATTER_DENSITY * size:
+            return "nchw"
+        return None
+
+    def _scatter(self, g, in_shape, layout, pool=None, slope=None):
+        return conv_vjp_scatter(g, self.weight, in_shape, self.stride, self.padding,
+                                self.dilation, self.groups, nhwc=layout == "nhwc",
+                                pool=pool, slope=slope)
+
+    def vjp_through_pool(self, cache, gy, pool_cache, slope=None):
+        """The VJP of this conv and a max-pool right after it, from the pool's output
+        cotangent ``gy`` (N, K, C, Hp, Wp), with ``slope`` the cache of an elementwise layer
+        between them if there is one: each non-zero entry is scattered from the pool's
+        argmax straight into the conv's input, and the conv's output cotangent (mostly
+        zeros) is never built. Returns None when the dense path is faster; the caller then
+        pulls back layer by layer. Same numbers either way, up to float rounding."""
+        _, in_shape = cache
+        argmax, (_, Ho, Wo) = pool_cache
+        g = fold(gy)
+        nnz = np.count_nonzero(g)
+        if slope is not None:     # the share of pool outputs whose argmax has slope 0
+            s = np.take_along_axis(slope.reshape(argmax.shape[:2] + (-1,)), argmax, axis=2)
+            nnz *= np.count_nonzero(s) / max(s.size, 1)
+        layout = self._scatter_layout(nnz, g.shape[0] * self.out_channels * Ho * Wo)
+        if layout is None or Ho * Wo == 1:
+            return None
+        gx = self._scatter(g, in_shape, layout, pool=(argmax, Wo), slope=slope)
+        return unfold(gx, *gy.shape[:2])
+
     def vjp(self, cache, gy):
         _, in_shape = cache
         g = fold(gy)
-        work = self.weight.shape[1] * self.weight.shape[2] * self.weight.shape[3]
-        if g.shape[2] * g.shape[3] > 1 and g.size and work <= SCATTER_MAX_WORK and \
-                np.count_nonzero(g) <= SCATTER_DENSITY * g.size:
-            gx = conv_vjp_scatter(g, self.weight, in_shape, self.stride, self.padding,
-                                  self.dilation, self.groups)
-            return unfold(gx, *gy.shape[:2])
+        layout = self._scatter_layout(np.count_nonzero(g), g.size) if g.size else None
+        if g.shape[2] * g.shape[3] > 1 and layout is not None:
+            return unfold(self._scatter(g, in_shape, layout), *gy.shape[:2])
         M, Co = g.shape[0], self.out_channels
         P = g.shape[2] * g.shape[3]
         g = g.reshape(M, Co, P).transpose(0, 2, 1).reshape(M * P, Co)

@@ -157,7 +157,8 @@ def test_intermediates_unfold_equation_6():
         _, cache = layer.forward(trace.outputs[k - 1])
         step = layer.jvp(cache, prev.reshape((2, 1024) + trace.shapes[k - 1]))
         np.testing.assert_allclose(np.moveaxis(step.reshape(2, 1024, -1), 1, 2).reshape(trace.jacobians[k].shape),
-                                   trace.jacobians[k], rtol=1e-12, atol=1e-18)
+                                   trace.jacobians[k], rtol=1e-12,
+                                   atol=1e-14 * np.abs(trace.jacobians[k]).max())
     assert "Conv2d(1, 6, 5)" in trace.summary()
 
 
@@ -176,7 +177,10 @@ def test_backward_gives_parameter_gradients_matching_vjp_of_input():
     y, caches = net.forward_cached(x)
     gy = np.random.default_rng(7).normal(size=y.shape)
     gx, grads = net.backward(caches, gy)
-    np.testing.assert_allclose(gx, net.vjp(x, gy[:, None])[1][:, 0], rtol=1e-12)
+    # vjp scatters conv -> ReLU -> pool in one pass, backward layer by layer: the same sum
+    # in another order
+    np.testing.assert_allclose(gx, net.vjp(x, gy[:, None])[1][:, 0], rtol=1e-12,
+                               atol=1e-14 * np.abs(gx).max())
     assert [set(g) for g in grads] == [set(p) for p in net.params]
     for g, p in zip(grads, net.params):
         for name in p:

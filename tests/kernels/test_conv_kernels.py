@@ -54,8 +54,8 @@ def test_im2col_fill_value_for_padding():
     assert np.isneginf(cols[0, 0, 0]) and cols[0, 0, 4] == 0
 
 
-@given(geometry, st.integers(1, 2), st.floats(0.0, 1.0))
-def test_conv_vjp_scatter_matches_gemm_path(g, groups, density):
+@given(geometry, st.integers(1, 2), st.floats(0.0, 1.0), st.booleans())
+def test_conv_vjp_scatter_matches_gemm_path(g, groups, density, nhwc):
     from fwdderiv.kernels.conv import conv_vjp_scatter
     from fwdderiv.layers import Conv2d
     M, C, H, W, kh, kw, s, p, d = g
@@ -73,5 +73,5 @@ def test_conv_vjp_scatter_matches_gemm_path(g, groups, density):
     # the layer's GEMM + col2im path (dense input forces it) against the scatter kernel
     dense = conv.vjp(cache, (gy + 0.0)[:, None] + 1e-300 * (gy == 0)[:, None])[:, 0]
     scat = conv_vjp_scatter(gy, conv.weight, in_shape, conv.stride, conv.padding,
-                            conv.dilation, conv.groups)
+                            conv.dilation, conv.groups, nhwc=nhwc)
     np.testing.assert_allclose(scat, dense, rtol=1e-10, atol=1e-12)

@@ -1,0 +1,80 @@
+"""The reverse pass's fused paths (conv -> [elementwise] -> max-pool pulled back in one
+scatter) against the layer-by-layer pullback, on every geometry and layout."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import fwdderiv as fd
+from fwdderiv.layers import conv as conv_module
+
+
+@st.composite
+def conv_pool(draw):
+    groups = draw(st.integers(1, 2))
+    cin = groups * draw(st.sampled_from([1, 2, 5]))       # 5 per group: the channels-last path
+    conv = fd.Conv2d(cin, groups * draw(st.integers(1, 3)), draw(st.integers(1, 3)),
+                     stride=draw(st.integers(1, 2)), padding=draw(st.integers(0, 1)),
+                     dilation=draw(st.integers(1, 2)), groups=groups,
+                     seed=draw(st.integers(0, 99)))
+    k = draw(st.integers(2, 3))
+    pool = fd.MaxPool2d(k, stride=draw(st.integers(1, k)), padding=draw(st.integers(0, k // 2)))
+    act = draw(st.sampled_from([None, fd.ReLU, fd.Tanh]))
+    size = draw(st.integers(7, 10))
+    n, K = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    return conv, act, pool, (n, cin, size, size), K, draw(st.integers(0, 2**31 - 1))
+
+
+@given(conv_pool(), st.sampled_from(["nchw", "nhwc"]))
+def test_vjp_through_pool_matches_layer_by_layer(case, layout):
+    conv, act, pool, shape, K, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=shape)
+    h, conv_cache = conv.forward(x)
+    slope = None
+    if act is not None:
+        h, slope = act().forward(h)
+    try:
+        y, pool_cache = pool.forward(h)
+    except ValueError:          # the conv's output is smaller than the pool window
+        return
+    gy = rng.normal(size=(shape[0], K) + y.shape[1:]) * (rng.random((shape[0], K) + y.shape[1:]) < 0.7)
+    g = pool.vjp(pool_cache, gy)
+    if slope is not None:
+        g = g * slope[:, None]
+    expected = conv.vjp(conv_cache, g + 1e-300 * (g == 0))       # dense GEMM path
+    got = conv._scatter(gy.reshape((-1,) + gy.shape[2:]), shape[1:], layout,
+                        pool=(pool_cache[0], h.shape[3]), slope=slope)
+    np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", ["gemm", "nchw", "nhwc"])
+def test_reverse_jacobian_is_the_same_on_every_path(monkeypatch, path):
+    # LeNet-5-like stacks with 1 and 6 input channels: force each VJP path in turn
+    if path == "gemm":
+        monkeypatch.setattr(conv_module, "SCATTER_DENSITY", -1.0)
+        monkeypatch.setattr(conv_module, "SCATTER_NHWC_DENSITY", -1.0)
+    else:
+        monkeypatch.setattr(conv_module, "SCATTER_DENSITY", 2.0)
+        monkeypatch.setattr(conv_module, "SCATTER_NHWC_DENSITY", 2.0)
+        monkeypatch.setattr(conv_module, "SCATTER_MAX_WORK", 10**9)
+        monkeypatch.setattr(conv_module, "SCATTER_NHWC_CHANNELS", 10**9 if path == "nchw" else 1)
+    net = fd.models.lenet5()
+    x = np.random.default_rng(3).random((2, 1, 32, 32))
+    Jf = net.jacobian(x, mode="forward")
+    Jr = net.jacobian(x, mode="reverse")
+    np.testing.assert_allclose(Jr, Jf, rtol=1e-10, atol=1e-12 * np.abs(Jf).max())
+
+
+def test_fused_pullback_is_taken_where_it_pays(monkeypatch):
+    # LeNet-5's conv -> ReLU -> max-pool pairs are pulled back from the pool's output
+    calls = []
+    original = fd.Conv2d._scatter
+
+    def spy(self, g, in_shape, layout, pool=None, slope=None):
+        calls.append((self.in_channels, layout, pool is not None, slope is not None))
+        return original(self, g, in_shape, layout, pool, slope)
+
+    monkeypatch.setattr(fd.Conv2d, "_scatter", spy)
+    net = fd.models.lenet5()
+    net.jacobian(np.random.default_rng(0).random((4, 1, 32, 32)), mode="reverse")
+    assert (6, "nhwc", True, True) in calls and (1, "nchw", True, True) in calls
