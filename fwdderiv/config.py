@@ -9,14 +9,22 @@ import os
 import numba
 import numpy as np
 
-# Numba's parallel kernels alternate with BLAS products on the same cores. With the OpenMP
-# layer, idle workers spin after each kernel and compete with the BLAS threads: measured
-# 25% slower LeNet-5 Jacobians on 2 cores, and 10-40x slower training on busy cores. The
-# workqueue layer does not spin. Set NUMBA_THREADING_LAYER to choose another; note that
-# workqueue does not allow parallel kernels to be launched from several Python threads
-# at once.
+# Numba's parallel kernels alternate with BLAS products on the same two cores. Measured on
+# LeNet-5 and mnist_convnet Jacobians (runs/cfg.py in the notes of issue 3): OpenMP-layer
+# kernels with single-threaded BLAS are fastest (reverse mode up to 2x, forward mode up
+# to 1.3x over the workqueue layer with multi-threaded BLAS); OpenMP kernels beside
+# multi-threaded BLAS are the slowest (each side's idle workers spin and take the other's
+# core: 1.5-3x slower). So the OpenMP layer is preferred (workqueue if it cannot load),
+# and BLAS runs single-threaded while a network with Numba kernel layers is evaluated
+# (KERNEL_BLAS_THREADS, :mod:`fwdderiv._threads`). NUMBA_THREADING_LAYER still wins.
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+
+#: BLAS threads while a network with Numba kernel layers (convolution, pooling) computes
+#: anything (forward, JVP, VJP, Jacobians, training steps, attacks); None leaves BLAS
+#: alone. Needs threadpoolctl (installed with scikit-learn, or ``pip install
+#: threadpoolctl``); without it nothing is changed.
+KERNEL_BLAS_THREADS = 1
 
 #: Flags for serial kernels. ``cache=True`` keeps a fresh process from recompiling.
 NUMBA_OPTS = {"cache": True, "fastmath": False, "nogil": True}

@@ -2,8 +2,9 @@
 import numpy as np
 
 from .._validation import as_float_array, check_tangent, shape_str
+from .._threads import kernel_call
 from ..config import DEFAULT_MAX_MEMORY
-from ..layers import Conv2d, MaxPool2d
+from ..layers import AvgPool2d, Conv2d, MaxPool2d
 from .layer import _with_batch
 from . import local
 from .memory import plan_chunks, plan_windowed
@@ -59,6 +60,12 @@ class Sequential:
         return f"Sequential({inner}\n)"
 
     @property
+    def numba_heavy(self):
+        """True if a layer runs Numba kernels (convolution, pooling): BLAS is then kept
+        single-threaded during this network's calls (:mod:`fwdderiv._threads`)."""
+        return any(isinstance(layer, (Conv2d, MaxPool2d, AvgPool2d)) for layer in self.layers)
+
+    @property
     def params(self):
         """One dict of live parameter arrays per layer (empty for parameter-free layers)."""
         return [getattr(layer, "params", {}) for layer in self.layers]
@@ -91,6 +98,7 @@ class Sequential:
                    else err) from None
 
     # -- primal -----------------------------------------------------------------------
+    @kernel_call
     def forward(self, x):
         """Output ``F(x)`` of shape ``(N, *S_out)`` for a batch ``x`` of shape ``(N, *S_in)``."""
         x, shapes = self._input(x)
@@ -100,6 +108,7 @@ class Sequential:
 
     __call__ = forward
 
+    @kernel_call
     def forward_cached(self, x):
         """``(y, caches)``: the output and each layer's cache, for :meth:`backward`."""
         x, _ = self._input(x)
@@ -112,6 +121,7 @@ class Sequential:
             caches.append(cache)
         return x, caches
 
+    @kernel_call
     def backward(self, caches, gy, input_grad=True):
         """Reverse pass for training.
 
@@ -140,6 +150,7 @@ class Sequential:
         return (g if input_grad else None), grads
 
     # -- derivatives ------------------------------------------------------------------
+    @kernel_call
     def jvp(self, x, dx):
         """Forward mode: ``(y, dy)`` with ``dy = (dF/dx) dx``.
 
@@ -153,6 +164,7 @@ class Sequential:
             dx = layer.jvp(cache, dx)
         return x, dx
 
+    @kernel_call
     def vjp(self, x, gy):
         """Reverse mode: ``(y, gx)`` with ``gx = gy (dF/dx)``.
 
@@ -185,6 +197,7 @@ class Sequential:
             i = j
         return g
 
+    @kernel_call
     def jacobian(self, x, mode="forward", max_memory=None, return_output=False,
                  intermediates=False, windowed=True):
         r"""The forward derivative :math:`\partial F/\partial x` of every example.

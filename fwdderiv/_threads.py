@@ -1,0 +1,48 @@
+"""BLAS threads while Numba kernels run (see :data:`fwdderiv.config.KERNEL_BLAS_THREADS`).
+
+A network of convolutions and pools alternates many short Numba kernels with small BLAS
+products. Multi-threaded OpenBLAS keeps its workers spinning for a while after every
+product, on the cores the next Numba kernel needs; with BLAS single-threaded for the
+duration of the call, the two never compete. Pure dense networks are left alone: their
+time is in large products that do use the threads.
+"""
+import contextlib
+import functools
+
+from . import config
+
+_controller = None       # threadpoolctl's BLAS controller, False if unavailable
+
+
+def _blas():
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _controller = False
+        else:
+            _controller = ThreadpoolController().select(user_api="blas")
+    return _controller
+
+
+@contextlib.contextmanager
+def blas_limited(numba_heavy):
+    """Run the block with ``config.KERNEL_BLAS_THREADS`` BLAS threads if ``numba_heavy``."""
+    n = config.KERNEL_BLAS_THREADS
+    ctl = _blas() if n and numba_heavy else None
+    if not ctl:
+        yield
+        return
+    with ctl.limit(limits=n):
+        yield
+
+
+def kernel_call(method):
+    """Decorate a :class:`~fwdderiv.Sequential` method: BLAS limited for its duration
+    when the network has Numba kernel layers (``self.numba_heavy``)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with blas_limited(self.numba_heavy):
+            return method(self, *args, **kwargs)
+    return wrapper

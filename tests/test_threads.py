@@ -1,0 +1,51 @@
+"""BLAS runs single-threaded during calls of networks with Numba kernel layers only."""
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import fwdderiv as fd
+from fwdderiv import config
+
+
+def blas_threads():
+    """Threads of NumPy's own BLAS (the one fwdderiv's products run on)."""
+    return [lib["num_threads"] for lib in threadpool_info()
+            if lib["user_api"] == "blas" and "numpy" in lib["filepath"]]
+
+
+class Spy(fd.ReLU):
+    """A ReLU that records the BLAS thread counts it runs under."""
+    seen = []
+
+    def forward(self, x):
+        Spy.seen.append(blas_threads())
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("method", ["forward", "jacobian", "vjp"])
+def test_conv_nets_limit_blas_during_the_call_and_restore_it(method):
+    before = blas_threads()
+    net = fd.Sequential([fd.Conv2d(1, 2, 3), Spy(), fd.Flatten(), fd.Linear(8, 3)])
+    x = np.random.default_rng(0).random((2, 1, 4, 4))
+    Spy.seen = []
+    args = {"forward": (x,), "jacobian": (x,), "vjp": (x, np.ones((2, 1, 3)))}[method]
+    getattr(net, method)(*args)
+    assert Spy.seen and all(n == [config.KERNEL_BLAS_THREADS] * len(before) for n in Spy.seen)
+    assert blas_threads() == before
+
+
+def test_dense_nets_keep_blas_threads(monkeypatch):
+    net = fd.Sequential([fd.Linear(4, 4), Spy(), fd.Linear(4, 2)])
+    Spy.seen = []
+    before = blas_threads()
+    net.jacobian(np.ones((2, 4)))
+    assert not net.numba_heavy and Spy.seen == [before]
+
+
+def test_the_limit_can_be_switched_off(monkeypatch):
+    monkeypatch.setattr(config, "KERNEL_BLAS_THREADS", None)
+    net = fd.Sequential([fd.Conv2d(1, 2, 3), Spy(), fd.Flatten(), fd.Linear(8, 3)])
+    Spy.seen = []
+    before = blas_threads()
+    net(np.ones((1, 1, 4, 4)))
+    assert Spy.seen == [before]
