@@ -1,11 +1,11 @@
 """Numba kernel of the JSMA pair search (reference: ``pairs._best_pairs_numpy``)."""
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ..config import NUMBA_OPTS
+from ..config import NUMBA_PARALLEL_OPTS
 
 
-@njit(**NUMBA_OPTS)
+@njit(**NUMBA_PARALLEL_OPTS)
 def best_pairs_kernel(alpha, beta, domain, increasing, p_out, q_out, score_out):
     """Write the best admissible pair of each row into p_out, q_out, score_out.
 
@@ -18,10 +18,13 @@ def best_pairs_kernel(alpha, beta, domain, increasing, p_out, q_out, score_out):
     of row p scores at most (a_p + amax) * -(b_p + bmin) (rounding is monotonic, so the
     bound also holds in floating point). Rows are visited by decreasing bound and the
     search stops at the first row whose bound is below the best score found. For a
-    softmax output (beta = -alpha) only a handful of rows are visited.
+    softmax output (beta = -alpha) only a handful of rows are visited, so the next row is
+    found by a linear scan rather than by sorting all bounds (the order among equal
+    bounds does not matter: every row whose bound reaches the best score is visited).
+    Samples are searched in parallel.
     """
     n, m = alpha.shape
-    for s in range(n):
+    for s in prange(n):
         idx = np.empty(m, dtype=np.int64)
         d = 0
         for i in range(m):
@@ -43,14 +46,17 @@ def best_pairs_kernel(alpha, beta, domain, increasing, p_out, q_out, score_out):
             fa = sign * alpha[s, idx[ii]] + amax
             fb = -(sign * beta[s, idx[ii]] + bmin)
             bound[ii] = fa * fb if (fa > 0 and fb > 0) else 0.0
-        order = np.argsort(-bound)
         best = 0.0
         bp = -1
         bq = -1
-        for r in range(d):
-            ii = order[r]
+        while True:
+            ii = 0
+            for jj in range(1, d):
+                if bound[jj] > bound[ii]:
+                    ii = jj
             if bound[ii] <= 0.0 or bound[ii] < best:
                 break
+            bound[ii] = -1.0                # visited
             p = idx[ii]
             ap = sign * alpha[s, p]
             bp_ = sign * beta[s, p]

@@ -165,9 +165,8 @@ class Conv2d(Layer):
         argmax, (_, Ho, Wo) = pool_cache
         g = fold(gy)
         nnz = np.count_nonzero(g)
-        if slope is not None:     # the share of pool outputs whose argmax has slope 0
-            s = np.take_along_axis(slope.reshape(argmax.shape[:2] + (-1,)), argmax, axis=2)
-            nnz *= np.count_nonzero(s) / max(s.size, 1)
+        if slope is not None:     # entries that meet a zero slope are skipped
+            nnz *= np.count_nonzero(slope) / max(slope.size, 1)
         layout = self._scatter_layout(nnz, g.shape[0] * self.out_channels * Ho * Wo)
         if layout is None or Ho * Wo == 1:
             return None
