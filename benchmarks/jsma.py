@@ -67,29 +67,40 @@ def load_case(data, data_dir, samples):
     return net, x, src, tgt, name
 
 
-def score(net, x, x_adv, targets, seconds):
-    """Success rate, distortion and throughput of one crafting run."""
+def score(net, x, x_adv, targets, seconds, times=()):
+    """Success rate, distortion and throughput of one crafting run (``seconds``: the
+    median of ``times``)."""
     n = x.shape[0]
     ok = net(x_adv.astype(x.dtype)).argmax(axis=1) == targets
     changed = (x_adv.reshape(n, -1) != x.reshape(n, -1)).sum(axis=1)
     m = x[0].size
-    return {"seconds": seconds, "samples_per_s": n / seconds,
+    return {"seconds": seconds, "times": list(times), "samples_per_s": n / seconds,
             "success_rate": float(ok.mean()),
             "distortion_all": float(changed.mean() / m),
             "distortion_successful": float(changed[ok].mean() / m) if ok.any() else None,
             "max_changed_features": int(changed.max()), "budget_features": int(UPSILON * m)}
 
 
-def run_fwdderiv(net, x, targets, batch_size, **kw):
+def timed(run, repeats):
+    """Median seconds of ``repeats`` calls of ``run()`` (each returns x_adv), the last
+    x_adv, and every time."""
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        x_adv = run()
+        times.append(time.perf_counter() - t0)
+    return x_adv, float(np.median(times)), times
+
+
+def run_fwdderiv(net, x, targets, batch_size, repeats=3, **kw):
     from fwdderiv.attacks import jsma
 
-    jsma(net, x[:2], targets[:2], batch_size=batch_size, **kw)  # compile, warm caches
-    t0 = time.perf_counter()
-    res = jsma(net, x, targets, upsilon=UPSILON, batch_size=batch_size, **kw)
-    return res.x_adv, time.perf_counter() - t0
+    jsma(net, x, targets, batch_size=batch_size, **kw)   # compile, warm caches, full size
+    return timed(lambda: jsma(net, x, targets, upsilon=UPSILON, batch_size=batch_size,
+                              **kw).x_adv, repeats)
 
 
-def run_art(net, x, targets, batch_size, gamma=UPSILON):
+def run_art(net, x, targets, batch_size, gamma=UPSILON, repeats=3):
     import torch
     from art.attacks.evasion import SaliencyMapMethod
     from art.estimators.classification import PyTorchClassifier
@@ -102,9 +113,7 @@ def run_art(net, x, targets, batch_size, gamma=UPSILON):
                                verbose=False)
     onehot = np.eye(10, dtype=np.float32)[targets]
     attack.generate(x[:2], y=onehot[:2])  # warm up
-    t0 = time.perf_counter()
-    x_adv = attack.generate(x.astype(np.float32), y=onehot)
-    return x_adv, time.perf_counter() - t0
+    return timed(lambda: attack.generate(x.astype(np.float32), y=onehot), repeats)
 
 
 def main(argv=None):
@@ -118,6 +127,8 @@ def main(argv=None):
                    help="pairs crafted together, by both implementations (default: 256)")
     p.add_argument("--modes", default="forward,vjp",
                    help="fwdderiv Jacobian modes to time (comma separated)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed runs of every method; the median is reported (default 3)")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = p.parse_args(argv)
     data_dir = args.data_dir or _shared_mnist()
@@ -127,18 +138,20 @@ def main(argv=None):
           f"batch {args.batch_size}", flush=True)
     rows = {}
     for mode in [m for m in args.modes.split(",") if m]:
-        x_adv, sec = run_fwdderiv(net, x, tgt, args.batch_size, mode=mode)
-        rows[f"fwdderiv jsma ({mode})"] = score(net, x, x_adv, tgt, sec)
-        print(f"  fwdderiv {mode}: {sec:.1f} s", flush=True)
+        x_adv, sec, times = run_fwdderiv(net, x, tgt, args.batch_size, args.repeats, mode=mode)
+        rows[f"fwdderiv jsma ({mode})"] = score(net, x, x_adv, tgt, sec, times)
+        print(f"  fwdderiv {mode}: {sec:.2f} s (median of {len(times)})", flush=True)
     if available("art") and available("torch"):
-        x_adv, sec = run_art(net, x, tgt, args.batch_size)
-        rows["ART SaliencyMapMethod"] = score(net, x, x_adv, tgt, sec)
+        x_adv, sec, times = run_art(net, x, tgt, args.batch_size, repeats=args.repeats)
+        rows["ART SaliencyMapMethod"] = score(net, x, x_adv, tgt, sec, times)
+        print(f"  ART: {sec:.2f} s (median of {len(times)})", flush=True)
         # ART continues while picked / M <= gamma, so it may take one pair more than
         # floor(Upsilon * M / 2); this gamma stops it at fwdderiv's (the paper's) count.
         m = x[0].size
         pairs = int(UPSILON * m) // 2
-        x_adv, sec = run_art(net, x, tgt, args.batch_size, gamma=(2 * pairs - 1) / m)
-        rows["ART, same max features"] = score(net, x, x_adv, tgt, sec)
+        x_adv, sec, times = run_art(net, x, tgt, args.batch_size, gamma=(2 * pairs - 1) / m,
+                                    repeats=args.repeats)
+        rows["ART, same max features"] = score(net, x, x_adv, tgt, sec, times)
     else:
         print("ART not installed (pip install adversarial-robustness-toolbox): skipped",
               file=sys.stderr)

@@ -80,6 +80,44 @@ def _col2im(cols, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, out):
                         k += np.uint64(kw)
 
 
+@njit(**NUMBA_PARALLEL_OPTS)
+def _im2col_t(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
+    # out[m, k, p] = cols[m, p, k] (zero outside the image): one row per kernel tap, the
+    # tap's shifted view of the image, so y[m] = W @ out[m] comes out channels-first.
+    M, C, H, W = x.shape
+    _, K, P = out.shape
+    Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    for mk in prange(M * K):
+        m = mk // K
+        k = mk % K
+        c = k // (kh * kw)
+        ky = (k // kw) % kh
+        kx = k % kw
+        row = out[m, k]
+        plane = x[m, c]
+        for oy in range(Ho):
+            iy = oy * sh - ph + ky * dh
+            dst = row[oy * Wo:(oy + 1) * Wo]
+            if iy < 0 or iy >= H:
+                dst[:] = 0.0
+                continue
+            src = plane[iy]
+            for ox in range(Wo):
+                ix = ox * sw - pw + kx * dw
+                dst[ox] = src[ix] if 0 <= ix < W else 0.0
+
+
+def im2col_t(x, kernel, stride, padding, dilation):
+    """Columns of ``x`` (M, C, H, W), transposed: an array (M, C*kh*kw, Ho*Wo)."""
+    M, C, H, W = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    Ho, Wo = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
+    out = np.empty((M, C * kh * kw, Ho * Wo), dtype=x.dtype)
+    _im2col_t(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, out)
+    return out
+
+
 def im2col(x, kernel, stride, padding, dilation, fill=0.0):
     """Columns of ``x`` (M, C, H, W): an array (M, Ho*Wo, C*kh*kw); outside is ``fill``."""
     M, C, H, W = x.shape

@@ -1,8 +1,8 @@
-"""2-D convolution (cross-correlation, as in PyTorch) by im2col and one BLAS product."""
+"""2-D convolution (cross-correlation, as in PyTorch) by im2col and BLAS products."""
 import numpy as np
 
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
-from ..kernels.conv import col2im, conv_vjp_scatter, im2col, out_size
+from ..kernels.conv import col2im, conv_vjp_scatter, im2col_t, out_size
 
 #: When the VJP scatters each non-zero cotangent into its window instead of a dense GEMM
 #: plus col2im (behind max-pool and ReLU most cotangents are zero). Few input channels per
@@ -103,33 +103,37 @@ class Conv2d(Layer):
         return (self.out_channels, Ho, Wo)
 
     def work_size(self, in_shape):
-        """Workspace per example: im2col columns and the GEMM result before transposing."""
+        """Workspace per example: im2col columns and the product."""
         Co, Ho, Wo = self.output_shape(in_shape)
         K = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         return Ho * Wo * (K + Co)
 
-    # cols: (M, P, C*kh*kw); result (M, Co, Ho, Wo)
+    # cols: (M, C*kh*kw, P), one row per kernel tap (im2col transposed); result
+    # (M, Co, Ho, Wo) = W @ cols[m] for every m: the products come out channels-first, so
+    # no transpose follows them (1.1-3x faster than (M*P, K) @ W.T on the zoo's convs)
     def _apply(self, x, bias):
         out_shape = self.output_shape(x.shape[1:])
         M, G, Co = x.shape[0], self.groups, self.out_channels
+        W = cast_param(self.weight, x.dtype).reshape(Co, -1)
+        Kg, Cog = W.shape[1], Co // G
         if out_shape[1:] == (1, 1) and x.shape[2:] == self.kernel_size and \
                 self.padding == (0, 0):
-            cols = x.reshape(M, 1, int(np.prod(x.shape[1:])))   # one window: no copy
-        else:
-            cols = im2col(x, self.kernel_size, self.stride, self.padding, self.dilation)
-        P = cols.shape[1]
-        W = cast_param(self.weight, x.dtype).reshape(Co, -1)
-        if G == 1:
-            y = cols.reshape(M * P, cols.shape[2]) @ W.T
-        else:
-            Kg, Cog = W.shape[1], Co // G
-            y = np.empty((M * P, Co), dtype=x.dtype)
+            cols = x.reshape(M, Kg * G, 1)          # one window: no copy, one product
+            y = np.empty((M, Co), dtype=x.dtype)
             for g in range(G):
-                y[:, g * Cog:(g + 1) * Cog] = (
-                    cols[:, :, g * Kg:(g + 1) * Kg].reshape(M * P, Kg) @ W[g * Cog:(g + 1) * Cog].T)
+                y[:, g * Cog:(g + 1) * Cog] = cols[:, g * Kg:(g + 1) * Kg, 0] @ W[g * Cog:(g + 1) * Cog].T
+            y = y[:, :, None]
+        else:
+            cols = im2col_t(x, self.kernel_size, self.stride, self.padding, self.dilation)
+            if G == 1:
+                y = np.matmul(W, cols)
+            else:
+                y = np.empty((M, Co, cols.shape[2]), dtype=x.dtype)
+                for g in range(G):
+                    y[:, g * Cog:(g + 1) * Cog] = np.matmul(W[g * Cog:(g + 1) * Cog],
+                                                            cols[:, g * Kg:(g + 1) * Kg])
         if bias and self.bias is not None:
-            y += cast_param(self.bias, x.dtype)
-        y = np.ascontiguousarray(y.reshape(M, P, Co).transpose(0, 2, 1))
+            y += cast_param(self.bias, x.dtype)[:, None]
         return y.reshape((M,) + out_shape), cols
 
     def forward(self, x):
@@ -196,19 +200,17 @@ class Conv2d(Layer):
         return unfold(gx, *gy.shape[:2])
 
     def param_vjp(self, cache, gy):
-        cols, _ = cache
+        cols, _ = cache                            # (N, K, P)
         N, Co = gy.shape[0], self.out_channels
-        P = cols.shape[1]
-        g = gy.reshape(N, Co, P).transpose(1, 0, 2).reshape(Co, N * P)
-        c = cols.reshape(N * P, cols.shape[2])
-        G = self.groups
-        if G == 1:
-            gW = g @ c
-        else:
-            Kg, Cog = self.weight.shape[1] * self.weight.shape[2] * self.weight.shape[3], Co // G
-            gW = np.empty((Co, Kg), dtype=gy.dtype)
-            for i in range(G):
-                gW[i * Cog:(i + 1) * Cog] = g[i * Cog:(i + 1) * Cog] @ c[:, i * Kg:(i + 1) * Kg]
+        g = gy.reshape(N, Co, -1)
+        Kg, Cog = cols.shape[1] // self.groups, Co // self.groups
+        gW = np.empty((Co, Kg), dtype=gy.dtype)
+        for i in range(self.groups):          # sum over examples of g[n] @ cols[n].T
+            gi, ci = g[:, i * Cog:(i + 1) * Cog], cols[:, i * Kg:(i + 1) * Kg]
+            if cols.shape[2] == 1:              # one window: a single product
+                gW[i * Cog:(i + 1) * Cog] = gi[:, :, 0].T @ ci[:, :, 0]
+            else:
+                gW[i * Cog:(i + 1) * Cog] = np.matmul(gi, ci.transpose(0, 2, 1)).sum(axis=0)
         grads = {"weight": gW.reshape(self.weight.shape).astype(self.weight.dtype, copy=False)}
         if self.bias is not None:
             grads["bias"] = gy.sum(axis=(0, 2, 3)).astype(self.bias.dtype, copy=False)

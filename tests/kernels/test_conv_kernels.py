@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from fwdderiv.kernels.conv import col2im, im2col, out_size
+from fwdderiv.kernels.conv import col2im, im2col, im2col_t, out_size
 
 
 def im2col_reference(x, k, s, p, d):
@@ -34,6 +34,16 @@ def test_im2col_matches_reference(g, dtype):
     got = im2col(x, *args)
     assert got.dtype == dtype
     np.testing.assert_array_equal(got, im2col_reference(x, *args))
+
+
+@given(geometry, st.sampled_from([np.float32, np.float64]))
+def test_im2col_t_is_im2col_transposed(g, dtype):
+    M, C, H, W, kh, kw, s, p, d = g
+    x = np.random.default_rng(0).normal(size=(M, C, H, W)).astype(dtype)
+    args = ((kh, kw), (s, s), (p, p), (d, d))
+    got = im2col_t(x, *args)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, im2col_reference(x, *args).transpose(0, 2, 1))
 
 
 @given(geometry)
