@@ -4,6 +4,7 @@ Column layout: ``cols[m, p, k]`` with ``p = oy * Wo + ox`` the output position a
 ``k = (c * kh + ky) * kw + kx`` running over the window in the order of a PyTorch weight
 ``(out, in, kh, kw)`` flattened, so ``y = cols @ W.reshape(out, -1).T``.
 """
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -188,14 +189,16 @@ def _to_nchw(buf, out, Ci, HW):
 
 @njit(**NUMBA_PARALLEL_OPTS)
 def _conv_vjp_scatter(gy, argmax, slope, Wt, nhwc, Wc, sh, sw, ph, pw, dh, dw, groups,
-                      gx):
+                      gx, scratch):
     # gx[m] = the transposed convolution of gy[m], scattering each non-zero entry (behind
     # max-pool and ReLU most are zero) into its window.
     # Plain: gy (M, Co, Ho*Wo), argmax empty. Through a max-pool that follows the conv:
     # gy (M, Co, P) is the pool's output cotangent, argmax (N, Co, P) its indices into the
     # conv's output plane of width Wc (M = N*K), and slope (N, Co, Ho*Wo), if not empty,
     # the derivative of an elementwise layer between them: the conv's output cotangent
-    # is never built.
+    # is never built. Channels-last accumulates in per-thread ``scratch`` (threads,
+    # Ci*H*W) allocated by the caller, not in the parallel loop (see _conv_window in
+    # kernels.local: worker-thread allocations page-fault on every call).
     M, Co, P = gy.shape
     _, Ci, H, W = gx.shape
     Cig, kh, kw = Wt.shape[1], Wt.shape[2], Wt.shape[3]
@@ -208,9 +211,8 @@ def _conv_vjp_scatter(gy, argmax, slope, Wt, nhwc, Wc, sh, sw, ph, pw, dh, dw, g
     K = M // argmax.shape[0] if pooled else 1
     for m in prange(M):
         out = gx[m].reshape(-1)
-        G = np.zeros(Ci * H * W, gx.dtype) if nhwc else out
-        if not nhwc:
-            out[:] = 0.0
+        G = scratch[numba.get_thread_id()] if nhwc else out
+        G[:] = 0.0
         n = m // K
         for co in range(Co):
             for p in range(P):
@@ -250,7 +252,8 @@ def conv_vjp_scatter(gy, weight, in_shape, stride, padding, dilation, groups, nh
         np.ascontiguousarray(slope, dtype=gy.dtype).reshape(slope.shape[0], Co, -1)
     W = np.asarray(weight, dtype=gy.dtype)
     W = np.ascontiguousarray(W.transpose(0, 2, 3, 1) if nhwc else W)
+    scratch = np.empty((numba.get_num_threads() if nhwc else 0, gx[0].size), gy.dtype)
     _conv_vjp_scatter(np.ascontiguousarray(gy).reshape(M, Co, -1), argmax, slope, W, nhwc,
                       Wc, stride[0], stride[1], padding[0], padding[1], dilation[0],
-                      dilation[1], groups, gx)
+                      dilation[1], groups, gx, scratch)
     return gx
