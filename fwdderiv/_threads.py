@@ -27,15 +27,20 @@ def _blas():
 
 
 @contextlib.contextmanager
-def blas_limited(numba_heavy):
-    """Run the block with ``config.KERNEL_BLAS_THREADS`` BLAS threads if ``numba_heavy``."""
-    n = config.KERNEL_BLAS_THREADS
-    ctl = _blas() if n and numba_heavy else None
+def blas_threads(n):
+    """Run the block with ``n`` BLAS threads (no change if ``n`` is None or threadpoolctl
+    is not installed); the previous count is restored after."""
+    ctl = _blas() if n else None
     if not ctl:
         yield
         return
-    with ctl.limit(limits=n):
+    with ctl.limit(limits=int(n)):
         yield
+
+
+def blas_limited(numba_heavy):
+    """Run the block with ``config.KERNEL_BLAS_THREADS`` BLAS threads if ``numba_heavy``."""
+    return blas_threads(config.KERNEL_BLAS_THREADS if numba_heavy else None)
 
 
 def kernel_call(method):

@@ -9,6 +9,8 @@ import os
 import numba
 import numpy as np
 
+from . import _malloc
+
 # Numba's parallel kernels alternate with BLAS products on the same two cores. Measured on
 # LeNet-5 and mnist_convnet Jacobians (runs/cfg.py in the notes of issue 3): OpenMP-layer
 # kernels with single-threaded BLAS are fastest (reverse mode up to 2x, forward mode up
@@ -19,6 +21,10 @@ import numpy as np
 # (KERNEL_BLAS_THREADS, :mod:`fwdderiv._threads`). NUMBA_THREADING_LAYER still wins.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+
+#: True if glibc's allocator was told to keep freed array memory (:mod:`fwdderiv._malloc`;
+#: set FWDDERIV_TUNE_MALLOC=0 before importing fwdderiv to leave it alone).
+MALLOC_TUNED = os.environ.get("FWDDERIV_TUNE_MALLOC", "1") != "0" and _malloc.tune()
 
 #: BLAS threads while a network with Numba kernel layers (convolution, pooling) computes
 #: anything (forward, JVP, VJP, Jacobians, training steps, attacks); None leaves BLAS

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fwdderiv._threads import blas_threads
 from fwdderiv.training.checkpoint import save_checkpoint
 from fwdderiv.training.loss import softmax_cross_entropy
 from fwdderiv.training.optim import make_optimizer
@@ -215,13 +216,7 @@ def limited_threads(n):
     before = numba.get_num_threads()
     numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
     try:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            blas = contextlib.nullcontext()
-        else:
-            blas = threadpool_limits(limits=int(n), user_api="blas")
-        with blas:
+        with blas_threads(n):
             yield
     finally:
         numba.set_num_threads(before)
