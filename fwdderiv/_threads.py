@@ -7,7 +7,6 @@ duration of the call, the two never compete. Pure dense networks are left alone:
 time is in large products that do use the threads.
 """
 import contextlib
-import functools
 
 from . import config
 
@@ -41,13 +40,3 @@ def blas_threads(n):
 def blas_limited(numba_heavy):
     """Run the block with ``config.KERNEL_BLAS_THREADS`` BLAS threads if ``numba_heavy``."""
     return blas_threads(config.KERNEL_BLAS_THREADS if numba_heavy else None)
-
-
-def kernel_call(method):
-    """Decorate a :class:`~fwdderiv.Sequential` method: BLAS limited for its duration
-    when the network has Numba kernel layers (``self.numba_heavy``)."""
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        with blas_limited(self.numba_heavy):
-            return method(self, *args, **kwargs)
-    return wrapper

@@ -11,6 +11,9 @@ Shapes, with ``S`` the per-example input shape and ``S_out`` the output shape:
 - tangents ``dx``: ``(N, D, *S)`` -> ``dy``: ``(N, D, *S_out)``, D directions
 - cotangents ``gy``: ``(N, K, *S_out)`` -> ``gx``: ``(N, K, *S)``, K cotangents
 """
+import contextlib
+import threading
+
 import numpy as np
 
 from .._validation import as_float_array, shape_str
@@ -107,9 +110,38 @@ def unfold(y, n, d):
     return y.reshape((n, d) + y.shape[1:])
 
 
+_casts = threading.local()      # .cache: {(id(p), dtype): (p, cast)} during one call
+
+
 def cast_param(p, dtype):
-    """A parameter in the dtype of the input it meets (no copy when they already agree)."""
-    return p if p.dtype == dtype else p.astype(dtype)
+    """A parameter in the dtype of the input it meets (no copy when they already agree).
+
+    Inside :func:`cast_scope` each parameter is cast once per dtype and reused (a float32
+    model asked for a float64 Jacobian uses each weight in several layers' passes)."""
+    if p.dtype == dtype:
+        return p
+    cache = getattr(_casts, "cache", None)
+    if cache is None:
+        return p.astype(dtype)
+    key = (id(p), np.dtype(dtype))
+    hit = cache.get(key)
+    if hit is None or hit[0] is not p:
+        hit = cache[key] = (p, p.astype(dtype))
+    return hit[1]
+
+
+@contextlib.contextmanager
+def cast_scope():
+    """Reuse parameter casts until the outermost scope ends. Scopes are per call: weights
+    changed in place between calls are never served stale."""
+    if getattr(_casts, "cache", None) is not None:
+        yield
+        return
+    _casts.cache = {}
+    try:
+        yield
+    finally:
+        _casts.cache = None
 
 
 def init_uniform(rng, shape, fan_in):

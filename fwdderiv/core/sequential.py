@@ -1,14 +1,26 @@
 """The graph runner for a chain of layers: forward, JVP, VJP and Jacobians."""
+import functools
+
 import numpy as np
 
+from .._threads import blas_limited
 from .._validation import as_float_array, check_tangent, shape_str
-from .._threads import kernel_call
 from ..config import DEFAULT_MAX_MEMORY
 from ..layers import AvgPool2d, Conv2d, MaxPool2d
-from .layer import _with_batch
+from .layer import _with_batch, cast_scope
 from . import local
 from .memory import plan_chunks, plan_windowed
 from .trace import Trace
+
+
+def _call(method):
+    """A public Sequential method's scope: BLAS limited while a network with Numba kernel
+    layers runs (:mod:`fwdderiv._threads`), parameter casts shared by its layers."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with blas_limited(self.numba_heavy), cast_scope():
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class Sequential:
@@ -98,7 +110,7 @@ class Sequential:
                    else err) from None
 
     # -- primal -----------------------------------------------------------------------
-    @kernel_call
+    @_call
     def forward(self, x):
         """Output ``F(x)`` of shape ``(N, *S_out)`` for a batch ``x`` of shape ``(N, *S_in)``."""
         x, shapes = self._input(x)
@@ -108,7 +120,7 @@ class Sequential:
 
     __call__ = forward
 
-    @kernel_call
+    @_call
     def forward_cached(self, x):
         """``(y, caches)``: the output and each layer's cache, for :meth:`backward`."""
         x, _ = self._input(x)
@@ -121,7 +133,7 @@ class Sequential:
             caches.append(cache)
         return x, caches
 
-    @kernel_call
+    @_call
     def backward(self, caches, gy, input_grad=True):
         """Reverse pass for training.
 
@@ -150,7 +162,7 @@ class Sequential:
         return (g if input_grad else None), grads
 
     # -- derivatives ------------------------------------------------------------------
-    @kernel_call
+    @_call
     def jvp(self, x, dx):
         """Forward mode: ``(y, dy)`` with ``dy = (dF/dx) dx``.
 
@@ -164,7 +176,7 @@ class Sequential:
             dx = layer.jvp(cache, dx)
         return x, dx
 
-    @kernel_call
+    @_call
     def vjp(self, x, gy):
         """Reverse mode: ``(y, gx)`` with ``gx = gy (dF/dx)``.
 
@@ -197,7 +209,7 @@ class Sequential:
             i = j
         return g
 
-    @kernel_call
+    @_call
     def jacobian(self, x, mode="forward", max_memory=None, return_output=False,
                  intermediates=False, windowed=True):
         r"""The forward derivative :math:`\partial F/\partial x` of every example.
@@ -253,6 +265,12 @@ class Sequential:
         if plan is None:
             plan = plan_chunks(self.layers, shapes, N, D if mode == "forward" else K,
                                x.dtype.itemsize, max_memory)
+        if mode == "reverse" and len(plan.example_chunks) == len(plan.direction_chunks) == 1:
+            # one chunk: the pulled-back cotangents are the Jacobian, no copy
+            y, caches = self._forward_cached(x)
+            J = self._reverse_cotangents(caches, shapes, N, 0, K, x.dtype)
+            J = np.ascontiguousarray(J).reshape((N,) + s_out + s_in)
+            return (y, J) if return_output else J
         J = np.empty((N, K, D), dtype=x.dtype)
         y = np.empty((N,) + s_out, dtype=x.dtype)
         run = self._forward_chunk if mode == "forward" else self._reverse_chunk
@@ -302,12 +320,16 @@ class Sequential:
             dh = layer.jvp(cache, dh)
         out[:, :, d0:d1] = dh.reshape(n, d1 - d0, out.shape[1]).transpose(0, 2, 1)
 
-    def _reverse_chunk(self, caches, shapes, n, k0, k1, dtype, out):
-        D, K = out.shape[2], out.shape[1]
+    def _reverse_cotangents(self, caches, shapes, n, k0, k1, dtype):
+        """Output cotangents k0..k1 of every example pulled back: (n, k1 - k0, *S_in)."""
+        K = int(np.prod(shapes[-1]))
         g = np.zeros((n, k1 - k0, K), dtype=dtype)
         g[:, np.arange(k1 - k0), np.arange(k0, k1)] = 1
-        g = self._pullback(caches, g.reshape((n, k1 - k0) + shapes[-1]))
-        out[:, k0:k1, :] = g.reshape(n, k1 - k0, D)
+        return self._pullback(caches, g.reshape((n, k1 - k0) + shapes[-1]))
+
+    def _reverse_chunk(self, caches, shapes, n, k0, k1, dtype, out):
+        g = self._reverse_cotangents(caches, shapes, n, k0, k1, dtype)
+        out[:, k0:k1, :] = g.reshape(n, k1 - k0, out.shape[2])
 
     def _trace(self, x, shapes):
         N, D = x.shape[0], int(np.prod(shapes[0]))

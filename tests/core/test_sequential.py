@@ -185,3 +185,29 @@ def test_backward_gives_parameter_gradients_matching_vjp_of_input():
     for g, p in zip(grads, net.params):
         for name in p:
             assert g[name].shape == p[name].shape
+
+
+def test_float64_calls_of_a_float32_model_cast_each_weight_once_per_call():
+    from fwdderiv.core import layer as layer_module
+    net = fd.models.mlp()
+    x = np.random.default_rng(8).random((3, 784))
+    shapes = [(256, 784), (256, 256), (10, 256)]
+    casts = []
+    original = np.ndarray.astype
+
+    class Counting(np.ndarray):       # a weight that counts its casts
+        def astype(self, *args, **kwargs):
+            if self.shape in shapes:
+                casts.append(self.shape)
+            return original(self, *args, **kwargs)
+
+    for lin in (net[1], net[3], net[5]):
+        lin.weight = lin.weight.view(Counting)
+    logits = net[:-1]
+    J = logits.jacobian(x, mode="reverse")
+    assert sorted(casts) == sorted(shapes)      # once per call, not once per pass
+    # a weight changed in place between calls is seen by the next call
+    net[5].weight *= 2
+    casts.clear()
+    np.testing.assert_allclose(logits.jacobian(x, mode="reverse"), 2 * J, rtol=1e-12)
+    assert sorted(casts) == sorted(shapes) and layer_module._casts.cache is None
