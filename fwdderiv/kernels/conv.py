@@ -119,6 +119,41 @@ def im2col_t(x, kernel, stride, padding, dilation):
     return out
 
 
+@njit(**NUMBA_PARALLEL_OPTS)
+def _col2im_t(cols, kh, kw, sh, sw, ph, pw, dh, dw, out):
+    # The adjoint of _im2col_t: out[m, c, iy, ix] += cols[m, k, oy*Wo + ox] for every tap k
+    # = (c, ky, kx) and output position whose window reads (iy, ix).
+    M, C, H, W = out.shape
+    K = cols.shape[1]
+    Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    for m in prange(M):
+        out[m] = 0.0
+        for k in range(K):
+            c = k // (kh * kw)
+            ky = (k // kw) % kh
+            kx = k % kw
+            row = cols[m, k]
+            plane = out[m, c]
+            ox0, ox1 = _kernel_span(kx, dw, pw, sw, Wo, W)
+            for oy in range(Ho):
+                iy = oy * sh - ph + ky * dh
+                if iy < 0 or iy >= H:
+                    continue
+                dst = plane[iy]
+                src = row[oy * Wo:(oy + 1) * Wo]
+                for ox in range(ox0, ox1):
+                    dst[ox * sw - pw + kx * dw] += src[ox]
+
+
+def col2im_t(cols, in_shape, kernel, stride, padding, dilation):
+    """Adjoint of :func:`im2col_t`: columns (M, C*kh*kw, Ho*Wo) added back to (M, C, H, W)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    out = np.empty((cols.shape[0],) + tuple(in_shape), dtype=cols.dtype)
+    _col2im_t(np.ascontiguousarray(cols), kh, kw, sh, sw, ph, pw, dh, dw, out)
+    return out
+
+
 def im2col(x, kernel, stride, padding, dilation, fill=0.0):
     """Columns of ``x`` (M, C, H, W): an array (M, Ho*Wo, C*kh*kw); outside is ``fill``."""
     M, C, H, W = x.shape

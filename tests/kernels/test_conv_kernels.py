@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from fwdderiv.kernels.conv import col2im, im2col, im2col_t, out_size
+from fwdderiv.kernels.conv import col2im, col2im_t, im2col, im2col_t, out_size
 
 
 def im2col_reference(x, k, s, p, d):
@@ -47,6 +47,9 @@ def test_col2im_is_the_adjoint_of_im2col(g):
     lhs = np.vdot(im2col(x, *args), cols)
     rhs = np.vdot(x, col2im(cols, (C, H, W), *args))
     assert lhs == pytest.approx(rhs, rel=1e-12)
+    cols_t = np.ascontiguousarray(cols.transpose(0, 2, 1))      # and the transposed pair
+    assert np.vdot(im2col_t(x, *args), cols_t) == pytest.approx(
+        np.vdot(x, col2im_t(cols_t, (C, H, W), *args)), rel=1e-12)
 
 
 def test_im2col_fill_value_for_padding():
