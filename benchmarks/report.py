@@ -145,7 +145,7 @@ def render(doc, fmt="text"):
         + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
         "GEMM peak (np.matmul, same run): "
         + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()),
-        f'memory: {meta.get("memory_note", "")}',
+        f'memory: {meta.get("memory_note", "")}; allocator: {meta.get("allocator", "?")}',
     ]
     if fmt == "markdown":
         head = [f"- {h}" for h in head]
