@@ -15,7 +15,6 @@ runs once when fwdderiv is imported, unless the environment variable
 ``FWDDERIV_TUNE_MALLOC`` is ``0``. Elsewhere than glibc it does nothing.
 """
 import ctypes
-import ctypes.util
 import sys
 
 MMAP_THRESHOLD = 32 * 2**20
@@ -28,7 +27,7 @@ def tune():
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)                 # the process's own symbols, libc's among them
         version = libc.gnu_get_libc_version      # glibc only: musl's mallopt is a no-op
         mallopt = libc.mallopt
     except (OSError, AttributeError):

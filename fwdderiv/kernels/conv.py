@@ -287,7 +287,7 @@ def conv_vjp_scatter(gy, weight, in_shape, stride, padding, dilation, groups, nh
         np.ascontiguousarray(slope, dtype=gy.dtype).reshape(slope.shape[0], Co, -1)
     W = np.asarray(weight, dtype=gy.dtype)
     W = np.ascontiguousarray(W.transpose(0, 2, 3, 1) if nhwc else W)
-    scratch = np.empty((numba.get_num_threads() if nhwc else 0, gx[0].size), gy.dtype)
+    scratch = np.empty((numba.config.NUMBA_NUM_THREADS if nhwc else 0, gx[0].size), gy.dtype)
     _conv_vjp_scatter(np.ascontiguousarray(gy).reshape(M, Co, -1), argmax, slope, W, nhwc,
                       Wc, stride[0], stride[1], padding[0], padding[1], dilation[0],
                       dilation[1], groups, gx, scratch)

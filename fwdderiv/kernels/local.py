@@ -156,7 +156,9 @@ def conv_window(T, layer, out_hw, window, new_size):
     out = np.zeros((N,) + tuple(out_hw) + (C0,) + tuple(new_size) + (layer.out_channels,),
                    T.dtype)
     Wt = np.ascontiguousarray(layer.weight.transpose(2, 3, 1, 0), dtype=T.dtype)
-    threads, HW, block = numba.get_num_threads(), T.shape[1] * T.shape[2], int(np.prod(T.shape[3:]))
+    # one scratch slab per possible thread id (get_thread_id < NUMBA_NUM_THREADS)
+    threads = numba.config.NUMBA_NUM_THREADS
+    HW, block = T.shape[1] * T.shape[2], int(np.prod(T.shape[3:]))
     _conv_window(np.ascontiguousarray(T), Wt, sh, sw, ph, pw, dh, dw, window.stride[0],
                  window.stride[1], layer.groups, out, np.empty((threads, HW, block), T.dtype),
                  np.empty((threads, 2, HW, block), np.int64),

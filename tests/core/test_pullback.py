@@ -78,3 +78,21 @@ def test_fused_pullback_is_taken_where_it_pays(monkeypatch):
     net = fd.models.lenet5()
     net.jacobian(np.random.default_rng(0).random((4, 1, 32, 32)), mode="reverse")
     assert (6, "nhwc", True, True) in calls and (1, "nchw", True, True) in calls
+
+
+def test_thread_count_does_not_change_the_jacobians():
+    # the kernels' per-thread scratch is indexed by thread id: any thread count must give
+    # the same numbers (rows of the scatter never share an accumulator)
+    import numba
+    net = fd.models.mnist_convnet()
+    x = np.random.default_rng(5).random((3, 1, 28, 28))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = net.jacobian(x, mode="reverse"), net.jacobian(x)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = net.jacobian(x, mode="reverse"), net.jacobian(x)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one[0], many[0])
+    np.testing.assert_array_equal(one[1], many[1])
