@@ -18,9 +18,17 @@ from . import _malloc
 # multi-threaded BLAS are the slowest (each side's idle workers spin and take the other's
 # core: 1.5-3x slower). So the OpenMP layer is preferred (workqueue if it cannot load),
 # and BLAS runs single-threaded while a network with Numba kernel layers is evaluated
-# (KERNEL_BLAS_THREADS, :mod:`fwdderiv._threads`). NUMBA_THREADING_LAYER still wins.
+# (KERNEL_BLAS_THREADS, :mod:`fwdderiv._threads`). Without threadpoolctl BLAS cannot be
+# limited, and the workqueue layer, whose workers do not spin, stays first.
+# NUMBA_THREADING_LAYER still wins.
+try:
+    import threadpoolctl  # noqa: F401
+    HAVE_THREADPOOLCTL = True
+except ImportError:
+    HAVE_THREADPOOLCTL = False
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+    numba.config.THREADING_LAYER_PRIORITY = (
+        ["omp", "workqueue", "tbb"] if HAVE_THREADPOOLCTL else ["workqueue", "omp", "tbb"])
 
 #: True if glibc's allocator was told to keep freed array memory (:mod:`fwdderiv._malloc`;
 #: set FWDDERIV_TUNE_MALLOC=0 before importing fwdderiv to leave it alone).

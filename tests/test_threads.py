@@ -49,3 +49,24 @@ def test_the_limit_can_be_switched_off(monkeypatch):
     before = blas_threads()
     net(np.ones((1, 1, 4, 4)))
     assert Spy.seen == [before]
+
+
+def run_fresh(code, hide_threadpoolctl):
+    import subprocess
+    import sys
+    prelude = "import sys; sys.modules['threadpoolctl'] = None\n" if hide_threadpoolctl else ""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_THREADING_LAYER"}
+    return subprocess.run([sys.executable, "-c", prelude + code], env=env, check=True,
+                          capture_output=True, text=True).stdout.split()
+
+
+@pytest.mark.parametrize("hide", [False, True])
+def test_threading_layer_follows_whether_blas_can_be_limited(hide):
+    # OpenMP workers beside multi-threaded BLAS are the slow pairing: without threadpoolctl
+    # (BLAS not limitable) the non-spinning workqueue layer is used
+    code = ("import numpy as np, numba, fwdderiv as fd\n"
+            "fd.models.lenet5()(np.zeros((1, 1, 32, 32)))\n"
+            "print(fd.config.HAVE_THREADPOOLCTL, numba.threading_layer())")
+    have, layer = run_fresh(code, hide)
+    assert have == str(not hide)
+    assert layer == ("workqueue" if hide else "omp")
