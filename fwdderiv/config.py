@@ -12,7 +12,7 @@ import numpy as np
 from . import _malloc
 
 # Numba's parallel kernels alternate with BLAS products on the same two cores. Measured on
-# LeNet-5 and mnist_convnet Jacobians (runs/cfg.py in the notes of issue 3): OpenMP-layer
+# LeNet-5 and mnist_convnet Jacobians (docs/pages/performance.md, Threads): OpenMP-layer
 # kernels with single-threaded BLAS are fastest (reverse mode up to 2x, forward mode up
 # to 1.3x over the workqueue layer with multi-threaded BLAS); OpenMP kernels beside
 # multi-threaded BLAS are the slowest (each side's idle workers spin and take the other's

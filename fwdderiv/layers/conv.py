@@ -3,6 +3,7 @@ import numpy as np
 
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ..kernels.conv import col2im, col2im_t, conv_vjp_scatter, im2col_t, out_size
+from ._util import chw, pair, positive_int
 
 #: When the VJP scatters each non-zero cotangent into its window instead of a dense GEMM
 #: plus col2im (behind max-pool and ReLU most cotangents are zero). Few input channels per
@@ -17,8 +18,6 @@ SCATTER_DENSITY = 0.2
 SCATTER_MAX_WORK = 150
 SCATTER_NHWC_CHANNELS = 4
 SCATTER_NHWC_DENSITY = 0.4
-
-from ._util import chw, pair, positive_int
 
 
 class Conv2d(Layer):
@@ -121,7 +120,8 @@ class Conv2d(Layer):
             cols = x.reshape(M, Kg * G, 1)          # one window: no copy, one product
             y = np.empty((M, Co), dtype=x.dtype)
             for g in range(G):
-                y[:, g * Cog:(g + 1) * Cog] = cols[:, g * Kg:(g + 1) * Kg, 0] @ W[g * Cog:(g + 1) * Cog].T
+                y[:, g * Cog:(g + 1) * Cog] = (cols[:, g * Kg:(g + 1) * Kg, 0]
+                                               @ W[g * Cog:(g + 1) * Cog].T)
             y = y[:, :, None]
         else:
             cols = im2col_t(x, self.kernel_size, self.stride, self.padding, self.dilation)
@@ -200,7 +200,8 @@ class Conv2d(Layer):
             g = g.reshape(M, Co)
             gcols = np.empty((M, Kg * G), dtype=gy.dtype)
             for i in range(G):
-                gcols[:, i * Kg:(i + 1) * Kg] = g[:, i * Cog:(i + 1) * Cog] @ W[i * Cog:(i + 1) * Cog]
+                gcols[:, i * Kg:(i + 1) * Kg] = (g[:, i * Cog:(i + 1) * Cog]
+                                                 @ W[i * Cog:(i + 1) * Cog])
             gx = col2im(gcols.reshape(M, 1, Kg * G), in_shape, self.kernel_size, self.stride,
                         self.padding, self.dilation)
             return unfold(gx, *gy.shape[:2])
