@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 PROBE = """
 import json, resource, numpy as np, fwdderiv as fd
@@ -29,9 +28,11 @@ def probe(env_value):
     return json.loads(out.splitlines()[-1])
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tuning is Linux-only")
 def test_repeated_jacobians_stop_faulting_pages_in():
     tuned = probe(None)
+    if not sys.platform.startswith("linux"):      # glibc only: elsewhere nothing changes
+        assert tuned["tuned"] is False
+        return
     assert tuned["tuned"] is True
     # once warm, the arrays come from memory the process kept: a 16-example reverse
     # Jacobian allocates ~11 MB per call, 2,700 pages faulted in per call when untuned
