@@ -2,7 +2,10 @@
 
 Column layout: ``cols[m, p, k]`` with ``p = oy * Wo + ox`` the output position and
 ``k = (c * kh + ky) * kw + kx`` running over the window in the order of a PyTorch weight
-``(out, in, kh, kw)`` flattened, so ``y = cols @ W.reshape(out, -1).T``.
+``(out, in, kh, kw)`` flattened, so ``y = cols @ W.reshape(out, -1).T``. The kernels
+store it transposed, ``(M, K, P)`` (:func:`im2col_t`, one row per kernel tap, so
+``y[m] = W @ cols_t[m]`` is channels-first); :func:`im2col` and :func:`col2im` are views
+onto that layout.
 """
 import numba
 import numpy as np
@@ -17,73 +20,8 @@ def out_size(size, k, stride, pad, dil):
 
 
 @njit(**NUMBA_PARALLEL_OPTS)
-def _im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, fill, out):
-    # A window row that lies inside the image is a strided copy with no bounds tests;
-    # flat unsigned indices let LLVM drop wraparound checks (2x on LeNet-5's convs).
-    M, C, H, W = x.shape
-    Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    K = C * kh * kw
-    for m in prange(M):
-        xf = x[m].reshape(-1)
-        of = out[m].reshape(-1)
-        for oy in range(Ho):
-            for ox in range(Wo):
-                k = np.uint64((oy * Wo + ox) * K)
-                ix0 = ox * sw - pw
-                inside_x = ix0 >= 0 and ix0 + (kw - 1) * dw < W
-                for c in range(C):
-                    for ky in range(kh):
-                        iy = oy * sh - ph + ky * dh
-                        if 0 <= iy < H and inside_x:
-                            src = np.uint64((c * H + iy) * W + ix0)
-                            for kx in range(np.uint64(kw)):
-                                of[k + kx] = xf[src + kx * np.uint64(dw)]
-                        else:
-                            for kx in range(kw):
-                                ix = ix0 + kx * dw
-                                if 0 <= iy < H and 0 <= ix < W:
-                                    of[k + np.uint64(kx)] = xf[np.uint64((c * H + iy) * W + ix)]
-                                else:
-                                    of[k + np.uint64(kx)] = fill
-                        k += np.uint64(kw)
-
-
-@njit(**NUMBA_PARALLEL_OPTS)
-def _col2im(cols, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, out):
-    # The adjoint of _im2col, with the same branch-free inner loop for window rows that
-    # lie inside the image.
-    M = cols.shape[0]
-    Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    K = C * kh * kw
-    for m in prange(M):
-        out[m] = 0.0
-        of = out[m].reshape(-1)
-        cf = cols[m].reshape(-1)
-        for oy in range(Ho):
-            for ox in range(Wo):
-                k = np.uint64((oy * Wo + ox) * K)
-                ix0 = ox * sw - pw
-                inside_x = ix0 >= 0 and ix0 + (kw - 1) * dw < W
-                for c in range(C):
-                    for ky in range(kh):
-                        iy = oy * sh - ph + ky * dh
-                        if 0 <= iy < H and inside_x:
-                            dst = np.uint64((c * H + iy) * W + ix0)
-                            for kx in range(np.uint64(kw)):
-                                of[dst + kx * np.uint64(dw)] += cf[k + kx]
-                        elif 0 <= iy < H:
-                            for kx in range(kw):
-                                ix = ix0 + kx * dw
-                                if 0 <= ix < W:
-                                    of[np.uint64((c * H + iy) * W + ix)] += cf[k + np.uint64(kx)]
-                        k += np.uint64(kw)
-
-
-@njit(**NUMBA_PARALLEL_OPTS)
-def _im2col_t(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
-    # out[m, k, p] = cols[m, p, k] (zero outside the image): one row per kernel tap, the
+def _im2col_t(x, kh, kw, sh, sw, ph, pw, dh, dw, fill, out):
+    # out[m, k, p] = cols[m, p, k] (``fill`` outside the image): one row per kernel tap, the
     # tap's shifted view of the image, so y[m] = W @ out[m] comes out channels-first.
     M, C, H, W = x.shape
     _, K, P = out.shape
@@ -101,21 +39,22 @@ def _im2col_t(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
             iy = oy * sh - ph + ky * dh
             dst = row[oy * Wo:(oy + 1) * Wo]
             if iy < 0 or iy >= H:
-                dst[:] = 0.0
+                dst[:] = fill
                 continue
             src = plane[iy]
             for ox in range(Wo):
                 ix = ox * sw - pw + kx * dw
-                dst[ox] = src[ix] if 0 <= ix < W else 0.0
+                dst[ox] = src[ix] if 0 <= ix < W else fill
 
 
-def im2col_t(x, kernel, stride, padding, dilation):
-    """Columns of ``x`` (M, C, H, W), transposed: an array (M, C*kh*kw, Ho*Wo)."""
+def im2col_t(x, kernel, stride, padding, dilation, fill=0.0):
+    """Columns of ``x`` (M, C, H, W), transposed: an array (M, C*kh*kw, Ho*Wo); outside
+    the image is ``fill``."""
     M, C, H, W = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     Ho, Wo = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
     out = np.empty((M, C * kh * kw, Ho * Wo), dtype=x.dtype)
-    _im2col_t(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, out)
+    _im2col_t(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, fill, out)
     return out
 
 
@@ -155,22 +94,15 @@ def col2im_t(cols, in_shape, kernel, stride, padding, dilation):
 
 
 def im2col(x, kernel, stride, padding, dilation, fill=0.0):
-    """Columns of ``x`` (M, C, H, W): an array (M, Ho*Wo, C*kh*kw); outside is ``fill``."""
-    M, C, H, W = x.shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    Ho, Wo = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
-    out = np.empty((M, Ho * Wo, C * kh * kw), dtype=x.dtype)
-    _im2col(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, fill, out)
-    return out
+    """Columns of ``x`` (M, C, H, W): (M, Ho*Wo, C*kh*kw), outside is ``fill``; a view of
+    :func:`im2col_t`'s array."""
+    return im2col_t(x, kernel, stride, padding, dilation, fill).transpose(0, 2, 1)
 
 
 def col2im(cols, in_shape, kernel, stride, padding, dilation):
-    """Adjoint of :func:`im2col` (fill 0): scatter-add columns back to (M, C, H, W)."""
-    C, H, W = in_shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    out = np.empty((cols.shape[0], C, H, W), dtype=cols.dtype)
-    _col2im(np.ascontiguousarray(cols), C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, out)
-    return out
+    """Adjoint of :func:`im2col` (fill 0): scatter-add columns (M, Ho*Wo, C*kh*kw) back to
+    (M, C, H, W)."""
+    return col2im_t(cols.transpose(0, 2, 1), in_shape, kernel, stride, padding, dilation)
 
 
 @njit(**NUMBA_OPTS)
