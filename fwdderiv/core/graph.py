@@ -9,6 +9,7 @@ call (``forward``, ``jvp``, ``jacobian`` in both modes, its per-node trace, ``vj
 case of the same runner.
 """
 import functools
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -42,7 +43,7 @@ class Node(NamedTuple):
 
 
 def _size(shape):
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(int(s) for s in shape)
 
 
 class Graph:
@@ -420,15 +421,19 @@ class Graph:
     def _steps(self, shapes):
         """For the memory planner: per node, its layer, input shapes, output shape, and
         the elements of other values alive across it (residual branches)."""
+        sizes = [_size(s) for s in shapes]
         last = {}
         for k, node in enumerate(self._nodes):
             for v in node.inputs:
                 last[v] = k
-        steps = []
+        steps, alive = [], 0              # alive: values made before node k, read after it
         for k, node in enumerate(self._nodes):
-            alive = sum(_size(shapes[v]) for v, end in last.items()
-                        if v <= k and end > k and v not in node.inputs)
-            steps.append((node.layer, [shapes[v] for v in node.inputs], shapes[k + 1], alive))
+            alive += sizes[k] if last.get(k, -1) > k - 1 and k > 0 else 0
+            ins = set(node.inputs)
+            here = alive - sum(sizes[v] for v in ins if v > 0 and last[v] > k - 1)
+            steps.append((node.layer, [shapes[v] for v in node.inputs], shapes[k + 1],
+                          here + (sizes[0] if 0 not in ins and last.get(0, -1) > k else 0)))
+            alive -= sum(sizes[v] for v in ins if v > 0 and last[v] == k)
         return steps
 
     @_call
