@@ -10,6 +10,8 @@ from .io import load, save
 from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, LogSoftmax,
                      MaxPool2d, Pad2d, ReLU, Sigmoid, Softmax, Tanh)
 from .layers import Add, Concat, Mul, Pad, Reshape, Scale, Slice
+from .layers import (ELU, GELU, Dropout2d, Hardswish, Hardtanh, Identity, LeakyReLU, Mish,
+                     ReLU6, SiLU, Softplus)
 from . import attacks, models, training  # noqa: E402  (they import the layers above)
 
 __version__ = "0.1.0"
@@ -19,3 +21,5 @@ __all__ = ["attacks", "training", "Add", "Concat", "Mul", "Pad", "Reshape", "Sca
            "Flatten", "Graph", "Layer", "Linear",
            "LogSoftmax", "MaxPool2d", "Pad2d", "ReLU", "Sequential", "Sigmoid", "Softmax",
            "Tanh", "Trace", "config", "datasets", "load", "models", "numeric", "save", "tune_process"]
+__all__ += ["ELU", "GELU", "Dropout2d", "Hardswish", "Hardtanh", "Identity", "LeakyReLU",
+            "Mish", "ReLU6", "SiLU", "Softplus"]

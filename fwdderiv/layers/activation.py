@@ -1,8 +1,11 @@
 """Elementwise activations, each a :class:`fwdderiv.core.Elementwise`: the forward pass
 caches f'(x), the only thing the JVP (``f'(x) * dx``) and the VJP (``f'(x) * gy``) need."""
+import numbers
+
 import numpy as np
 
 from ..core.elementwise import Elementwise
+from ..kernels.activation import erf
 
 
 class ReLU(Elementwise):
@@ -34,3 +37,190 @@ class Tanh(Elementwise):
     def value_and_slope(self, x):
         y = np.tanh(x)
         return y, 1 - y * y
+
+
+# -- the activations of torch.nn, same names, arguments and defaults ---------------------
+# ``inplace`` is accepted where PyTorch has it and ignored: it changes no value here.
+
+def _real(value, name, owner):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise TypeError(f"{owner}: {name} must be a finite real number, got {value!r}")
+    return float(value)
+
+
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+class LeakyReLU(Elementwise):
+    r""":math:`y = x` for :math:`x > 0`, else :math:`a x` (``negative_slope`` a).
+
+    Kink convention (PyTorch's): the slope is ``1 if x > 0 else negative_slope``, so
+    LeakyReLU'(0) = negative_slope and a NaN input passes ``negative_slope``."""
+
+    kink_points = (0.0,)
+
+    def __init__(self, negative_slope=0.01, inplace=False):
+        self.negative_slope = _real(negative_slope, "negative_slope", "LeakyReLU")
+
+    def get_config(self):
+        return {"negative_slope": self.negative_slope}
+
+    def value_and_slope(self, x):
+        a = x.dtype.type(self.negative_slope)
+        pos = x > 0
+        return np.where(pos, x, a * x), np.where(pos, x.dtype.type(1), a)
+
+
+class ELU(Elementwise):
+    r""":math:`y = x` for :math:`x > 0`, else :math:`\alpha (e^x - 1)`.
+
+    Kink convention (PyTorch's): the slope is ``1 if not x <= 0 else alpha * e^x``, so
+    ELU'(0) = alpha and a NaN input passes 1."""
+
+    kink_points = (0.0,)
+
+    def __init__(self, alpha=1.0, inplace=False):
+        self.alpha = _real(alpha, "alpha", "ELU")
+
+    def get_config(self):
+        return {"alpha": self.alpha}
+
+    def value_and_slope(self, x):
+        a = x.dtype.type(self.alpha)
+        neg = x <= 0
+        xn = np.where(neg, x, 0)
+        return np.where(neg, a * np.expm1(xn), x), np.where(neg, a * np.exp(xn), x.dtype.type(1))
+
+
+class GELU(Elementwise):
+    r"""Gaussian error linear unit, :math:`y = x\,\Phi(x)`, :math:`y' = \Phi(x) + x\,\phi(x)`;
+    ``approximate='tanh'`` uses :math:`\Phi(x) \approx \frac12(1 + \tanh(\sqrt{2/\pi}
+    (x + 0.044715 x^3)))` as PyTorch does. Smooth: no kinks."""
+
+    def __init__(self, approximate="none"):
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def get_config(self):
+        return {"approximate": self.approximate}
+
+    def value_and_slope(self, x):
+        t = x.dtype.type
+        if self.approximate == "tanh":
+            k = t(np.sqrt(2 / np.pi))
+            u = k * (x + t(0.044715) * x ** 3)
+            th = np.tanh(u)
+            y = t(0.5) * x * (1 + th)
+            slope = t(0.5) * (1 + th) + t(0.5) * x * (1 - th * th) * k * (1 + t(3 * 0.044715) * x * x)
+            return y, slope
+        cdf = t(0.5) * (1 + erf(x * t(np.sqrt(0.5))))
+        pdf = np.exp(t(-0.5) * x * x) * t(1 / np.sqrt(2 * np.pi))
+        return x * cdf, cdf + x * pdf
+
+
+class SiLU(Elementwise):
+    r""":math:`y = x\,\sigma(x)`, :math:`y' = \sigma(x)(1 + x(1 - \sigma(x)))`. Smooth."""
+
+    def __init__(self, inplace=False):
+        pass
+
+    def value_and_slope(self, x):
+        s = _sigmoid(x)
+        return x * s, s * (1 + x * (1 - s))
+
+
+class Mish(Elementwise):
+    r""":math:`y = x \tanh(\mathrm{softplus}(x))`,
+    :math:`y' = \tanh(sp) + x\,\sigma(x)(1 - \tanh^2(sp))`. Smooth."""
+
+    def __init__(self, inplace=False):
+        pass
+
+    def value_and_slope(self, x):
+        th = np.tanh(np.logaddexp(x.dtype.type(0), x))
+        return x * th, th + x * _sigmoid(x) * (1 - th * th)
+
+
+class Softplus(Elementwise):
+    r""":math:`y = \frac1\beta \log(1 + e^{\beta x})`, and :math:`y = x` where
+    :math:`\beta x > ` ``threshold`` (PyTorch's switch to the identity).
+
+    Kink convention (PyTorch's): the slope is ``1 if beta*x > threshold else
+    sigmoid(beta*x)``; at ``beta*x == threshold`` it is the sigmoid."""
+
+    def __init__(self, beta=1.0, threshold=20.0):
+        self.beta = _real(beta, "beta", "Softplus")
+        self.threshold = _real(threshold, "threshold", "Softplus")
+        if self.beta == 0:
+            raise ValueError("Softplus: beta must be non-zero, got 0")
+        self.kink_points = (self.threshold / self.beta,)
+
+    def get_config(self):
+        return {"beta": self.beta, "threshold": self.threshold}
+
+    def value_and_slope(self, x):
+        t = x.dtype.type
+        bx = x * t(self.beta)
+        lin = bx > t(self.threshold)
+        with np.errstate(over="ignore"):      # PyTorch's formulas, so kinks agree exactly
+            z = np.exp(np.where(lin, t(0), bx))
+        y = np.where(lin, x, np.log1p(z) / t(self.beta))
+        return y.astype(x.dtype, copy=False), np.where(lin, t(1), z / (z + 1))
+
+
+class Hardtanh(Elementwise):
+    r""":math:`y = \min(\max(x, a), b)` (``min_val`` a, ``max_val`` b).
+
+    Kink convention (PyTorch's): the slope is ``0 if x <= a or x >= b else 1``, so it
+    is 0 at both bounds and 1 at a NaN input."""
+
+    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
+        name = type(self).__name__
+        self.min_val = _real(min_val, "min_val", name)
+        self.max_val = _real(max_val, "max_val", name)
+        if self.max_val <= self.min_val:
+            raise ValueError(f"{name}: max_val must be greater than min_val, got "
+                             f"min_val={min_val!r}, max_val={max_val!r}")
+        self.kink_points = (self.min_val, self.max_val)
+
+    def get_config(self):
+        return {"min_val": self.min_val, "max_val": self.max_val}
+
+    def value_and_slope(self, x):
+        t = x.dtype.type
+        a, b = t(self.min_val), t(self.max_val)
+        flat = (x <= a) | (x >= b)
+        return np.where(x < a, a, np.where(x > b, b, x)), (~flat).astype(x.dtype)
+
+
+class ReLU6(Hardtanh):
+    r""":math:`y = \min(\max(x, 0), 6)`, PyTorch's ``Hardtanh(0, 6)``.
+
+    Kink convention (PyTorch's): the slope is 0 at x = 0 and at x = 6."""
+
+    def __init__(self, inplace=False):
+        super().__init__(0.0, 6.0)
+
+    def get_config(self):
+        return {}
+
+
+class Hardswish(Elementwise):
+    r""":math:`y = x\,\mathrm{relu6}(x + 3)/6`.
+
+    Kink convention (PyTorch's): the slope is ``0 if x <= -3, x/3 + 1/2 if x < 3, else
+    1``, so 0 at x = -3, 1 at x = 3 and 1 at a NaN input."""
+
+    kink_points = (-3.0, 3.0)
+
+    def __init__(self, inplace=False):
+        pass
+
+    def value_and_slope(self, x):
+        t = x.dtype.type
+        y = x * np.minimum(np.maximum(x + t(3), t(0)), t(6)) / t(6)
+        slope = np.where(x <= t(-3), t(0), np.where(x < t(3), x / t(3) + t(0.5), t(1)))
+        return y, slope.astype(x.dtype, copy=False)

@@ -1,4 +1,5 @@
-"""Layers that move values without arithmetic: Flatten, Pad2d, Dropout (inference)."""
+"""Layers that move values without arithmetic: Flatten, Identity, Pad2d, Dropout and
+Dropout2d (inference)."""
 import numbers
 
 import numpy as np
@@ -8,13 +9,50 @@ from ..core.layer import Layer
 from ._util import chw
 
 
+def _dim(value, name, owner):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
+    return int(value)
+
+
 class Flatten(Layer):
-    """Flatten every axis but the batch axis: ``(N, *S) -> (N, prod(S))``."""
+    """Flatten axes ``start_dim`` to ``end_dim`` into one, as ``torch.nn.Flatten``.
+
+    Axes count the batch axis as PyTorch does (axis 0 is the batch; negative axes count
+    from the end); the defaults ``(1, -1)`` give ``(N, *S) -> (N, prod(S))``. The batch
+    axis cannot be flattened (start_dim=0): examples stay separate here.
+    """
 
     linear = True
 
+    def __init__(self, start_dim=1, end_dim=-1):
+        self.start_dim = _dim(start_dim, "start_dim", "Flatten")
+        self.end_dim = _dim(end_dim, "end_dim", "Flatten")
+        if self.start_dim == 0:
+            raise ValueError("Flatten: start_dim=0 would merge the batch axis, which fwdderiv "
+                             "keeps separate; use start_dim >= 1 (axis 1 is the first axis "
+                             "of an example)")
+
+    def get_config(self):
+        return {"start_dim": self.start_dim, "end_dim": self.end_dim}
+
+    def __repr__(self):
+        return "Flatten()" if (self.start_dim, self.end_dim) == (1, -1) else \
+            f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim})"
+
     def output_shape(self, in_shape):
-        return (int(np.prod(in_shape, dtype=np.int64)),)
+        in_shape = tuple(int(s) for s in in_shape)
+        ndim = len(in_shape) + 1
+        s, e = (d + ndim if d < 0 else d for d in (self.start_dim, self.end_dim))
+        if not (1 <= s < ndim and 1 <= e < ndim) or s > e:
+            if ndim == 1 and (self.start_dim, self.end_dim) == (1, -1):
+                return (1,)
+            raise self._input_error(
+                f"(N, ...) with axes {self.start_dim}..{self.end_dim} present, start before end",
+                ("N",) + in_shape, "choose start_dim/end_dim within the input's axes "
+                "(axis 0 is the batch, as in PyTorch)")
+        merged = int(np.prod(in_shape[s - 1:e], dtype=np.int64))
+        return in_shape[:s - 1] + (merged,) + in_shape[e:]
 
     def forward(self, x):
         return x.reshape((x.shape[0],) + self.output_shape(x.shape[1:])), x.shape[1:]
@@ -24,6 +62,28 @@ class Flatten(Layer):
 
     def vjp(self, cache, gy):
         return gy.reshape(gy.shape[:2] + cache)
+
+
+class Identity(Layer):
+    """The identity, ``y = x``. PyTorch's ``nn.Identity`` takes any arguments and ignores
+    them; so does this one."""
+
+    linear = True
+    pointwise = True
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def output_shape(self, in_shape):
+        return tuple(in_shape)
+
+    def forward(self, x):
+        return x, None
+
+    def jvp(self, cache, dx):
+        return dx
+
+    vjp = jvp
 
 
 class Pad2d(Layer):
@@ -88,29 +148,20 @@ class Pad2d(Layer):
         return out
 
 
-class Dropout(Layer):
+class Dropout(Identity):
     """Dropout at inference: the identity. ``p`` is kept so a model round-trips, and the
-    trainer never drops units (fwdderiv differentiates deterministic networks)."""
+    trainer never drops units (fwdderiv differentiates deterministic networks). As in
+    PyTorch, ``0 <= p <= 1``; ``inplace`` is accepted and changes nothing."""
 
-    linear = True
-    pointwise = True
-
-    def __init__(self, p=0.5):
-        if not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
+    def __init__(self, p=0.5, inplace=False):
+        name = type(self).__name__
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
+            raise ValueError(f"{name}: p must be a probability in [0, 1], got {p!r}")
         self.p = float(p)
 
     def get_config(self):
         return {"p": self.p}
 
-    def output_shape(self, in_shape):
-        return tuple(in_shape)
 
-    def forward(self, x):
-        return x, None
-
-    def jvp(self, cache, dx):
-        return dx
-
-    def vjp(self, cache, gy):
-        return gy
+class Dropout2d(Dropout):
+    """Channel dropout (``torch.nn.Dropout2d``) at inference: the identity."""

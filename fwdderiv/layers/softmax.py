@@ -1,17 +1,54 @@
-"""Softmax and log-softmax over the last axis."""
+"""Softmax and log-softmax over one axis (``dim``, counted as in PyTorch)."""
+import numbers
+
 import numpy as np
 
 from ..core.layer import Layer
 
 
-def _softmax(x):
-    z = x - x.max(axis=-1, keepdims=True)
+def _softmax(x, axis):
+    z = x - x.max(axis=axis, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True), z, e
+    return e / e.sum(axis=axis, keepdims=True), z, e
 
 
-class Softmax(Layer):
-    r"""Softmax over the last axis, the paper's output F.
+class _OverAxis(Layer):
+    """The ``dim`` argument shared by Softmax and LogSoftmax (see :class:`Softmax`)."""
+
+    def __init__(self, dim=-1):
+        if dim is None:
+            dim = -1
+        if not isinstance(dim, numbers.Integral) or isinstance(dim, bool):
+            raise TypeError(f"{type(self).__name__}: dim must be an int, got {dim!r}")
+        if dim == 0:
+            raise ValueError(f"{type(self).__name__}: dim=0 is the batch axis, which fwdderiv "
+                             f"keeps independent; use dim >= 1 or a negative dim")
+        self.dim = int(dim)
+
+    def get_config(self):
+        return {"dim": self.dim}
+
+    def __repr__(self):
+        return f"{type(self).__name__}()" if self.dim == -1 else \
+            f"{type(self).__name__}(dim={self.dim})"
+
+    def output_shape(self, in_shape):
+        ndim = len(in_shape) + 1
+        if not -ndim < self.dim < ndim:
+            raise self._input_error(
+                f"(N, ...) with an axis {self.dim} (not the batch axis)", ("N",) + tuple(in_shape),
+                "choose dim within the input's axes (axis 0 is the batch, as in PyTorch)")
+        return tuple(in_shape)
+
+    def _axes(self, ndim_x):
+        """The axis in ``x`` (N, *S) and in a tangent (N, D, *S)."""
+        a = self.dim if self.dim > 0 else ndim_x + self.dim
+        return a, a + 1
+
+
+
+class Softmax(_OverAxis):
+    r"""Softmax over axis ``dim``, the paper's output F.
 
     .. math::
         y = \frac{e^{x}}{\sum_j e^{x_j}}, \qquad
@@ -19,28 +56,36 @@ class Softmax(Layer):
 
     The Jacobian ``diag(y) - y y^T`` is symmetric, so the VJP has the same form.
     The forward pass caches ``y``.
-    """
 
-    def output_shape(self, in_shape):
-        if len(in_shape) < 1:
-            raise self._input_error("(N, K)", ("N",), "give at least one class axis")
-        return tuple(in_shape)
+    Parameters
+    ----------
+    dim : int, default -1
+        The axis, counted as in PyTorch: 0 is the batch axis (not allowed: examples stay
+        independent), 1 the first axis of an example, negative axes count from the end.
+        PyTorch's ``nn.Softmax(dim=None)`` picks an axis from the input's rank and is
+        deprecated; here the default is the last axis (what every saved fwdderiv model
+        used), and ``dim=None`` means the same.
+    """
 
     def forward(self, x):
         self.output_shape(x.shape[1:])
-        y = _softmax(x)[0]
+        a, _ = self._axes(x.ndim)
+        if x.shape[a] == 0:
+            return x.copy(), x.copy()
+        y = _softmax(x, a)[0]
         return y, y
 
     def jvp(self, cache, dx):
+        _, a = self._axes(cache.ndim)
         y = cache[:, None]
-        return y * (dx - (y * dx).sum(axis=-1, keepdims=True))
+        return y * (dx - (y * dx).sum(axis=a, keepdims=True))
 
     vjp = jvp
 
 
-class LogSoftmax(Layer):
-    r"""Log-softmax over the last axis, computed stably as ``z - log(sum(exp(z)))`` with
-    ``z = x - max(x)``.
+class LogSoftmax(_OverAxis):
+    r"""Log-softmax over axis ``dim`` (as :class:`Softmax`), computed stably as
+    ``z - log(sum(exp(z)))`` with ``z = x - max(x)``.
 
     .. math::
         dy = dx - \langle p, dx \rangle, \qquad g_x = g_y - p \sum_j g_{y,j}
@@ -48,15 +93,18 @@ class LogSoftmax(Layer):
     with ``p = softmax(x)``, which the forward pass caches.
     """
 
-    output_shape = Softmax.output_shape
-
     def forward(self, x):
         self.output_shape(x.shape[1:])
-        p, z, e = _softmax(x)
-        return z - np.log(e.sum(axis=-1, keepdims=True)), p
+        a, _ = self._axes(x.ndim)
+        if x.shape[a] == 0:
+            return x.copy(), x.copy()
+        p, z, e = _softmax(x, a)
+        return z - np.log(e.sum(axis=a, keepdims=True)), p
 
     def jvp(self, cache, dx):
-        return dx - (cache[:, None] * dx).sum(axis=-1, keepdims=True)
+        _, a = self._axes(cache.ndim)
+        return dx - (cache[:, None] * dx).sum(axis=a, keepdims=True)
 
     def vjp(self, cache, gy):
-        return gy - cache[:, None] * gy.sum(axis=-1, keepdims=True)
+        _, a = self._axes(cache.ndim)
+        return gy - cache[:, None] * gy.sum(axis=a, keepdims=True)

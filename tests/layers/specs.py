@@ -18,6 +18,16 @@ def off_zero(rng, shape):
     return np.where(np.abs(x) < 1e-2, 1e-2 * np.sign(x) + (x == 0) * 1e-2, x)
 
 
+def off(*points, scale=1.0):
+    """An input maker: normal values times ``scale``, none within 1e-2 of ``points``."""
+    def make(rng, shape):
+        x = rng.normal(size=shape) * scale
+        for p in points:
+            x = np.where(np.abs(x - p) < 1e-2, p + 1e-2, x)
+        return x
+    return make
+
+
 def distinct(rng, shape):
     # a random permutation of well separated values: no ties anywhere
     n = int(np.prod(shape))
@@ -64,4 +74,21 @@ SPECS = [
     ("Pad2d", lambda rng, *s: fd.Pad2d((1, 0, 2, 1)), "image", smooth),
     ("Dropout", lambda rng, *s: fd.Dropout(0.3), "vector", smooth),
     ("BatchNorm2d", lambda rng, c, h, w: batchnorm(rng, c), "image", smooth),
+    # PyTorch's activations and options (issue 9); tests/layers/test_torch_parity.py
+    # compares each with PyTorch
+    ("LeakyReLU", lambda rng, *s: fd.LeakyReLU(0.2), "image", off_zero),
+    ("ELU", lambda rng, *s: fd.ELU(0.7), "image", off_zero),
+    ("GELU", lambda rng, *s: fd.GELU(), "image", smooth),
+    ("GELU-tanh", lambda rng, *s: fd.GELU(approximate="tanh"), "vector", smooth),
+    ("SiLU", lambda rng, *s: fd.SiLU(), "image", smooth),
+    ("Mish", lambda rng, *s: fd.Mish(), "vector", smooth),
+    ("Softplus", lambda rng, *s: fd.Softplus(beta=2.0, threshold=1.0), "image", off(0.5)),
+    ("Hardtanh", lambda rng, *s: fd.Hardtanh(-0.5, 1.0), "image", off(-0.5, 1.0)),
+    ("ReLU6", lambda rng, *s: fd.ReLU6(), "image", off(0.0, 6.0, scale=4.0)),
+    ("Hardswish", lambda rng, *s: fd.Hardswish(), "image", off(-3.0, 3.0, scale=3.0)),
+    ("Identity", lambda rng, *s: fd.Identity(), "image", smooth),
+    ("Dropout2d", lambda rng, *s: fd.Dropout2d(0.5), "image", smooth),
+    ("Softmax-dim1", lambda rng, *s: fd.Softmax(dim=1), "image", smooth),
+    ("LogSoftmax-dim-2", lambda rng, *s: fd.LogSoftmax(dim=-2), "image", smooth),
+    ("Flatten-2-3", lambda rng, *s: fd.Flatten(2, 3), "image", smooth),
 ]
