@@ -12,6 +12,8 @@ from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, L
 from .layers import Add, Concat, Mul, Pad, Reshape, Scale, Slice
 from .layers import (ELU, GELU, Dropout2d, Hardswish, Hardtanh, Identity, LeakyReLU, Mish,
                      ReLU6, SiLU, Softplus)
+from .layers import (CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d,
+                     ZeroPad2d)
 from . import attacks, models, training  # noqa: E402  (they import the layers above)
 
 __version__ = "0.1.0"
@@ -22,4 +24,5 @@ __all__ = ["attacks", "training", "Add", "Concat", "Mul", "Pad", "Reshape", "Sca
            "LogSoftmax", "MaxPool2d", "Pad2d", "ReLU", "Sequential", "Sigmoid", "Softmax",
            "Tanh", "Trace", "config", "datasets", "load", "models", "numeric", "save", "tune_process"]
 __all__ += ["ELU", "GELU", "Dropout2d", "Hardswish", "Hardtanh", "Identity", "LeakyReLU",
-            "Mish", "ReLU6", "SiLU", "Softplus"]
+            "Mish", "ReLU6", "SiLU", "Softplus", "CircularPad2d", "ConstantPad2d",
+            "ReflectionPad2d", "ReplicationPad2d", "ZeroPad2d"]

@@ -5,6 +5,8 @@ from .activation import (ELU, GELU, Hardswish, Hardtanh, LeakyReLU, Mish, ReLU, 
 from .conv import Conv2d
 from .linear import Linear
 from .merge import Add, Concat, Mul
+from .padding import (CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d,
+                      ZeroPad2d)
 from .normalization import BatchNorm2d
 from .pool import AvgPool2d, MaxPool2d
 from .shape import Dropout, Dropout2d, Flatten, Identity, Pad2d
@@ -19,6 +21,6 @@ LAYER_TYPES = {cls.__name__: cls for cls in (
     Add, Concat, Mul, Pad, Reshape, Scale, Slice,
     # PyTorch's layers and options (issue 9)
     ELU, GELU, Hardswish, Hardtanh, LeakyReLU, Mish, ReLU6, SiLU, Softplus, Identity,
-    Dropout2d)}
+    Dropout2d, ZeroPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d, CircularPad2d)}
 
 __all__ = sorted(LAYER_TYPES) + ["LAYER_TYPES"]

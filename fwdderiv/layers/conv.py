@@ -6,6 +6,11 @@ from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ..kernels.conv import col2im, col2im_t, conv_vjp_scatter, im2col_t, out_size
 from ..kernels.local import conv_window
 from ._util import chw, pair, positive_int
+from .padding import pad2d, pad2d_adjoint
+
+#: torch.nn.Conv2d's padding modes and the mode of :func:`pad2d` each one is.
+PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate",
+                 "circular": "circular"}
 
 #: When the VJP scatters each non-zero cotangent into its window instead of a dense GEMM
 #: plus col2im (behind max-pool and ReLU most cotangents are zero). Few input channels per
@@ -35,7 +40,16 @@ class Conv2d(Layer):
     Parameters
     ----------
     in_channels, out_channels : int
-    kernel_size, stride, padding, dilation : int or (int, int)
+    kernel_size, stride, dilation : int or (int, int)
+    padding : int, (int, int), 'valid' or 'same'
+        As in PyTorch: 'same' keeps the size (stride 1 only) and, where the total
+        padding ``dilation * (kernel_size - 1)`` is odd, puts the extra row or column
+        at the bottom or right.
+    padding_mode : 'zeros', 'reflect', 'replicate' or 'circular'
+        How the padding is filled, as in PyTorch. Zero padding symmetric on each axis
+        runs in the convolution kernels (with the windowed and fused fast paths); any
+        other padding pads the input first (:mod:`fwdderiv.layers.padding`) and the
+        layer declines those fast paths.
     groups : int
         ``in_channels`` and ``out_channels`` must both be divisible by it.
     bias : bool
@@ -59,14 +73,14 @@ class Conv2d(Layer):
     uses_kernels = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, groups=1, bias=True, seed=0):
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", seed=0):
         name = "Conv2d"
         self.in_channels = positive_int(in_channels, "in_channels", name)
         self.out_channels = positive_int(out_channels, "out_channels", name)
         self.kernel_size = pair(kernel_size, "kernel_size", name)
         self.stride = pair(stride, "stride", name)
-        self.padding = pair(padding, "padding", name, minimum=0)
         self.dilation = pair(dilation, "dilation", name)
+        self._set_padding(padding, padding_mode)
         self.groups = positive_int(groups, "groups", name)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
@@ -79,22 +93,66 @@ class Conv2d(Layer):
         self.bias = init_uniform(rng, (out_channels,), fan_in) if bias else None
         self.param_names = ("weight", "bias") if bias else ("weight",)
 
+    def _set_padding(self, padding, padding_mode):
+        """``self.padding`` (symmetric zeros, done by the kernels) and ``self.prepad``:
+        (left, right, top, bottom) padded first in ``self.padding_mode``, or None."""
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"Conv2d: padding_mode must be one of {sorted(PADDING_MODES)}, "
+                             f"got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        self.padding_arg = padding
+        if padding == "valid":
+            pads = ((0, 0), (0, 0))
+        elif padding == "same":
+            if self.stride != (1, 1):
+                raise ValueError(f"Conv2d: padding='same' is not supported for strided "
+                                 f"convolutions (stride={self.stride}), as in PyTorch; give "
+                                 f"the padding as numbers")
+            total = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+            pads = tuple((t // 2, t - t // 2) for t in total)
+        elif isinstance(padding, str):
+            raise ValueError(f"Conv2d: padding must be 'valid', 'same', an int or a pair of "
+                             f"ints, got {padding!r}")
+        else:
+            ph, pw = pair(padding, "padding", "Conv2d", minimum=0)
+            pads = ((ph, ph), (pw, pw))
+        (top, bottom), (left, right) = pads
+        if padding_mode == "zeros" and top == bottom and left == right:
+            self.padding, self.prepad = (top, left), None
+        else:
+            self.padding, self.prepad = (0, 0), (left, right, top, bottom)
+
     def get_config(self):
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
-                "padding": list(self.padding), "dilation": list(self.dilation),
-                "groups": self.groups, "bias": self.bias is not None}
+        padding = self.padding_arg if isinstance(self.padding_arg, str) else \
+            list(pair(self.padding_arg, "padding", "Conv2d", minimum=0))
+        config = {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                  "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                  "padding": padding, "dilation": list(self.dilation),
+                  "groups": self.groups, "bias": self.bias is not None}
+        if self.padding_mode != "zeros":
+            config["padding_mode"] = self.padding_mode
+        return config
 
     def __repr__(self):
-        extra = "".join(f", {k}={v}" for k, v, d in (
-            ("stride", self.stride, (1, 1)), ("padding", self.padding, (0, 0)),
+        padding = self.padding_arg if isinstance(self.padding_arg, str) else \
+            pair(self.padding_arg, "padding", "Conv2d", minimum=0)
+        extra = "".join(f", {k}={v!r}" for k, v, d in (
+            ("stride", self.stride, (1, 1)), ("padding", padding, (0, 0)),
             ("dilation", self.dilation, (1, 1)), ("groups", self.groups, 1),
-            ("bias", self.bias is not None, True)) if v != d)
+            ("bias", self.bias is not None, True), ("padding_mode", self.padding_mode, "zeros"))
+            if v != d)
         k = self.kernel_size[0] if self.kernel_size[0] == self.kernel_size[1] else self.kernel_size
         return f"Conv2d({self.in_channels}, {self.out_channels}, {k}{extra})"
 
     def output_shape(self, in_shape):
         _, H, W = chw(self, in_shape, self.in_channels)
+        if self.prepad is not None:
+            left, right, top, bottom = self.prepad
+            H, W = H + top + bottom, W + left + right
+        return self._conv_shape(H, W, in_shape)
+
+    def _conv_shape(self, H, W, in_shape):
+        """Output shape of the convolution proper on an (already pre-padded) H x W."""
         Ho = out_size(H, self.kernel_size[0], self.stride[0], self.padding[0], self.dilation[0])
         Wo = out_size(W, self.kernel_size[1], self.stride[1], self.padding[1], self.dilation[1])
         if Ho < 1 or Wo < 1:
@@ -113,8 +171,16 @@ class Conv2d(Layer):
     # cols: (M, C*kh*kw, P), one row per kernel tap (im2col transposed); result
     # (M, Co, Ho, Wo) = W @ cols[m] for every m: the products come out channels-first, so
     # no transpose follows them (1.1-3x faster than (M*P, K) @ W.T on the zoo's convs)
+    def _prepad(self, x, shape):
+        """``x`` padded in ``padding_mode`` when the layer pads first; checks ``shape``."""
+        if self.prepad is None:
+            return x
+        self.output_shape(shape)
+        return pad2d(x, self.prepad, PADDING_MODES[self.padding_mode])
+
     def _apply(self, x, bias):
-        out_shape = self.output_shape(x.shape[1:])
+        chw(self, x.shape[1:], self.in_channels)
+        out_shape = self._conv_shape(x.shape[2], x.shape[3], x.shape[1:])
         M, G, Co = x.shape[0], self.groups, self.out_channels
         W = cast_param(self.weight, x.dtype).reshape(Co, -1)
         Kg, Cog = W.shape[1], Co // G
@@ -140,11 +206,14 @@ class Conv2d(Layer):
         return y.reshape((M,) + out_shape), cols
 
     def forward(self, x):
-        y, cols = self._apply(x, bias=True)
-        return y, (cols, x.shape[1:])
+        xp = self._prepad(x, x.shape[1:])
+        y, cols = self._apply(xp, bias=True)
+        return y, (cols, xp.shape[1:])
 
     def jvp(self, cache, dx):
-        return unfold(self._apply(fold(dx), bias=False)[0], *dx.shape[:2])
+        dx_nd = dx.shape[:2]
+        dx = self._prepad(fold(dx), dx.shape[2:]) if self.prepad is not None else fold(dx)
+        return unfold(self._apply(dx, bias=False)[0], *dx_nd)
 
     @staticmethod
     def _nonzeros(g):
@@ -172,6 +241,8 @@ class Conv2d(Layer):
 
     # -- fast paths of the layer protocol ----------------------------------------------
     def window_rule(self, window):
+        if self.prepad is not None:
+            return None
         return local.grow(window, self.kernel_size, self.stride, self.padding, self.dilation)
 
     def window_jvp(self, cache, T, window, nxt, n, slope=None):
@@ -186,7 +257,7 @@ class Conv2d(Layer):
         conv's input, and the conv's output cotangent (mostly zeros) is never built.
         Returns None when the dense path is faster or ``nxt`` selects nothing; the caller
         then pulls back layer by layer. Same numbers either way, up to float rounding."""
-        if not hasattr(nxt, "selection"):
+        if not hasattr(nxt, "selection") or self.prepad is not None:
             return None
         _, in_shape = cache
         argmax, (Ho, Wo) = nxt.selection(nxt_cache)
@@ -201,6 +272,14 @@ class Conv2d(Layer):
         return unfold(gx, *gy.shape[:2])
 
     def vjp(self, cache, gy):
+        gx = self._vjp(cache, gy)
+        if self.prepad is None:
+            return gx
+        left, right, top, bottom = self.prepad
+        hw = (gx.shape[-2] - top - bottom, gx.shape[-1] - left - right)
+        return pad2d_adjoint(gx, self.prepad, PADDING_MODES[self.padding_mode], hw)
+
+    def _vjp(self, cache, gy):
         _, in_shape = cache
         g = fold(gy)
         layout = self._scatter_layout(self._nonzeros(g), g.size) if g.size else None

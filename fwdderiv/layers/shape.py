@@ -4,9 +4,8 @@ import numbers
 
 import numpy as np
 
-from ..core import local
 from ..core.layer import Layer
-from ._util import chw
+from .padding import ZeroPad2d
 
 
 def _dim(value, name, owner):
@@ -86,8 +85,9 @@ class Identity(Layer):
     vjp = jvp
 
 
-class Pad2d(Layer):
-    """Zero padding of the last two axes of ``(N, C, H, W)``.
+class Pad2d(ZeroPad2d):
+    """Zero padding of the last two axes of ``(N, C, H, W)``: the name saved models use
+    for :class:`ZeroPad2d` (same arguments, same layer).
 
     Parameters
     ----------
@@ -95,57 +95,6 @@ class Pad2d(Layer):
         The order of PyTorch's ``ZeroPad2d``. LeNet-5 takes 32x32 images; ``Pad2d(2)``
         feeds it 28x28 MNIST digits.
     """
-
-    linear = True
-
-    def __init__(self, padding):
-        if isinstance(padding, numbers.Integral) and not isinstance(padding, bool):
-            padding = (padding,) * 4
-        try:
-            padding = tuple(int(p) for p in padding)
-        except TypeError:
-            raise TypeError(f"Pad2d: padding must be an int or (left, right, top, bottom), "
-                            f"got {padding!r}") from None
-        if len(padding) != 4 or min(padding) < 0:
-            raise ValueError(f"Pad2d: padding must be an int or 4 non-negative ints "
-                             f"(left, right, top, bottom), got {padding!r}")
-        self.padding = padding
-
-    def get_config(self):
-        return {"padding": list(self.padding)}
-
-    def output_shape(self, in_shape):
-        C, H, W = chw(self, in_shape)
-        l, r, t, b = self.padding
-        return (C, H + t + b, W + l + r)
-
-    def _pad(self, x):
-        l, r, t, b = self.padding
-        out = np.zeros(x.shape[:-2] + (x.shape[-2] + t + b, x.shape[-1] + l + r), x.dtype)
-        out[..., t:t + x.shape[-2], l:l + x.shape[-1]] = x
-        return out
-
-    def forward(self, x):
-        self.output_shape(x.shape[1:])
-        return self._pad(x), None
-
-    def jvp(self, cache, dx):
-        return self._pad(dx)
-
-    def vjp(self, cache, gy):
-        l, r, t, b = self.padding
-        return np.ascontiguousarray(gy[..., t:gy.shape[-2] - b, l:gy.shape[-1] - r])
-
-    def window_rule(self, window):
-        return local.shift(window, self.padding[2], self.padding[0])
-
-    def window_jvp(self, cache, T, window, nxt, n, slope=None):
-        """Zero windows around the image (``T`` is channels-last, (N, H, W, ...))."""
-        left, right, top, bottom = self.padding
-        N, H, W = T.shape[:3]
-        out = np.zeros((N, H + top + bottom, W + left + right) + T.shape[3:], T.dtype)
-        out[:, top:top + H, left:left + W] = T
-        return out
 
 
 class Dropout(Identity):
@@ -156,7 +105,7 @@ class Dropout(Identity):
     def __init__(self, p=0.5, inplace=False):
         name = type(self).__name__
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
-            raise ValueError(f"{name}: p must be a probability in [0, 1], got {p!r}")
+            raise ValueError(f"{name}: p must be in [0, 1] (a probability), got {p!r}")
         self.p = float(p)
 
     def get_config(self):

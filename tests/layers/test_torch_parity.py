@@ -30,7 +30,7 @@ def copy_params(layer, module):
 def torch_jacobian(module, x):
     def f(xi):
         return module(xi[None])[0]
-    return torch.func.vmap(torch.func.jacrev(f))(torch.as_tensor(x)).numpy()
+    return torch.func.vmap(torch.func.jacrev(f))(torch.as_tensor(x)).detach().numpy()
 
 
 def assert_parity(layers, modules, x):
@@ -179,3 +179,50 @@ def test_every_spec_layer_round_trips_through_save_and_load(row, tmp_path):
     back = fd.load(tmp_path / "m.npz")
     assert type(back[0]) is type(layer) and back[0].get_config() == layer.get_config()
     np.testing.assert_array_equal(back.forward(x), net.forward(x))
+
+
+# -- convolution padding, padding layers ---------------------------------------------------
+CONVS = [
+    dict(kernel_size=3, padding="same"), dict(kernel_size=(2, 4), padding="same", dilation=(2, 1)),
+    dict(kernel_size=3, padding="valid"), dict(kernel_size=3, padding=1, padding_mode="reflect"),
+    dict(kernel_size=(3, 2), padding=(2, 1), padding_mode="replicate", stride=2),
+    dict(kernel_size=3, padding=(1, 2), padding_mode="circular", groups=2),
+    dict(kernel_size=2, padding="same", padding_mode="reflect", bias=False),
+    dict(kernel_size=3, padding=(1, 0), stride=(2, 1), dilation=2),
+]
+
+
+@pytest.mark.parametrize("kwargs", CONVS, ids=[str(i) for i in range(len(CONVS))])
+def test_conv_padding_options_match_torch(kwargs):
+    layer = fd.Conv2d(2, 4, seed=3, **kwargs)
+    module = tnn.Conv2d(2, 4, **kwargs)
+    assert_parity([layer, fd.Tanh()], [module, tnn.Tanh()], rand((2, 2, 6, 7)))
+    assert fd.Conv2d(**layer.get_config()).get_config() == layer.get_config()
+
+
+def test_conv_same_with_stride_is_refused_as_in_torch():
+    with pytest.raises(ValueError, match="Conv2d: padding='same' is not supported for strided"):
+        fd.Conv2d(1, 2, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match="Conv2d: padding_mode must be one of"):
+        fd.Conv2d(1, 2, 3, padding_mode="mirror")
+
+
+PADS = [
+    ("ZeroPad2d", (1,), {}), ("ZeroPad2d", ((2, 0, 1, 3),), {}), ("ZeroPad2d", ((-1, 2, 0, -2),), {}),
+    ("ConstantPad2d", ((1, 2, 0, 1), 3.5), {}), ("ReflectionPad2d", (2,), {}),
+    ("ReflectionPad2d", ((3, 0, 1, 2),), {}), ("ReplicationPad2d", ((4, 1, 0, 2),), {}),
+    ("CircularPad2d", ((1, 2, 3, 0),), {}),
+]
+
+
+@pytest.mark.parametrize("name, args, kwargs", PADS, ids=[f"{p[0]}-{i}" for i, p in enumerate(PADS)])
+def test_padding_layers_match_torch(name, args, kwargs):
+    assert_parity([getattr(fd, name)(*args), fd.Sigmoid()],
+                  [getattr(tnn, name)(*args), tnn.Sigmoid()], rand((2, 3, 4, 5)))
+
+
+def test_pad2d_is_zero_pad2d_for_saved_models():
+    x = rand((2, 1, 3, 3))
+    np.testing.assert_array_equal(fd.Pad2d((1, 0, 2, 1))(x), fd.ZeroPad2d((1, 0, 2, 1))(x))
+    with pytest.raises(ValueError, match=r"ReflectionPad2d\(padding=\[3, 3, 3, 3\]\) expected"):
+        fd.ReflectionPad2d(3)(x)
