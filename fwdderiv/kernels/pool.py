@@ -12,27 +12,28 @@ from ..config import NUMBA_PARALLEL_OPTS
 
 
 @njit(**NUMBA_PARALLEL_OPTS)
-def _maxpool_forward(x, kh, kw, sh, sw, ph, pw, Ho, Wo, y, argmax):
+def _maxpool_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, y, argmax):
     M, C, H, W = x.shape
     for mc in prange(M * C):
         m = mc // C
         c = mc % C
         plane = x[m, c].reshape(-1)
         for oy in range(Ho):
-            y0 = oy * sh - ph
-            ky0, ky1 = max(0, -y0), min(kh, H - y0)
+            y0 = oy * sh - ph       # taps y0 + ky * dh for ky0 <= ky < ky1 lie in the image
+            ky0, ky1 = max(0, (dh - 1 - y0) // dh), min(kh, (H - y0 + dh - 1) // dh)
             for ox in range(Wo):
                 x0 = ox * sw - pw
-                kx0, kx1 = max(0, -x0), min(kw, W - x0)
+                kx0, kx1 = max(0, (dw - 1 - x0) // dw), min(kw, (W - x0 + dw - 1) // dw)
                 best = -np.inf
                 best_i = -1
                 for ky in range(ky0, ky1):
-                    row = (y0 + ky) * W + x0
+                    row = (y0 + ky * dh) * W + x0
                     for kx in range(kx0, kx1):
-                        v = plane[row + kx]
+                        i = row + kx * dw
+                        v = plane[i]
                         if best_i < 0 or v > best or v != v:
                             best = v
-                            best_i = row + kx
+                            best_i = i
                 y[m, c, oy, ox] = best
                 argmax[m, c, oy * Wo + ox] = best_i
 
@@ -69,14 +70,18 @@ def _scatter(gy, argmax, slope, out):
                     out[n, k, c, a] += gy[n, k, c, p]
 
 
-def maxpool_forward(x, kernel, stride, padding):
-    """Max over windows of ``x`` (M, C, H, W): returns ``y`` (M, C, Ho, Wo) and argmax."""
+def maxpool_forward(x, kernel, stride, padding, dilation=(1, 1), out_hw=None):
+    """Max over windows of ``x`` (M, C, H, W): returns ``y`` (M, C, Ho, Wo) and argmax.
+
+    ``out_hw`` overrides the output size (PyTorch's ceil_mode adds a last window that
+    runs past the padding; its taps outside the image are skipped)."""
     M, C, H, W = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    Ho, Wo = out_hw if out_hw is not None else \
+        ((H + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
     y = np.empty((M, C, Ho, Wo), dtype=x.dtype)
     argmax = np.empty((M, C, Ho * Wo), dtype=np.int64)
-    _maxpool_forward(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, Ho, Wo, y, argmax)
+    _maxpool_forward(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, y, argmax)
     return y, argmax
 
 

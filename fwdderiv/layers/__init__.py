@@ -1,5 +1,6 @@
 """The layers: the paper's (Linear, Conv2d, ReLU, MaxPool2d, Softmax) and the others a
 real model needs. Each implements the protocol of :class:`fwdderiv.core.Layer`."""
+from .adaptive import AdaptiveAvgPool2d, AdaptiveMaxPool2d
 from .activation import (ELU, GELU, Hardswish, Hardtanh, LeakyReLU, Mish, ReLU, ReLU6, Sigmoid,
                          SiLU, Softplus, Tanh)
 from .conv import Conv2d
@@ -21,6 +22,7 @@ LAYER_TYPES = {cls.__name__: cls for cls in (
     Add, Concat, Mul, Pad, Reshape, Scale, Slice,
     # PyTorch's layers and options (issue 9)
     ELU, GELU, Hardswish, Hardtanh, LeakyReLU, Mish, ReLU6, SiLU, Softplus, Identity,
-    Dropout2d, ZeroPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d, CircularPad2d)}
+    Dropout2d, ZeroPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d, CircularPad2d,
+    AdaptiveAvgPool2d, AdaptiveMaxPool2d)}
 
 __all__ = sorted(LAYER_TYPES) + ["LAYER_TYPES"]

@@ -226,3 +226,69 @@ def test_pad2d_is_zero_pad2d_for_saved_models():
     np.testing.assert_array_equal(fd.Pad2d((1, 0, 2, 1))(x), fd.ZeroPad2d((1, 0, 2, 1))(x))
     with pytest.raises(ValueError, match=r"ReflectionPad2d\(padding=\[3, 3, 3, 3\]\) expected"):
         fd.ReflectionPad2d(3)(x)
+
+
+# -- pooling options, adaptive pooling -------------------------------------------------------
+def distinct(shape, seed=0):
+    n = int(np.prod(shape))
+    return (np.random.default_rng(seed).permutation(n).reshape(shape) / n - 0.5) * 4
+
+
+MAXPOOLS = [
+    dict(kernel_size=3, stride=2, ceil_mode=True), dict(kernel_size=2, dilation=2),
+    dict(kernel_size=3, stride=2, padding=1, dilation=(1, 2), ceil_mode=True),
+    dict(kernel_size=(2, 3), stride=(2, 2), padding=(1, 0), ceil_mode=True),
+    dict(kernel_size=2),
+]
+
+
+@pytest.mark.parametrize("kwargs", MAXPOOLS, ids=[str(i) for i in range(len(MAXPOOLS))])
+def test_maxpool_options_match_torch(kwargs):
+    # conv -> relu -> max-pool: the fused reverse path (scatter through the pool) runs too
+    conv = fd.Conv2d(1, 2, 2, seed=1)
+    assert_parity([conv, fd.ReLU(), fd.MaxPool2d(**kwargs)],
+                  [tnn.Conv2d(1, 2, 2), tnn.ReLU(), tnn.MaxPool2d(**kwargs)],
+                  distinct((2, 1, 8, 9)))
+
+
+AVGPOOLS = [
+    dict(kernel_size=3, stride=2, ceil_mode=True), dict(kernel_size=3, stride=2, padding=1,
+                                                        count_include_pad=False),
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+    dict(kernel_size=(2, 3), padding=(1, 1), divisor_override=5),
+    dict(kernel_size=2, stride=1, padding=1),
+]
+
+
+@pytest.mark.parametrize("kwargs", AVGPOOLS, ids=[str(i) for i in range(len(AVGPOOLS))])
+def test_avgpool_options_match_torch(kwargs):
+    assert_parity([fd.AvgPool2d(**kwargs), fd.Tanh()], [tnn.AvgPool2d(**kwargs), tnn.Tanh()],
+                  rand((2, 2, 7, 8)))
+
+
+@pytest.mark.parametrize("cls", ["AdaptiveAvgPool2d", "AdaptiveMaxPool2d"])
+@pytest.mark.parametrize("size", [1, 3, (2, 5), (None, 3), (7, 4)])
+def test_adaptive_pooling_matches_torch(cls, size):
+    layers = [fd.Conv2d(1, 2, 2, seed=2), getattr(fd, cls)(size), fd.Tanh()]
+    modules = [tnn.Conv2d(1, 2, 2), getattr(tnn, cls)(size), tnn.Tanh()]
+    assert_parity(layers, modules, distinct((2, 1, 6, 8)))
+
+
+def test_pool_options_refused_or_checked_with_the_layer_name():
+    with pytest.raises(ValueError, match="MaxPool2d: return_indices=True is not supported"):
+        fd.MaxPool2d(2, return_indices=True)
+    with pytest.raises(ValueError, match="AdaptiveMaxPool2d: return_indices=True"):
+        fd.AdaptiveMaxPool2d(2, return_indices=True)
+    with pytest.raises(ValueError, match="AvgPool2d: divisor_override"):
+        fd.AvgPool2d(2, divisor_override=0)
+    with pytest.raises(ValueError, match="MaxPool2d: padding"):
+        fd.MaxPool2d(2, padding=2)
+
+
+def test_pool_tie_goes_to_the_first_maximum_as_in_torch():
+    x = np.zeros((1, 1, 3, 4))
+    for layer, module in ((fd.MaxPool2d(2, ceil_mode=True, dilation=1), tnn.MaxPool2d(2, ceil_mode=True)),
+                          (fd.AdaptiveMaxPool2d((2, 3)), tnn.AdaptiveMaxPool2d((2, 3)))):
+        J = fd.Sequential([layer]).jacobian(x, mode="reverse")
+        np.testing.assert_array_equal(J, torch_jacobian(module.double(), x))
