@@ -14,7 +14,7 @@ from .layers import (ELU, GELU, Dropout2d, Hardswish, Hardtanh, Identity, LeakyR
                      ReLU6, SiLU, Softplus)
 from .layers import (CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d,
                      ZeroPad2d)
-from .layers import AdaptiveAvgPool2d, AdaptiveMaxPool2d
+from .layers import AdaptiveAvgPool2d, AdaptiveMaxPool2d, BatchNorm1d, GroupNorm, LayerNorm
 from . import attacks, models, training  # noqa: E402  (they import the layers above)
 
 __version__ = "0.1.0"
@@ -27,4 +27,4 @@ __all__ = ["attacks", "training", "Add", "Concat", "Mul", "Pad", "Reshape", "Sca
 __all__ += ["ELU", "GELU", "Dropout2d", "Hardswish", "Hardtanh", "Identity", "LeakyReLU",
             "Mish", "ReLU6", "SiLU", "Softplus", "CircularPad2d", "ConstantPad2d",
             "ReflectionPad2d", "ReplicationPad2d", "ZeroPad2d", "AdaptiveAvgPool2d",
-            "AdaptiveMaxPool2d"]
+            "AdaptiveMaxPool2d", "BatchNorm1d", "GroupNorm", "LayerNorm"]

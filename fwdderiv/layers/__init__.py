@@ -8,7 +8,7 @@ from .linear import Linear
 from .merge import Add, Concat, Mul
 from .padding import (CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d,
                       ZeroPad2d)
-from .normalization import BatchNorm2d
+from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .pool import AvgPool2d, MaxPool2d
 from .shape import Dropout, Dropout2d, Flatten, Identity, Pad2d
 from .softmax import LogSoftmax, Softmax
@@ -23,6 +23,6 @@ LAYER_TYPES = {cls.__name__: cls for cls in (
     # PyTorch's layers and options (issue 9)
     ELU, GELU, Hardswish, Hardtanh, LeakyReLU, Mish, ReLU6, SiLU, Softplus, Identity,
     Dropout2d, ZeroPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d, CircularPad2d,
-    AdaptiveAvgPool2d, AdaptiveMaxPool2d)}
+    AdaptiveAvgPool2d, AdaptiveMaxPool2d, BatchNorm1d, LayerNorm, GroupNorm)}
 
 __all__ = sorted(LAYER_TYPES) + ["LAYER_TYPES"]

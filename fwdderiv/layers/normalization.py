@@ -1,4 +1,7 @@
-"""Batch normalisation in inference form."""
+"""Normalisation layers: batch normalisation in inference form (running statistics),
+layer and group normalisation (each example by its own statistics)."""
+import numbers
+
 import numpy as np
 
 from ..core.layer import Layer, cast_param
@@ -60,3 +63,199 @@ class BatchNorm2d(Layer):
     def param_vjp(self, cache, gy):
         return {"weight": (gy * cache).sum(axis=(0, 2, 3)).astype(self.weight.dtype, copy=False),
                 "bias": gy.sum(axis=(0, 2, 3)).astype(self.bias.dtype, copy=False)}
+
+
+class BatchNorm1d(BatchNorm2d):
+    r"""Per-channel affine normalisation with running statistics (inference form) of
+    ``(N, C)`` or ``(N, C, L)`` inputs, as ``torch.nn.BatchNorm1d`` in ``eval()`` mode.
+
+    ``momentum`` is accepted and kept (it only matters for training statistics);
+    ``affine=False`` and ``track_running_stats=False`` are refused (this layer is the
+    inference form with its parameters).
+    """
+
+    pointwise = False
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True):
+        super().__init__(num_features, eps)
+        if not affine or not track_running_stats:
+            raise ValueError("BatchNorm1d: affine=False and track_running_stats=False are not "
+                             "supported (inference form with weight, bias and running "
+                             "statistics); use the defaults")
+        self.momentum = momentum
+
+    def output_shape(self, in_shape):
+        in_shape = tuple(in_shape)
+        if len(in_shape) not in (1, 2) or in_shape[0] != self.num_features:
+            raise self._input_error(f"(N, {self.num_features}) or (N, {self.num_features}, L)",
+                                    ("N",) + in_shape, "BatchNorm1d normalises axis 1 of a 2-D "
+                                    "or 3-D batch; use BatchNorm2d for images")
+        return in_shape
+
+    def _channels(self, a, ndim):
+        return a.reshape(a.shape + (1,) * (ndim - 2))
+
+    def forward(self, x):
+        self.output_shape(x.shape[1:])
+        c = lambda p: self._channels(cast_param(p, x.dtype), x.ndim)  # noqa: E731
+        xhat = (x - c(self.running_mean)) / np.sqrt(c(self.running_var) + x.dtype.type(self.eps))
+        return xhat * c(self.weight) + c(self.bias), xhat
+
+    def jvp(self, cache, dx):
+        return dx * self._channels(self._scale(dx.dtype), dx.ndim - 1)
+
+    vjp = jvp
+
+    def param_vjp(self, cache, gy):
+        axes = (0,) + tuple(range(2, gy.ndim))
+        return {"weight": (gy * cache).sum(axis=axes).astype(self.weight.dtype, copy=False),
+                "bias": gy.sum(axis=axes).astype(self.bias.dtype, copy=False)}
+
+
+def _standardise(x, axes, eps):
+    """``(x - mean) * r`` and ``r = 1/sqrt(var + eps)`` over ``axes`` (biased variance)."""
+    xc = x - x.mean(axis=axes, keepdims=True)
+    r = 1 / np.sqrt((xc * xc).mean(axis=axes, keepdims=True) + x.dtype.type(eps))
+    return xc * r, r
+
+
+def _standardise_jvp(xhat, r, dx, axes):
+    r"""Tangent of :func:`_standardise` (also its VJP: the Jacobian
+    :math:`r(I - \frac1m 1 1^T - \frac1m \hat x \hat x^T)` is symmetric). ``dx`` carries
+    a direction axis after the batch; ``axes`` are negative so they fit both."""
+    xh = xhat[:, None]
+    return r[:, None] * (dx - dx.mean(axis=axes, keepdims=True)
+                         - xh * (xh * dx).mean(axis=axes, keepdims=True))
+
+
+class LayerNorm(Layer):
+    r"""Normalisation of each example over its last axes, ``torch.nn.LayerNorm``.
+
+    .. math::
+        \hat x = (x - \mu)\, r,\quad r = (\sigma^2 + \epsilon)^{-1/2},\quad
+        y = \gamma \hat x + \beta, \qquad
+        d\hat x = r\,(dx - \overline{dx} - \hat x\, \overline{\hat x\, dx})
+
+    with means (and the biased variance) over the ``normalized_shape`` axes. Nonlinear:
+    the forward pass caches :math:`\hat x` and :math:`r`.
+    """
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
+        if isinstance(normalized_shape, numbers.Integral):
+            normalized_shape = (normalized_shape,)
+        try:
+            self.normalized_shape = tuple(int(s) for s in normalized_shape)
+        except (TypeError, ValueError):
+            raise TypeError(f"LayerNorm: normalized_shape must be an int or a sequence of ints, "
+                            f"got {normalized_shape!r}") from None
+        self.eps = float(eps)
+        self.elementwise_affine = bool(elementwise_affine)
+        self.weight = np.ones(self.normalized_shape, np.float32) if elementwise_affine else None
+        self.bias = np.zeros(self.normalized_shape, np.float32) \
+            if elementwise_affine and bias else None
+        self.param_names = tuple(n for n in ("weight", "bias") if getattr(self, n) is not None)
+
+    def get_config(self):
+        return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,
+                "elementwise_affine": self.elementwise_affine, "bias": self.bias is not None}
+
+    def output_shape(self, in_shape):
+        k = len(self.normalized_shape)
+        if tuple(in_shape)[len(in_shape) - k:] != self.normalized_shape or len(in_shape) < k:
+            raise self._input_error(f"(N, ..., {', '.join(map(str, self.normalized_shape))})",
+                                    ("N",) + tuple(in_shape),
+                                    "the last axes of an example must be normalized_shape")
+        return tuple(in_shape)
+
+    def _axes(self):
+        return tuple(range(-len(self.normalized_shape), 0))
+
+    def forward(self, x):
+        self.output_shape(x.shape[1:])
+        xhat, r = _standardise(x, self._axes(), self.eps)
+        y = xhat if self.weight is None else xhat * cast_param(self.weight, x.dtype)
+        if self.bias is not None:
+            y = y + cast_param(self.bias, x.dtype)
+        return y, (xhat, r)
+
+    def jvp(self, cache, dx):
+        d = _standardise_jvp(*cache, dx, self._axes())
+        return d if self.weight is None else d * cast_param(self.weight, dx.dtype)
+
+    def vjp(self, cache, gy):
+        if self.weight is not None:
+            gy = gy * cast_param(self.weight, gy.dtype)
+        return _standardise_jvp(*cache, gy, self._axes())
+
+    def param_vjp(self, cache, gy):
+        lead = tuple(range(gy.ndim - len(self.normalized_shape)))
+        grads = {}
+        if self.weight is not None:
+            grads["weight"] = (gy * cache[0]).sum(axis=lead).astype(self.weight.dtype)
+        if self.bias is not None:
+            grads["bias"] = gy.sum(axis=lead).astype(self.bias.dtype)
+        return grads
+
+
+class GroupNorm(Layer):
+    r"""Normalisation of each example over groups of channels, ``torch.nn.GroupNorm``:
+    ``(N, C, *S)`` is viewed as ``(N, G, C/G * prod(S))``, each group standardised as in
+    :class:`LayerNorm`, then scaled and shifted per channel. Nonlinear; the forward pass
+    caches the standardised input and :math:`r` per group."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
+        self.num_groups = positive_int(num_groups, "num_groups", "GroupNorm")
+        self.num_channels = positive_int(num_channels, "num_channels", "GroupNorm")
+        if num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
+                             f"num_groups ({num_groups})")
+        self.eps = float(eps)
+        self.affine = bool(affine)
+        self.weight = np.ones(num_channels, np.float32) if affine else None
+        self.bias = np.zeros(num_channels, np.float32) if affine else None
+        self.param_names = ("weight", "bias") if affine else ()
+
+    def get_config(self):
+        return {"num_groups": self.num_groups, "num_channels": self.num_channels,
+                "eps": self.eps, "affine": self.affine}
+
+    def output_shape(self, in_shape):
+        in_shape = tuple(in_shape)
+        if not in_shape or in_shape[0] != self.num_channels:
+            raise self._input_error(f"(N, {self.num_channels}, ...)", ("N",) + in_shape,
+                                    "axis 1 must hold num_channels channels")
+        return in_shape
+
+    def _per_channel(self, p, dtype, ndim):
+        return cast_param(p, dtype).reshape((-1,) + (1,) * (ndim - 2))
+
+    def forward(self, x):
+        self.output_shape(x.shape[1:])
+        xhat, r = _standardise(x.reshape(x.shape[0], self.num_groups, -1), (-1,), self.eps)
+        y = xhat.reshape(x.shape)
+        if self.affine:
+            y = y * self._per_channel(self.weight, x.dtype, x.ndim) + \
+                self._per_channel(self.bias, x.dtype, x.ndim)
+        return y, (xhat, r)
+
+    def jvp(self, cache, dx):
+        N, D = dx.shape[:2]
+        d = _standardise_jvp(*cache, dx.reshape(N, D, self.num_groups, -1), (-1,))
+        d = d.reshape(dx.shape)
+        return d * self._per_channel(self.weight, dx.dtype, dx.ndim - 1) if self.affine else d
+
+    def vjp(self, cache, gy):
+        if self.affine:
+            gy = gy * self._per_channel(self.weight, gy.dtype, gy.ndim - 1)
+        N, K = gy.shape[:2]
+        return _standardise_jvp(*cache, gy.reshape(N, K, self.num_groups, -1),
+                                (-1,)).reshape(gy.shape)
+
+    def param_vjp(self, cache, gy):
+        if not self.affine:
+            return {}
+        xhat = cache[0].reshape(gy.shape)
+        axes = (0,) + tuple(range(2, gy.ndim))
+        return {"weight": (gy * xhat).sum(axis=axes).astype(self.weight.dtype),
+                "bias": gy.sum(axis=axes).astype(self.bias.dtype)}

@@ -292,3 +292,46 @@ def test_pool_tie_goes_to_the_first_maximum_as_in_torch():
                           (fd.AdaptiveMaxPool2d((2, 3)), tnn.AdaptiveMaxPool2d((2, 3)))):
         J = fd.Sequential([layer]).jacobian(x, mode="reverse")
         np.testing.assert_array_equal(J, torch_jacobian(module.double(), x))
+
+
+# -- normalisation ---------------------------------------------------------------------------
+def randomise(layer, seed=0):
+    """Random parameters and running statistics (positive variances)."""
+    rng = np.random.default_rng(seed)
+    for name in layer.param_names + layer.buffer_names:
+        v = getattr(layer, name)
+        setattr(layer, name, (rng.uniform(0.5, 2, v.shape) if name == "running_var"
+                              else rng.normal(size=v.shape)))      # float64: exact grads
+    return layer
+
+
+NORMS = [
+    ("BatchNorm1d", (4,), {}, (4,)), ("BatchNorm1d", (3,), {"eps": 1e-3}, (3, 5)),
+    ("LayerNorm", (5,), {}, (3, 5)), ("LayerNorm", ((3, 5),), {"eps": 1e-3}, (3, 5)),
+    ("LayerNorm", ((2, 3),), {"bias": False}, (4, 2, 3)),
+    ("LayerNorm", (4,), {"elementwise_affine": False}, (2, 4)),
+    ("GroupNorm", (2, 4), {}, (4, 3, 3)), ("GroupNorm", (3, 3), {"eps": 1e-3}, (3, 5)),
+    ("GroupNorm", (1, 2), {"affine": False}, (2, 2, 3)),
+]
+
+
+@pytest.mark.parametrize("name, args, kwargs, shape", NORMS,
+                         ids=[f"{n[0]}-{i}" for i, n in enumerate(NORMS)])
+def test_normalisation_matches_torch_in_eval_mode(name, args, kwargs, shape):
+    layer = randomise(getattr(fd, name)(*args, **kwargs))
+    assert_parity([layer, fd.Tanh()], [getattr(tnn, name)(*args, **kwargs), tnn.Tanh()],
+                  rand((3,) + shape))
+
+
+@pytest.mark.parametrize("name, args, kwargs, shape", NORMS[:1] + NORMS[2:3] + NORMS[6:7],
+                         ids=["BatchNorm1d", "LayerNorm", "GroupNorm"])
+def test_normalisation_parameter_gradients_match_torch(name, args, kwargs, shape):
+    layer = randomise(getattr(fd, name)(*args, **kwargs), seed=4)
+    module = getattr(tnn, name)(*args, **kwargs).double().eval()
+    copy_params(layer, module)
+    x, gy = rand((3,) + shape, 1), rand((3,) + shape, 2)
+    y, cache = layer.forward(x)
+    (module(torch.as_tensor(x)) * torch.as_tensor(gy)).sum().backward()
+    grads = layer.param_vjp(cache, gy)
+    for n in layer.param_names:
+        assert rel(grads[n], getattr(module, n).grad.numpy()) <= RTOL
