@@ -107,7 +107,7 @@ class AdaptiveMaxPool2d(_Adaptive):
         y = np.empty((M, C, Ho * Wo), x.dtype)
         argmax = np.empty((M, C, Ho * Wo), np.int64)
         for p, h0, h1, w0, w1 in self._windows(x.shape[1:]):
-            win = x[:, :, h0:h1, w0:w1].reshape(M, C, -1)
+            win = x[:, :, h0:h1, w0:w1].reshape(M, C, (h1 - h0) * (w1 - w0))
             a = np.argmax(win, axis=2)            # first maximum; a NaN wins
             y[:, :, p] = np.take_along_axis(win, a[..., None], axis=2)[..., 0]
             argmax[:, :, p] = (h0 + a // (w1 - w0)) * W + w0 + a % (w1 - w0)
@@ -133,7 +133,7 @@ class AdaptiveMaxPool2d(_Adaptive):
         """Windows whose two largest values are within ``tol`` (ties)."""
         count = 0
         for _, h0, h1, w0, w1 in self._windows(x.shape[1:]):
-            win = x[:, :, h0:h1, w0:w1].reshape(x.shape[0], x.shape[1], -1)
+            win = x[:, :, h0:h1, w0:w1].reshape(x.shape[0], x.shape[1], (h1 - h0) * (w1 - w0))
             if win.shape[2] > 1:
                 top2 = -np.partition(-win, 1, axis=2)[:, :, :2]
                 count += int(np.count_nonzero(np.abs(top2[..., 0] - top2[..., 1]) <= tol))

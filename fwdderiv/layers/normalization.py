@@ -227,12 +227,16 @@ class GroupNorm(Layer):
                                     "axis 1 must hold num_channels channels")
         return in_shape
 
+    def _group_size(self, shape):
+        """Entries per group for a batch of shape ``(N, C, *S)``."""
+        return int(np.prod(shape[1:], dtype=np.int64)) // self.num_groups
+
     def _per_channel(self, p, dtype, ndim):
         return cast_param(p, dtype).reshape((-1,) + (1,) * (ndim - 2))
 
     def forward(self, x):
         self.output_shape(x.shape[1:])
-        xhat, r = _standardise(x.reshape(x.shape[0], self.num_groups, -1), (-1,), self.eps)
+        xhat, r = _standardise(x.reshape(x.shape[0], self.num_groups, self._group_size(x.shape)), (-1,), self.eps)
         y = xhat.reshape(x.shape)
         if self.affine:
             y = y * self._per_channel(self.weight, x.dtype, x.ndim) + \
@@ -241,7 +245,7 @@ class GroupNorm(Layer):
 
     def jvp(self, cache, dx):
         N, D = dx.shape[:2]
-        d = _standardise_jvp(*cache, dx.reshape(N, D, self.num_groups, -1), (-1,))
+        d = _standardise_jvp(*cache, dx.reshape(N, D, self.num_groups, self._group_size(dx.shape[1:])), (-1,))
         d = d.reshape(dx.shape)
         return d * self._per_channel(self.weight, dx.dtype, dx.ndim - 1) if self.affine else d
 
@@ -249,7 +253,7 @@ class GroupNorm(Layer):
         if self.affine:
             gy = gy * self._per_channel(self.weight, gy.dtype, gy.ndim - 1)
         N, K = gy.shape[:2]
-        return _standardise_jvp(*cache, gy.reshape(N, K, self.num_groups, -1),
+        return _standardise_jvp(*cache, gy.reshape(N, K, self.num_groups, self._group_size(gy.shape[1:])),
                                 (-1,)).reshape(gy.shape)
 
     def param_vjp(self, cache, gy):

@@ -335,3 +335,25 @@ def test_normalisation_parameter_gradients_match_torch(name, args, kwargs, shape
     grads = layer.param_vjp(cache, gy)
     for n in layer.param_names:
         assert rel(grads[n], getattr(module, n).grad.numpy()) <= RTOL
+
+
+@pytest.mark.parametrize("layer, module, shape", [
+    (fd.Conv2d(2, 3, 3, padding="same", padding_mode="reflect"),
+     tnn.Conv2d(2, 3, 3, padding="same", padding_mode="reflect"), (0, 2, 5, 5)),
+    (fd.MaxPool2d(2, ceil_mode=True), tnn.MaxPool2d(2, ceil_mode=True), (0, 2, 5, 5)),
+    (fd.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+     tnn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False), (0, 2, 5, 5)),
+    (fd.AdaptiveMaxPool2d(2), tnn.AdaptiveMaxPool2d(2), (0, 2, 5, 5)),
+    (fd.AdaptiveAvgPool2d(2), tnn.AdaptiveAvgPool2d(2), (2, 0, 5, 5)),
+    (fd.ZeroPad2d(1), tnn.ZeroPad2d(1), (2, 0, 3, 3)),
+    (fd.GroupNorm(1, 2), tnn.GroupNorm(1, 2), (0, 2, 3)),
+    (fd.LayerNorm(3), tnn.LayerNorm(3), (0, 3)), (fd.GELU(), tnn.GELU(), (0, 3)),
+    (fd.Softmax(dim=-1), tnn.Softmax(dim=-1), (2, 3, 0)), (fd.Flatten(), tnn.Flatten(), (0, 2, 3)),
+], ids=lambda v: type(v).__name__ if not isinstance(v, tuple) else str(v))
+def test_zero_size_axes_give_torch_shapes(layer, module, shape):
+    x = np.zeros(shape)
+    net = fd.Sequential([layer])
+    out = tuple(module.double()(torch.as_tensor(x)).shape)
+    assert net.forward(x).shape == out
+    for mode in ("forward", "reverse"):
+        assert net.jacobian(x, mode=mode).shape == out + shape[1:]
