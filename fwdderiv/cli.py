@@ -42,6 +42,8 @@ def _one_line(err):
 
 
 def main(argv=None):
+    from .process import tune_process
+    tune_process()          # a program of fwdderiv's own: the process-wide tuning pays
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
