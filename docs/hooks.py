@@ -42,10 +42,6 @@ ASSETS = [
 #: Where the pages load MathJax from (relative to the site root; see mkdocs.yml).
 MATHJAX_SCRIPT = "javascripts/mathjax/tex-mml-chtml.js"
 
-#: Public modules documented beside the subpackages, although they have no ``__all__``:
-#: their public functions and classes are the ones defined in them.
-MODULES_WITHOUT_ALL = ["fwdderiv.config", "fwdderiv.io", "fwdderiv.numeric",
-                       "fwdderiv.testing"]
 
 log = logging.getLogger("mkdocs.hooks.fwdderiv")
 
@@ -100,9 +96,11 @@ def _import_package():
 def public_modules():
     """``{module name: [public names]}`` for the API reference, in page order.
 
-    Every non-private subpackage or module of fwdderiv that declares ``__all__``, plus
-    MODULES_WITHOUT_ALL. Names that are themselves modules are left out (they have pages
-    of their own).
+    Every non-private subpackage or module of fwdderiv that declares ``__all__`` (not
+    the submodules of a package that does: the package's ``__all__`` is its public
+    surface), and every top-level module (``fwdderiv.numeric``, ``fwdderiv.testing``,
+    ...) without one, whose public names are then the functions and classes defined in
+    it. Names that are themselves modules are left out (they have pages of their own).
     """
     pkg = _import_package()
     found = {}
@@ -114,7 +112,7 @@ def public_modules():
             continue                       # submodule of a documented package
         mod = importlib.import_module(info.name)
         names = getattr(mod, "__all__", None)
-        if names is None and info.name in MODULES_WITHOUT_ALL:
+        if names is None and parent == "fwdderiv" and not info.ispkg:
             names = [n for n, v in vars(mod).items() if not n.startswith("_")
                      and (inspect.isfunction(v) or inspect.isclass(v))
                      and v.__module__ == info.name]
