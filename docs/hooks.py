@@ -182,11 +182,15 @@ def _index_page(modules):
 # ---------------------------------------------------------------------------------------
 
 def _help_text(parser):
+    before = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = "88"          # argparse wraps at the terminal width
     try:
         return parser.format_help()
     finally:
-        del os.environ["COLUMNS"]
+        if before is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = before
 
 
 def cli_page():
