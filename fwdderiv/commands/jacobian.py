@@ -6,6 +6,7 @@ import numpy as np
 
 from ..core.kinks import kink_census
 from ..numeric import jacobian_fd
+from ._common import add_download_option, add_progress_options, show_progress
 from ._inputs import model_and_images
 
 SHADES = " .:-=+*#%@"
@@ -35,6 +36,7 @@ def add_parser(sub):
     p.add_argument("--trace", action="store_true",
                    help="also print dH_k/dx layer by layer (shape, share of non-zeros)")
     p.add_argument("--seed", type=int, default=0, help="model seed (default: 0)")
+    add_download_option(add_progress_options(p))
     p.set_defaults(run=run)
     return p
 
@@ -57,7 +59,9 @@ def run(args):
     if args.batch < 1:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
     net, x, labels, ds = model_and_images(args.model, args.data_dir, args.batch,
-                                          trained=not args.untrained, seed=args.seed)
+                                          trained=not args.untrained, seed=args.seed,
+                                          progress=show_progress(args),
+                                          download=args.download)
     x = x.astype(args.dtype)
     print(f"model      {args.model or ('lenet5' if args.data_dir else 'digits_net')} "
           f"({'untrained' if args.untrained else 'trained'}), "

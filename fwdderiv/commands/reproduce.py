@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._common import add_download_option, add_progress_options, load_data, show_progress
+
 #: The paper's MNIST results (LeNet, Upsilon = 14.5%, theta = +1), for comparison.
 PAPER = {"success_rate": 0.9710, "mean_distortion": 0.0402, "upsilon": 0.145,
          "theta": 1.0, "data": "MNIST", "model": "LeNet (Papernot et al. 2016, Sec. V-A)"}
@@ -67,7 +69,7 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int, default=0, help="model seed (default: %(default)s)")
     p.add_argument("--no-figures", action="store_true",
                    help="skip the PNG figures (no matplotlib needed)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_download_option(add_progress_options(p))
     p.set_defaults(run=run)
     return p
 
@@ -90,16 +92,15 @@ def select_sources(y, pred, n, n_classes=10):
 
 
 def _load(args):
-    from fwdderiv.datasets import load_dataset
     from fwdderiv.models.trained import pretrained
 
-    show = not args.no_progress
+    show = show_progress(args)
     if args.data_dir is None:
-        ds = load_dataset("digits")
+        ds = load_data("digits")
         net = pretrained("digits_net", "digits", seed=args.seed, progress=show)
         model = "digits_net"
     else:
-        ds = load_dataset("mnist", data_dir=args.data_dir)
+        ds = load_data("mnist", args.data_dir, download=args.download)
         net = pretrained("lenet5", "mnist", data_dir=args.data_dir, seed=args.seed,
                          progress=show)
         model = "lenet5(in_size=28)"
@@ -157,7 +158,7 @@ def run(args):
 
     t0 = time.perf_counter()
     res = jsma(net, x_rep, tgt, theta=args.theta, upsilon=args.upsilon, logits=args.logits,
-               mode=args.mode, batch_size=args.batch_size, progress=not args.no_progress)
+               mode=args.mode, batch_size=args.batch_size, progress=show_progress(args))
     seconds = time.perf_counter() - t0
 
     mats = source_target_matrices(src, tgt, res.success, res.distortion, k)
