@@ -9,9 +9,12 @@ from .io import load, save
 from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, LogSoftmax,
                      MaxPool2d, Pad2d, ReLU, Sigmoid, Softmax, Tanh)
 from . import attacks, models, training  # noqa: E402  (they import the layers above)
+from .gradients import loss_gradient  # noqa: E402
+from . import attribution  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = ["attacks", "training", "AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "Layer", "Linear",
            "LogSoftmax", "MaxPool2d", "Pad2d", "ReLU", "Sequential", "Sigmoid", "Softmax",
-           "Tanh", "Trace", "config", "datasets", "load", "models", "numeric", "save"]
+           "Tanh", "Trace", "config", "datasets", "load", "models", "numeric", "save",
+           "loss_gradient", "attribution"]

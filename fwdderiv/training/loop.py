@@ -43,11 +43,9 @@ class History:
 
 def logits_part(net):
     """The part of ``net`` that outputs logits: ``net[:-1]`` if it ends in (Log)Softmax."""
-    from fwdderiv.layers import LogSoftmax, Softmax
+    from fwdderiv._logits import _split_final_softmax
 
-    if len(net) > 1 and isinstance(net[len(net) - 1], (Softmax, LogSoftmax)):
-        return net[:-1]
-    return net
+    return _split_final_softmax(net)[0]
 
 
 def _check_data(where, net, x, y):
