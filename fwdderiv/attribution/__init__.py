@@ -11,6 +11,7 @@ from .gradient import InputXGradient, Saliency
 from .integrated_gradients import IntegratedGradients
 from .noise_tunnel import NT_TYPES, NoiseTunnel
 from .occlusion import Occlusion
+from .during_training import AttributionRecorder
 
-__all__ = ["ALL", "Attribution", "InputXGradient", "IntegratedGradients", "METHODS",
+__all__ = ["ALL", "Attribution", "AttributionRecorder", "InputXGradient", "IntegratedGradients", "METHODS",
            "NT_TYPES", "NoiseTunnel", "Occlusion", "Saliency", "approximation_parameters"]

@@ -127,7 +127,7 @@ def run(args):
         for k in ([int(pred[n])] if args.classes == "pred" else
                   [int(y[n])] if args.classes == "label" else classes):
             rows.append((n, k, f"image {n}, label {y[n]}\nclass {k} (p = {probs[n, k]:.2f})"))
-    plot(x, attributions, rows, out / "attributions.png", name)
+    plot(x, attributions, rows, out / "attributions.png", name.split(";")[0])
     np.savez(out / "attributions.npz", x=x, labels=y, probabilities=probs,
              **{m: a for m, a in attributions.items()})
     summary = {m: {"shape": list(a.shape)} for m, a in attributions.items()}
