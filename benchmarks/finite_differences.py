@@ -78,7 +78,7 @@ def main(argv=None):
             times[k].append(time.perf_counter() - t0)
     D = x[0].size
     print(f"{name}: {len(x)} images of {D} pixels, labels = predictions\n")
-    print("| method | loss evaluations per image | median s (min-max) | median error / "
+    print("| method | loss evaluations per image | median s (min-max) | relative L2 error / "
           "pixels off by > 1% |")
     print("|---|---|---|---|")
     evals = {"reverse": "1 forward + 1 backward", "forward": f"{D + 1}",

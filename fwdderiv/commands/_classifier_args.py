@@ -50,3 +50,8 @@ def model_and_data(args, n):
     name = args.model or ("lenet5" if args.data_dir else "digits_net")
     return net, x, y, f"{name} ({'untrained' if args.untrained else 'trained'}) on " \
                       f"{ds.description}"
+
+
+def short_name(description):
+    """The model and data set part of a description, for figure titles (no paths)."""
+    return description.split(";")[0].split(":")[0]

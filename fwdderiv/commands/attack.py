@@ -9,7 +9,7 @@ from ..attacks import fast_gradient_method, projected_gradient_descent
 from ..attacks.plots import require_matplotlib
 from ..gradients import loss_gradient
 from ..training.progress import make_bar, progress_enabled
-from ._classifier_args import add_model_arguments, model_and_data
+from ._classifier_args import add_model_arguments, model_and_data, short_name
 
 ATTACKS = ("fgsm", "pgd")
 
@@ -150,8 +150,8 @@ def run(args):
               "norm": "inf", "clip": [0.0, 1.0]}
     (out / "accuracy_vs_eps.json").write_text(json.dumps(record, indent=1))
     plot_curve(eps_list, curves, out / "accuracy_vs_eps.png",
-               f"{name}, {len(x)} images; PGD {args.pgd_steps} steps of "
-               f"{fraction:.3g} eps")
+               f"{short_name(name)}, {len(x)} images\nPGD: {args.pgd_steps} steps of "
+               f"{fraction:.3g} eps, random start")
     n, example_eps = _example(net, x, y, eps_list, curves.get("fgsm"), clean)
     plot_fgsm_example(net, x[n], y[n], example_eps, out / "fgsm_example.png")
     print(f"wrote {out / 'accuracy_vs_eps.png'}, {out / 'accuracy_vs_eps.json'}, "

@@ -7,7 +7,7 @@ import numpy as np
 from ..attacks.plots import require_matplotlib
 from ..attribution import InputXGradient, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 from ..training.progress import make_bar, progress_enabled
-from ._classifier_args import add_model_arguments, model_and_data
+from ._classifier_args import add_model_arguments, model_and_data, short_name
 
 #: Method names of ``--methods``, in figure order.
 METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "occlusion", "smoothgrad")
@@ -127,7 +127,7 @@ def run(args):
         for k in ([int(pred[n])] if args.classes == "pred" else
                   [int(y[n])] if args.classes == "label" else classes):
             rows.append((n, k, f"image {n}, label {y[n]}\nclass {k} (p = {probs[n, k]:.2f})"))
-    plot(x, attributions, rows, out / "attributions.png", name.split(";")[0])
+    plot(x, attributions, rows, out / "attributions.png", short_name(name))
     np.savez(out / "attributions.npz", x=x, labels=y, probabilities=probs,
              **{m: a for m, a in attributions.items()})
     summary = {m: {"shape": list(a.shape)} for m, a in attributions.items()}
