@@ -3,8 +3,8 @@
 Losses and attacks differentiate the cross-entropy of the *logits* Z (stable, and the
 convention of cleverhans and ART), while zoo models end in :class:`~fwdderiv.Softmax`,
 the paper's F. :func:`_split_final_softmax` is the single place that decides whether a
-network ends in a softmax and what its logits part is; it knows networks only through
-the attribute ``layers`` (and slicing, when the network supports it).
+network ends in a softmax and what its logits part is (for a Sequential, a Graph, or
+anything listing its ``layers``).
 """
 from .layers import LogSoftmax, Softmax
 
@@ -18,17 +18,25 @@ def _split_final_softmax(net):
     Parameters
     ----------
     net : network
-        Anything with ``forward``/``vjp``; a network whose layers are listed in
-        ``net.layers`` (a :class:`~fwdderiv.Sequential`) is inspected.
+        A :class:`~fwdderiv.Sequential`, a :class:`~fwdderiv.Graph` (its output node is
+        inspected), or any network; others are taken as they are.
 
     Returns
     -------
     logits_net : network
-        ``net[:-1]`` if the last layer is Softmax or LogSoftmax (and there is a layer
+        The network up to the input of a final Softmax or LogSoftmax (if there is a layer
         before it), else ``net`` itself, whose output is then taken to be logits.
     kind : {"softmax", "log_softmax", None}
         The final layer that was dropped, or None.
+
+    Raises
+    ------
+    ValueError
+        For a Graph whose final softmax reads a node other than the one evaluated just
+        before it (the logits would not be the graph's last value).
     """
+    from .core import Graph, Sequential
+
     layers = getattr(net, "layers", None)
     if not isinstance(layers, (list, tuple)) or len(layers) < 2:
         return net, None
@@ -39,9 +47,15 @@ def _split_final_softmax(net):
         kind = LOG_SOFTMAX
     else:
         return net, None
-    try:
-        body = net[:-1]
-    except TypeError:
-        from .core import Sequential
-        body = Sequential(layers[:-1])
-    return body, kind
+    if isinstance(net, Sequential):
+        return net[:-1], kind
+    if isinstance(net, Graph):
+        nodes = net.nodes
+        name, _, inputs = nodes[-1]
+        if inputs != [nodes[-2][0]]:
+            raise ValueError(
+                f"Graph: the final {type(last).__name__} (node {name!r}) reads {inputs}, not "
+                f"the node before it ({nodes[-2][0]!r}); order the nodes so that the logits "
+                "node comes just before the softmax")
+        return Graph(nodes[:-1]), kind
+    return Sequential(layers[:-1]), kind

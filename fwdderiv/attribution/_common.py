@@ -1,7 +1,7 @@
 """What every attribution method shares: targets, baselines, memory-bounded gradients.
 
 A network is used only through ``forward``, ``vjp``, ``jacobian`` and ``output_shape``
-(plus ``layers``/``shapes`` when present, for a sharper memory estimate).
+(plus ``nodes``/``shapes`` when present, for a sharper memory estimate).
 """
 import numbers
 
@@ -113,20 +113,30 @@ def budget(max_memory, where):
     return int(max_memory)
 
 
+def _size(shape):
+    return int(np.prod(shape, dtype=np.int64))
+
+
 def costs(net, in_shape, itemsize):
     """``(per_example, per_direction)``: bytes of one example's forward caches, and of
-    one tangent/cotangent direction of one example while it passes a layer. Sharp for a
-    network that lists its ``layers`` and ``shapes``; otherwise a generous guess from the
-    input size."""
-    layers, shapes = getattr(net, "layers", None), getattr(net, "shapes", None)
-    if isinstance(layers, (list, tuple)) and callable(shapes):
-        try:
-            from ..core.memory import estimate
-            per_dir, per_example = estimate(layers, shapes(tuple(in_shape)), itemsize)
-            return per_example, per_dir
-        except (ImportError, TypeError, ValueError):
-            pass
-    d = int(np.prod(in_shape)) * itemsize
+    one tangent/cotangent direction of one example while it passes a node (its inputs,
+    output and declared workspace ``layer.work_size``). Computed from the public
+    ``net.nodes`` and ``net.shapes`` of a Graph or Sequential; for other networks a
+    generous guess from the input size."""
+    nodes, shapes = getattr(net, "nodes", None), getattr(net, "shapes", None)
+    if isinstance(nodes, list) and callable(shapes):
+        values = shapes(tuple(in_shape))
+        index = {"input": 0}
+        per_dir, per_example = _size(values[-1]), _size(values[0])
+        for k, (name, layer, inputs) in enumerate(nodes):
+            index[name] = k + 1
+            s_ins = [values[index[v]] for v in inputs]
+            work = layer.work_size(s_ins[0]) if hasattr(layer, "work_size") else 0
+            size_out = _size(values[k + 1])
+            per_dir = max(per_dir, sum(_size(s) for s in s_ins) + size_out + work)
+            per_example += 2 * size_out + work
+        return per_example * itemsize, per_dir * itemsize
+    d = _size(in_shape) * itemsize
     return 32 * d, 8 * d
 
 

@@ -82,7 +82,7 @@ class Counting:
 
     def __init__(self, net):
         self.net, self.vjp_sizes, self.forward_sizes = net, [], []
-        self.layers, self.shapes = net.layers, net.shapes
+        self.layers, self.nodes, self.shapes = net.layers, net.nodes, net.shapes
 
     def forward(self, x):
         self.forward_sizes.append(x.shape[0])
