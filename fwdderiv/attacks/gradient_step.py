@@ -105,11 +105,13 @@ def optimize_linear(grad, eps, norm=np.inf):
 def _project_l1(v, eps):
     """Euclidean projection of each row of ``v`` onto the L1 ball of radius eps
     (Duchi, Shalev-Shwartz, Singer, Chandra, ICML 2008, Figure 1)."""
+    if eps == 0:
+        return np.zeros_like(v)
     a = np.abs(v)
     out = v.copy()
     outside = a.sum(axis=1) > eps
-    if not outside.any() or eps == 0:
-        return out * (~outside)[:, None] if eps == 0 else out
+    if not outside.any():
+        return out
     u = -np.sort(-a[outside], axis=1)
     css = np.cumsum(u, axis=1)
     k = np.arange(1, u.shape[1] + 1)
