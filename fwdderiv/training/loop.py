@@ -43,11 +43,9 @@ class History:
 
 def logits_part(net):
     """The part of ``net`` that outputs logits: ``net[:-1]`` if it ends in (Log)Softmax."""
-    from fwdderiv.layers import LogSoftmax, Softmax
+    from fwdderiv._logits import _split_final_softmax
 
-    if len(net) > 1 and isinstance(net[len(net) - 1], (Softmax, LogSoftmax)):
-        return net[:-1]
-    return net
+    return _split_final_softmax(net)[0]
 
 
 def _check_data(where, net, x, y):
@@ -233,7 +231,7 @@ def _check_hyper(epochs, batch_size, lr_decay):
 
 def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0,
         optimizer="sgd", seed=0, progress=None, x_val=None, y_val=None, checkpoint=None,
-        lr_decay=1.0, num_threads=None):
+        lr_decay=1.0, num_threads=None, callbacks=None):
     """Train a classifier in place on softmax cross-entropy with minibatches.
 
     Parameter gradients come from each layer's ``param_vjp`` through
@@ -277,6 +275,9 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
         None keeps the current settings. See :func:`limited_threads`. BLAS may sum in
         another order with another thread count, so weights agree only to rounding
         across thread counts; with the same count they are identical.
+    callbacks : sequence of callables, optional
+        Each is called as ``cb(net, step)`` after every update (``step`` counts updates
+        from 1), e.g. :class:`fwdderiv.attribution.AttributionRecorder`.
 
     Returns
     -------
@@ -310,6 +311,10 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
     rng = np.random.default_rng(seed)
     history = History()
     n = len(x)
+    callbacks = list(callbacks or ())
+    if not all(callable(cb) for cb in callbacks):
+        raise TypeError("fit expected callbacks as a sequence of callables cb(net, step)")
+    step = 0
     with limited_threads(num_threads):
         for epoch in range(epochs):
             opt.lr = lr * lr_decay ** epoch
@@ -322,6 +327,9 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
                 xb, yb = x[idx], y[idx]
                 loss, z, grads = _step_grads(body, prefix, xb, yb)
                 opt.step([grads[i][name] for i, name in keys])
+                step += 1
+                for cb in callbacks:
+                    cb(net, step)
                 loss_sum += loss * len(idx)
                 correct += int((z.argmax(axis=1) == yb).sum())
                 seen += len(idx)
