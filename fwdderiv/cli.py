@@ -29,7 +29,9 @@ def main(argv=None):
         return 2
     try:
         return int(args.run(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
+    except (ValueError, TypeError, OSError, ImportError) as err:
+        # user errors (bad option values, missing or unreadable files, a full disk): one
+        # line, no traceback; OSError covers FileNotFoundError and DownloadError
         print(f"fwdderiv {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

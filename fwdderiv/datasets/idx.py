@@ -65,7 +65,7 @@ def _read_upto(f, n, buf=None):
     return buf
 
 
-def read_idx(path, expected_magic=None):
+def read_idx(path, expected_magic=None, max_bytes=None):
     """Read an IDX file (raw or ``.gz``) into a NumPy array.
 
     The header is read and checked first: the magic number (when ``expected_magic`` is
@@ -82,6 +82,8 @@ def read_idx(path, expected_magic=None):
         The file. A name ending in ``.gz`` is decompressed with gzip.
     expected_magic : int, optional
         Required magic number, e.g. 2051 for MNIST images, 2049 for labels.
+    max_bytes : int, optional
+        Refuse a header declaring a payload larger than this (checked before reading).
 
     Returns
     -------
@@ -109,14 +111,14 @@ def read_idx(path, expected_magic=None):
     with open(path, "rb") as raw:
         f = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
         try:
-            return _read_stream(f, path, gz, file_size, expected_magic)
+            return _read_stream(f, path, gz, file_size, expected_magic, max_bytes)
         except (OSError, EOFError, zlib.error) as exc:
             if not gz:
                 raise
             raise _gzip_error(path, exc) from None
 
 
-def _read_stream(f, path, gz, file_size, expected_magic):
+def _read_stream(f, path, gz, file_size, expected_magic, max_bytes):
     head = bytes(_read_upto(f, 4))
     if len(head) < 4:
         raise ValueError(f"IDX file {path}: expected a 4-byte magic number, got only "
@@ -142,6 +144,11 @@ def _read_stream(f, path, gz, file_size, expected_magic):
     shape = tuple(int.from_bytes(dims[4 * i:4 + 4 * i], "big") for i in range(ndim))
     item_bytes = dtype.itemsize * math.prod(shape[1:])      # Python ints: no overflow
     want = shape[0] * item_bytes
+    if max_bytes is not None and want > max_bytes:
+        raise ValueError(
+            f"IDX file {path}: its header declares shape {shape} ({want} data bytes), more "
+            f"than the {max_bytes} bytes allowed here; the header is damaged or the file is "
+            f"not the data set expected: {_HEADER_FIX}")
     room = MAX_GZIP_RATIO * file_size if gz else file_size - header_len
     if want > room and gz:
         raise ValueError(
