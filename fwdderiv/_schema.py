@@ -38,16 +38,48 @@ def _int(minimum):
     return check
 
 
-def _ints(n, minimum, scalar_ok=True):
-    """An int (repeated ``n`` times) or a list of ``n`` ints, each >= ``minimum``."""
+#: Largest kernel size, stride, dilation or padding accepted (these sizes are not
+#: parameters, so max_bytes does not bound them, but a padding of 10**9 would make the
+#: first forward call allocate without limit).
+MAX_EXTENT = 1 << 16
+#: Longest list accepted for Reshape, Slice and Pad arguments.
+MAX_AXES = 32
+
+
+def _ints(n, minimum, scalar_ok=True, maximum=MAX_EXTENT):
+    """An int (repeated ``n`` times) or a list of ``n`` ints in ``[minimum, maximum]``."""
     def check(v, field):
         if scalar_ok and _is_int(v):
             v = [v] * n
         if not isinstance(v, (list, tuple)) or len(v) != n or not all(_is_int(a) for a in v):
             form = f"an int or a list of {n} ints" if scalar_ok else f"a list of {n} ints"
             raise SchemaError(f"field {field!r} must be {form}, got {_show(v)}")
-        if min(v) < minimum:
-            raise SchemaError(f"field {field!r} must hold ints >= {minimum}, got {list(v)}")
+        if min(v) < minimum or max(v) > maximum:
+            raise SchemaError(f"field {field!r} must hold ints in [{minimum}, {maximum}], "
+                              f"got {list(v)}")
+        return [int(a) for a in v]
+    return check
+
+
+def _int_list(minimum=None, maximum=None, min_len=0, nonzero=False, distinct=False,
+              even=False):
+    """A list of at most MAX_AXES ints, each within the bounds given."""
+    def check(v, field):
+        if not isinstance(v, (list, tuple)) or not all(_is_int(a) for a in v):
+            raise SchemaError(f"field {field!r} must be a list of ints, got {_show(v)}")
+        if not min_len <= len(v) <= MAX_AXES or (even and len(v) % 2):
+            raise SchemaError(f"field {field!r} must hold {'an even number of ' if even else ''}"
+                              f"{min_len} to {MAX_AXES} ints, got {len(v)}")
+        bad = [a for a in v if (minimum is not None and a < minimum)
+               or (maximum is not None and a > maximum) or (nonzero and a == 0)]
+        if bad:
+            rules = ([f">= {minimum}"] if minimum is not None else []) + \
+                ([f"<= {maximum}"] if maximum is not None else []) + \
+                (["nonzero"] if nonzero else [])
+            raise SchemaError(f"field {field!r} must hold ints {' and '.join(rules)}, got "
+                              f"{list(v)}")
+        if distinct and len(set(v)) != len(v):
+            raise SchemaError(f"field {field!r} must hold distinct ints, got {list(v)}")
         return [int(a) for a in v]
     return check
 
@@ -118,6 +150,26 @@ def _pool_relations(c):
                           f"'kernel_size' {c['kernel_size']}")
 
 
+def _reshape_relations(c):
+    if c["shape"].count(-1) > 1:
+        raise SchemaError(f"field 'shape' may hold one -1, got {c['shape']}")
+
+
+def _slice_relations(c):
+    steps = c["steps"] if c["steps"] is not None else [1] * len(c["axes"])
+    if not len(c["starts"]) == len(c["ends"]) == len(c["axes"]) == len(steps):
+        raise SchemaError("fields 'starts', 'ends', 'axes' and 'steps' must have one entry "
+                          f"per sliced axis, got lengths {len(c['starts'])}, "
+                          f"{len(c['ends'])}, {len(c['axes'])}, {len(steps)}")
+
+
+def _concat_dim(v, field):
+    if not _is_int(v) or v == 0 or abs(v) > MAX_AXES:
+        raise SchemaError(f"field {field!r} must be a nonzero int (a per-example axis; 0 is "
+                          f"the batch axis) of magnitude <= {MAX_AXES}, got {_show(v)}")
+    return int(v)
+
+
 def _conv_arrays(c):
     kh, kw = c["kernel_size"]
     shapes = {"weight": (c["out_channels"], c["in_channels"] // c["groups"], kh, kw)}
@@ -155,9 +207,22 @@ LAYER_SCHEMAS = {
     "MaxPool2d": LayerSchema(_POOL, relations=_pool_relations),
     "AvgPool2d": LayerSchema(_POOL, relations=_pool_relations),
     "Pad2d": LayerSchema({"padding": (_ints(4, 0), REQUIRED)}),
+    "Concat": LayerSchema({"dim": (_concat_dim, 1)}),
+    "Scale": LayerSchema({"factor": (_real(-math.inf, math.inf), REQUIRED)}),
+    "Reshape": LayerSchema({"shape": (_int_list(minimum=-1, maximum=2**40), REQUIRED)},
+                           relations=_reshape_relations),
+    "Slice": LayerSchema({"starts": (_int_list(min_len=1), REQUIRED),
+                          "ends": (_int_list(min_len=1), REQUIRED),
+                          "axes": (_int_list(min_len=1, minimum=-MAX_AXES, maximum=MAX_AXES,
+                                             nonzero=True, distinct=True), REQUIRED),
+                          "steps": (_optional(_int_list(minimum=1, min_len=1)), None)},
+                         relations=_slice_relations),
+    "Pad": LayerSchema({"pad": (_int_list(minimum=0, maximum=MAX_EXTENT, min_len=2,
+                                          even=True), REQUIRED),
+                        "value": (_real(-math.inf, math.inf), 0.0)}),
     "Dropout": LayerSchema({"p": (_real(0, 1, hi_open=True), 0.5)}),
     **{name: LayerSchema({}) for name in ("ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
-                                          "Flatten")},
+                                          "Flatten", "Add", "Mul")},
 }
 
 
@@ -254,14 +319,15 @@ def check_graph(arch, known_types, input_names=("input",)):
     """Check a ``fwdderiv.graph`` architecture.
 
     Nodes are ``{"name", "type", "config", "inputs"}``; every input names an earlier node
-    or one of ``input_names``; ``"output"`` names a node. Names are unique non-empty
-    strings.
+    or one of ``input_names``; ``"output"``, if present, names a node. Names are unique
+    non-empty strings. (Arity and reachability are checked by :class:`fwdderiv.Graph`.)
 
     Returns
     -------
     nodes : list of (label, type, config, arrays, name, inputs)
         ``arrays`` maps the file key ``"<name>.<param>"`` to its shape.
-    output : str
+    output : str or None
+        None if the file leaves it out (the graph's output is then its last node).
     """
     nodes = arch.get("nodes")
     if not isinstance(nodes, list) or not nodes:
@@ -277,6 +343,7 @@ def check_graph(arch, known_types, input_names=("input",)):
         if name in seen or name in input_names:
             raise SchemaError(f"{label}: field 'name' {name!r} is used twice")
         inputs = entry.get("inputs")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
         if not isinstance(inputs, list) or not inputs or \
                 not all(isinstance(s, str) for s in inputs):
             raise SchemaError(f"{label}: field 'inputs' must be a non-empty list of node "
@@ -291,6 +358,6 @@ def check_graph(arch, known_types, input_names=("input",)):
         out.append((label, entry["type"], config,
                     {f"{name}.{k}": shape for k, shape in arrays.items()}, name, list(inputs)))
     output = arch.get("output")
-    if output not in seen:
+    if output is not None and output not in seen:
         raise SchemaError(f"field 'output' must name a node, got {_show(output)}")
     return out, output

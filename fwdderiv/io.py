@@ -25,6 +25,7 @@ import zlib
 import numpy as np
 
 from ._schema import SchemaError, check_graph, check_sequential, check_layer
+from .core.graph import Graph
 from .core.sequential import Sequential
 from .layers import LAYER_TYPES
 
@@ -54,20 +55,23 @@ def _fail(path, what, fix="re-save the model with fwdderiv.save"):
 
 # -- saving -------------------------------------------------------------------------------
 def architecture(net):
-    """The JSON-serialisable description of ``net`` (layer types and constructor args)."""
+    """The JSON-serialisable description of ``net`` (layer types and constructor args;
+    for a :class:`Graph`, also the node names and the names each node reads)."""
     return _payload(net, allow_nonfinite=True)[0]
 
 
 def _payload(net, allow_nonfinite):
     """``(architecture, arrays)`` of ``net``, every parameter checked against its layer."""
-    layers = getattr(net, "layers", None)
-    if layers is None:
-        raise TypeError(f"save expected a fwdderiv.Sequential, got {type(net).__name__}; "
-                        "build one with fd.Sequential([...])")
+    if not isinstance(net, Graph):
+        raise TypeError(f"save expected a fwdderiv.Sequential or fwdderiv.Graph, got "
+                        f"{type(net).__name__}; build one with fd.Sequential([...])")
+    chain = isinstance(net, Sequential)
     specs, arrays = [], {}
-    for i, layer in enumerate(layers):
+    for i, (node, layer, inputs) in enumerate(net.nodes):
         name = type(layer).__name__
-        where = f"save: layer {i} ({layer!r})"
+        key = str(i) if chain else node
+        where = f"save: layer {i} ({layer!r})" if chain else \
+            f"save: node {node!r} ({layer!r})"
         if LAYER_TYPES.get(name) is not type(layer):
             raise TypeError(f"{where} is not a built-in fwdderiv layer, so it cannot be "
                             "rebuilt from JSON; save its arrays with np.savez instead")
@@ -80,11 +84,14 @@ def _payload(net, allow_nonfinite):
         if set(held) != set(shapes):
             raise ValueError(f"{where} holds arrays {sorted(held)}, but its arguments "
                              f"{config} need {sorted(shapes)}; rebuild the layer")
-        for key, value in held.items():
-            _check_param(where, key, value, shapes[key], allow_nonfinite)
-            arrays[f"{i}.{key}"] = value
-        specs.append({"type": name, "config": config})
-    return {"format": FORMAT, "version": VERSION, "layers": specs}, arrays
+        for pname, value in held.items():
+            _check_param(where, pname, value, shapes[pname], allow_nonfinite)
+            arrays[f"{key}.{pname}"] = value
+        spec = {"type": name, "config": config}
+        specs.append(spec if chain else dict(spec, name=node, inputs=list(inputs)))
+    if chain:
+        return {"format": FORMAT, "version": VERSION, "layers": specs}, arrays
+    return {"format": GRAPH_FORMAT, "version": VERSION, "nodes": specs}, arrays
 
 
 def _check_param(where, key, value, shape, allow_nonfinite):
@@ -106,7 +113,7 @@ def save(net, path, *, allow_nonfinite=False):
 
     Parameters
     ----------
-    net : Sequential
+    net : Sequential or Graph
     path : str or os.PathLike
         Written as given (no suffix is added). The folder is created if missing.
     allow_nonfinite : bool
@@ -335,7 +342,7 @@ def load(path, *, allow_nonfinite=False, max_bytes=DEFAULT_MAX_BYTES):
 
     Returns
     -------
-    Sequential
+    Sequential or Graph
 
     Raises
     ------
@@ -350,9 +357,6 @@ def load(path, *, allow_nonfinite=False, max_bytes=DEFAULT_MAX_BYTES):
     if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1:
         raise TypeError(f"load expected max_bytes as a positive int, got {max_bytes!r}")
     arch, entries, output, headers, members = _inspect(path, max_bytes)
-    if output is not None:
-        raise _fail(path, f"holds a {GRAPH_FORMAT} model, which this version of "
-                    "fwdderiv checks but cannot build yet", "upgrade fwdderiv")
     layers = []
     with zipfile.ZipFile(path) as zf:
         for label, type_name, config, arrays, *_ in entries:
@@ -369,4 +373,9 @@ def load(path, *, allow_nonfinite=False, max_bytes=DEFAULT_MAX_BYTES):
                                 f"{type_name})", "pass allow_nonfinite=True to load it anyway")
                 setattr(layer, name, value)
             layers.append(layer)
-    return Sequential(layers)
+    if arch["format"] == FORMAT:
+        return Sequential(layers)
+    try:
+        return Graph([(e[4], layer, e[5]) for e, layer in zip(entries, layers)], output)
+    except (TypeError, ValueError) as err:
+        raise _fail(path, f"has a graph that does not connect ({err})") from None
