@@ -363,7 +363,7 @@ def load(path, *, allow_nonfinite=False, max_bytes=DEFAULT_MAX_BYTES):
             layer = LAYER_TYPES[type_name](**config)
             held = {**layer.params, **layer.buffers}
             for key in arrays:
-                name = key.split(".", 1)[1]
+                name = key.rsplit(".", 1)[1]
                 if name not in held or held[name] is None:
                     raise RuntimeError(f"fwdderiv/_schema.py is out of date: {type_name} "
                                        f"has no array {name!r}")

@@ -218,3 +218,48 @@ def test_saved_file_gets_the_usual_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def residual_graph():
+    return fd.Graph([
+        ("stem.conv", fd.Conv2d(2, 2, 3, padding=1, seed=2), "input"),
+        ("stem.bn", fd.BatchNorm2d(2), "stem.conv"),
+        ("scale", fd.Scale(0.5), "stem.bn"),
+        ("add", fd.Add(), ["scale", "input"]),
+        ("pad", fd.Pad((0, 1)), "add"),
+        ("flat", fd.Flatten(), "pad"),
+        ("fc", fd.Linear(2 * 4 * 5, 3), "flat")])
+
+
+def test_graph_round_trip_and_graph_checks(tmp_path):
+    net = residual_graph()
+    path = tmp_path / "g.npz"
+    fd.save(net, path)
+    back = fd.load(path)
+    x = np.random.default_rng(1).normal(size=(2, 2, 4, 4))
+    np.testing.assert_array_equal(back(x), net(x))
+    assert [n for n, _, _ in back.nodes] == [n for n, _, _ in net.nodes]
+    net.layers[-1].bias = np.full(3, np.inf, np.float32)
+    with pytest.raises(ValueError, match=r"save: node 'fc' \(Linear.*bias holds NaN or Inf"):
+        fd.save(net, path)
+    assert fd.load(path)   # still the good file
+
+    def edit(change):
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        arch = json.loads(str(arrays.pop("__architecture__")))
+        change(arch, arrays)
+        np.savez(tmp_path / "e.npz", __architecture__=np.array(json.dumps(arch)), **arrays)
+        return tmp_path / "e.npz"
+    bad_pad = edit(lambda a, _: a["nodes"][4]["config"].__setitem__("pad", [0, 10**9]))
+    with pytest.raises(ValueError, match=r"node 4 'pad' \(Pad\): field 'pad' must hold ints "
+                                         r">= 0 and <= 65536"):
+        fd.load(bad_pad)
+    dead = edit(lambda a, _: a["nodes"].append(
+        {"name": "extra", "type": "ReLU", "config": {}, "inputs": ["add"]}))
+    with pytest.raises(ValueError, match="has a graph that does not connect"):
+        fd.load(dead)
+    nan = edit(lambda _, arrays: arrays["stem.bn.running_var"].__setitem__(0, np.nan))
+    with pytest.raises(ValueError, match=r"NaN or Inf values in stem.bn.running_var \(node 1 "
+                                         r"'stem.bn', BatchNorm2d\)"):
+        fd.load(nan)
