@@ -17,7 +17,13 @@ def as_float_array(x, component, name="x"):
             raise TypeError(
                 f"{component} expected {name} as a NumPy array, got a {type(x).__name__}; "
                 f"convert it with {name}.detach().cpu().numpy()")
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except ValueError as err:
+            raise ValueError(
+                f"{component} expected {name} as an array of numbers, got a ragged nested "
+                f"sequence ({err}); give every row the same length, or pass an ndarray"
+            ) from None
     if x.dtype not in FLOAT_DTYPES:
         if x.dtype.kind in "fc":
             fix = f"cast it with {name}.astype(np.float32) or np.float64"

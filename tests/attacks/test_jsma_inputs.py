@@ -68,3 +68,9 @@ def test_network_without_a_class_vector_output_is_refused():
     one = fd.Sequential([fd.Flatten(), fd.Linear(16, 1)])
     with pytest.raises(ValueError, match=r"got output shape \(1,\)"):
         saliency_map(one, X, 0)
+
+
+def test_ragged_input_is_a_clear_error(net):
+    with pytest.raises(ValueError, match="expected x as an array of numbers, got a ragged "
+                                         "nested sequence"):
+        net([[0.5] * 16, [0.5] * 15])
