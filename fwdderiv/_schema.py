@@ -273,7 +273,7 @@ def check_layer(type_name, config, known_types):
             if default is REQUIRED:
                 raise SchemaError(f"field {field!r} is missing from the config of "
                                   f"{type_name}")
-            out[field] = default
+            out[field] = check(default, field)      # defaults in normal form too
         else:
             out[field] = check(config[field], field)
     if schema.relations is not None:

@@ -360,7 +360,11 @@ def load(path, *, allow_nonfinite=False, max_bytes=DEFAULT_MAX_BYTES):
     layers = []
     with zipfile.ZipFile(path) as zf:
         for label, type_name, config, arrays, *_ in entries:
-            layer = LAYER_TYPES[type_name](**config)
+            try:
+                layer = LAYER_TYPES[type_name](**config)
+            except (TypeError, ValueError) as err:      # the schema missed a rule
+                raise _fail(path, f"has arguments that {label} ({type_name}) refuses: "
+                            f"{err}") from None
             held = {**layer.params, **layer.buffers}
             for key in arrays:
                 name = key.rsplit(".", 1)[1]

@@ -137,7 +137,7 @@ def test_bombs_and_hostile_arguments_under_an_address_space_limit(tmp_path):
         {"id": "conv-bomb", "kind": "load", "path": model_file(
             d / "b.npz", [{"type": "Conv2d", "config": {"in_channels": 2**40,
                                                         "out_channels": 2**40,
-                                                        "kernel_size": 2**20}}])},
+                                                        "kernel_size": 2**16}}])},
         {"id": "graph-bomb", "kind": "load", "path": model_file(
             d / "g.npz", None, fmt="fwdderiv.graph", output="fc",
             nodes=[{"name": "fc", "type": "Linear", "inputs": ["input"],
