@@ -53,6 +53,8 @@ def main(argv=None):
     try:
         return int(args.run(args) or 0)
     except (ValueError, TypeError, OSError, ImportError) as err:
+        # user errors (bad option values, missing or unreadable files, a full disk): one
+        # line, no traceback; OSError covers FileNotFoundError and DownloadError
         print(f"fwdderiv {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from .._validation import (check_classifier, check_finite, check_int, check_max_memory,
+                           check_real)
 from ._progress import make_progress
 from .pairs import best_pairs
 from .saliency import (_as_targets, _check_output_layer, forward_derivative, target_terms,
@@ -69,13 +71,17 @@ def _validate(x, theta, upsilon, clip, domain_policy, mode):
     if x.ndim < 2:
         raise ValueError(f"jsma expected x of shape (N, *S) with a batch axis, got "
                          f"{x.shape}; add one with x[None].")
-    if not np.isfinite(theta) or theta == 0:
-        raise ValueError(f"jsma expected a nonzero finite theta (+1 increases features, "
-                         f"-1 decreases them), got {theta}.")
-    if not 0 <= upsilon <= 1:
-        raise ValueError(f"jsma expected upsilon, the largest fraction of features to "
-                         f"change, in [0, 1], got {upsilon}; the paper uses 0.145.")
-    lo, hi = clip
+    theta = check_real(theta, "theta", "jsma", nonzero=True,
+                       hint="+1 increases features, -1 decreases them")
+    upsilon = check_real(upsilon, "upsilon", "jsma", 0, 1,
+                         hint="the largest fraction of features to change; the paper "
+                              "uses 0.145")
+    try:
+        lo, hi = clip
+    except (TypeError, ValueError):
+        raise TypeError(f"jsma expected clip=(low, high), got {clip!r}") from None
+    lo = check_real(lo, "clip[0]", "jsma")
+    hi = check_real(hi, "clip[1]", "jsma")
     if not lo < hi:
         raise ValueError(f"jsma expected clip=(low, high) with low < high, got {clip}.")
     if mode not in MODES:
@@ -84,7 +90,8 @@ def _validate(x, theta, upsilon, clip, domain_policy, mode):
     if domain_policy not in DOMAIN_POLICIES:
         raise ValueError(f"jsma expected domain_policy in {DOMAIN_POLICIES}, got "
                          f"{domain_policy!r}.")
-    return float(lo), float(hi)
+    check_finite(x, "jsma")
+    return theta, upsilon, lo, hi
 
 
 def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
@@ -159,15 +166,16 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
     >>> res.x_adv.shape, res.success.dtype
     ((2, 1, 8, 8), dtype('bool'))
     """
-    lo, hi = _validate(x, theta, upsilon, clip, domain_policy, mode)
-    if int(batch_size) < 1:
-        raise ValueError(f"jsma expected a positive batch_size, got {batch_size}.")
+    theta, upsilon, lo, hi = _validate(x, theta, upsilon, clip, domain_policy, mode)
+    batch_size = check_int(batch_size, "batch_size", "jsma", minimum=1)
+    if max_iter is not None:
+        max_iter = check_int(max_iter, "max_iter", "jsma", minimum=0)
+    max_memory = check_max_memory(max_memory, "jsma")
     if logits:
         _check_output_layer(net, logits, "jsma")
     n = x.shape[0]
     m = int(np.prod(x.shape[1:]))
-    y0 = net(x[:1]) if n else np.zeros((1, 2))
-    n_classes = int(np.prod(y0.shape[1:]))
+    n_classes = check_classifier(net, x.shape[1:], "jsma")
     t = _as_targets(targets, n, n_classes, "jsma")
     if n and (x.min() < lo or x.max() > hi):
         raise ValueError(f"jsma expected x inside clip={clip}, got values from {x.min()} "

@@ -23,24 +23,14 @@ keeps the two terms independent.
 """
 import numpy as np
 
+from .._validation import as_float_array, check_class_indices, check_classifier, check_finite
+
 __all__ = ["forward_derivative", "target_terms", "target_terms_vjp", "saliency_from_jacobian",
            "saliency_map"]
 
 
 def _as_targets(targets, n, n_classes, who):
-    t = np.asarray(targets)
-    if t.ndim == 0:
-        t = np.full(n, int(t), dtype=np.int64)
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"{who} expected integer class indices as targets, got dtype "
-                        f"{t.dtype}; pass labels such as np.array([3, 7]), not one-hot rows.")
-    if t.shape != (n,):
-        raise ValueError(f"{who} expected one target per sample, shape ({n},), got "
-                         f"{t.shape}; pass an int or an array with one class per row of x.")
-    if n and (t.min() < 0 or t.max() >= n_classes):
-        raise ValueError(f"{who} expected targets in [0, {n_classes}), got values from "
-                         f"{t.min()} to {t.max()}; the network has {n_classes} outputs.")
-    return t.astype(np.int64)
+    return check_class_indices(targets, n, n_classes, who)
 
 
 def _check_output_layer(net, logits, who):
@@ -219,6 +209,7 @@ def saliency_map(net, x, targets, increasing=True, logits=False, mode="forward",
     >>> saliency_map(net, x, 3).shape
     (1, 1, 8, 8)
     """
-    x = np.asarray(x)
+    x = check_finite(as_float_array(x, "saliency_map"), "saliency_map")
+    check_classifier(net, x.shape[1:], "saliency_map")
     _, J = forward_derivative(net, x, logits=logits, mode=mode, max_memory=max_memory)
     return saliency_from_jacobian(J, targets, increasing).reshape(x.shape)

@@ -127,15 +127,35 @@ def _matrix_md(M, fmt):
     return "\n".join(lines)
 
 
+def _check_options(args):
+    """The first problem with the options, as one line naming the option, or None."""
+    if args.samples < 1:
+        return f"--samples must be at least 1, got {args.samples}"
+    if not 0 < args.upsilon <= 1:
+        return (f"--upsilon must be in (0, 1], a fraction of the features, got "
+                f"{args.upsilon}; the paper uses 0.145")
+    if not math.isfinite(args.theta) or args.theta == 0:
+        return f"--theta must be a finite nonzero number (+1 or -1), got {args.theta}"
+    if args.batch_size < 1:
+        return f"--batch-size must be at least 1, got {args.batch_size}"
+    if args.output.exists() and not args.output.is_dir():
+        return (f"--output {str(args.output)!r} is an existing file; the report is a "
+                "directory: give a new or existing directory name")
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        return (f"--data-dir {str(args.data_dir)!r} is not a directory; give the folder "
+                "holding the MNIST IDX files, or drop --data-dir for the offline digits")
+    return None
+
+
 def run(args):
     """Run the reproduction; returns the exit status (0 on success)."""
     from fwdderiv.attacks import (expand_targets, forward_derivative, hardness_matrix, jsma,
                                   mean_distortion, saliency_from_jacobian,
                                   source_target_matrices, success_curve, success_rate)
 
-    if args.samples < 1:
-        print(f"fwdderiv reproduce: --samples must be at least 1, got {args.samples}",
-              file=sys.stderr)
+    problem = _check_options(args)
+    if problem:
+        print(f"fwdderiv reproduce: error: {problem}", file=sys.stderr)
         return 2
     plt = None
     if not args.no_figures:

@@ -1,5 +1,6 @@
 """``fwdderiv train``: train a model of the zoo on MNIST or the scikit-learn digits."""
 import argparse
+import os
 import sys
 from pathlib import Path
 import textwrap
@@ -98,6 +99,15 @@ def run(args):
     if not str(args.output).endswith(".npz"):
         return _error(f"--output must be a .npz path, got {args.output!r}; "
                       f"use {str(args.output) + '.npz'!r}")
+    if args.output is not None and os.path.isdir(args.output):
+        return _error(f"--output {args.output!r} is a directory; give a file path such as "
+                      f"{os.path.join(args.output, model + '.npz')!r}")
+    if args.data_dir is not None and args.dataset != "mnist":
+        return _error(f"--data-dir applies only to --dataset mnist, but the data set is "
+                      f"{args.dataset!r}; add --dataset mnist, or drop --data-dir")
+    if args.threads < 0:
+        return _error(f"--threads must be >= 0 (0 keeps the libraries' defaults), got "
+                      f"{args.threads}")
     try:
         hyper = recipe(model, args.dataset)
     except ValueError:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fwdderiv._threads import blas_threads
+from fwdderiv._validation import check_finite, check_int, check_real
 from fwdderiv.training.checkpoint import save_checkpoint
 from fwdderiv.training.loss import softmax_cross_entropy
 from fwdderiv.training.optim import make_optimizer
@@ -64,6 +65,7 @@ def _check_data(where, net, x, y):
         raise ValueError(
             f"{where} expected x of shape (N, *S) and y of shape (N,) with the same N, got "
             f"x {x.shape} and y {y.shape}")
+    check_finite(x, where, what="training images" if where == "fit" else "images")
     out_shape = tuple(net.output_shape(tuple(x.shape[1:])))
     if len(out_shape) != 1:
         raise ValueError(
@@ -220,13 +222,13 @@ def limited_threads(n):
         numba.set_num_threads(before)
 
 
-def _check_hyper(epochs, batch_size, lr_decay):
-    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"fit expected epochs as an integer >= 1, got {epochs!r}")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"fit expected batch_size as an integer >= 1, got {batch_size!r}")
-    if not 0 < lr_decay <= 1:
-        raise ValueError(f"fit expected lr_decay in (0, 1], got {lr_decay!r}")
+def _check_hyper(epochs, batch_size, lr_decay, lr, momentum, weight_decay):
+    check_int(epochs, "epochs", "fit", minimum=1)
+    check_int(batch_size, "batch_size", "fit", minimum=1)
+    check_real(lr_decay, "lr_decay", "fit", 0, 1, lo_open=True)
+    check_real(lr, "lr (the learning rate)", "fit", 0, lo_open=True, hint="e.g. lr=0.05")
+    check_real(momentum, "momentum", "fit", 0, 1, hi_open=True)
+    check_real(weight_decay, "weight_decay", "fit", 0)
 
 
 def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0,
@@ -292,7 +294,7 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
     >>> hist = fd.training.fit(net, ds.x_train, ds.y_train, epochs=5)  # doctest: +SKIP
     >>> fd.training.evaluate(net, ds.x_test, ds.y_test)        # doctest: +SKIP
     """
-    _check_hyper(epochs, batch_size, lr_decay)
+    _check_hyper(epochs, batch_size, lr_decay, lr, momentum, weight_decay)
     _check_data("fit", net, x, y)
     y = np.asarray(y)
     if (x_val is None) != (y_val is None):

@@ -156,7 +156,7 @@ def test_input_errors(digits_net, batch):
     x, t = batch
     with pytest.raises(TypeError, match="float ndarray"):
         jsma(digits_net, (x * 16).astype(np.int64), t)
-    with pytest.raises(ValueError, match="nonzero finite theta"):
+    with pytest.raises(ValueError, match="theta as a finite nonzero number"):
         jsma(digits_net, x, t, theta=0)
     with pytest.raises(ValueError, match="inside clip"):
         jsma(digits_net, x + 2, t)
