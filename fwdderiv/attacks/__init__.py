@@ -1,6 +1,6 @@
 """Adversarial saliency maps and the JSMA crafting algorithm (Papernot et al. 2016)."""
 from .saliency import (forward_derivative, target_terms, target_terms_vjp, saliency_from_jacobian,
-                       saliency_map)
+                       saliency_map, softmax_output)
 from .pairs import best_pairs
 from .jsma import JSMAResult, jsma, expand_targets, jsma_untargeted
 from .metrics import (success_rate, mean_distortion, source_target_matrix,
@@ -8,7 +8,7 @@ from .metrics import (success_rate, mean_distortion, source_target_matrix,
                       adversarial_distance, adversarial_distance_from_map)
 
 __all__ = ["forward_derivative", "target_terms", "target_terms_vjp", "saliency_from_jacobian",
-           "saliency_map",
+           "saliency_map", "softmax_output",
            "best_pairs", "JSMAResult", "jsma", "expand_targets", "jsma_untargeted",
            "success_rate", "mean_distortion", "source_target_matrix",
            "source_target_matrices", "success_curve", "hardness", "hardness_matrix",

@@ -15,8 +15,8 @@ import numpy as np
 
 from ._progress import make_progress
 from .pairs import best_pairs
-from .saliency import (_as_targets, _check_output_layer, forward_derivative, target_terms,
-                       target_terms_vjp)
+from .saliency import (_as_targets, _check_output_layer, forward_derivative, softmax_output,
+                       target_terms, target_terms_vjp)
 
 __all__ = ["JSMAResult", "jsma", "expand_targets", "jsma_untargeted"]
 
@@ -229,7 +229,7 @@ def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy,
         else:
             y, J = forward_derivative(net, xc, logits=logits, mode=mode,
                                       max_memory=max_memory)
-            alpha, beta = target_terms(J, t[stepping])
+            alpha, beta = target_terms(J, t[stepping], softmax=softmax_output(net, logits))
         pred = y.reshape(stepping.size, -1).argmax(axis=1)
         out["predictions"][stepping] = pred
         hit = pred == t[stepping]

@@ -130,7 +130,8 @@ def run(args):
     """Run the reproduction; returns the exit status (0 on success)."""
     from fwdderiv.attacks import (expand_targets, forward_derivative, hardness_matrix, jsma,
                                   mean_distortion, saliency_from_jacobian,
-                                  source_target_matrices, success_curve, success_rate)
+                                  softmax_output, source_target_matrices, success_curve,
+                                  success_rate)
 
     if args.samples < 1:
         print(f"fwdderiv reproduce: --samples must be at least 1, got {args.samples}",
@@ -165,9 +166,10 @@ def run(args):
     mats["hardness"] = hardness_matrix(src, tgt, res.success, res.distortion, k, budgets)
     # Adversarial distance A(x, t) of the benign samples (Sec. V-C), from one Jacobian each.
     # (float64, as the attack: for a softmax beta cancels to -alpha, see jsma's compute_dtype)
+    sm = softmax_output(net, args.logits)
     _, J = forward_derivative(net, x_src.astype(np.float64), logits=args.logits,
                               mode="forward" if args.mode == "forward" else "reverse")
-    A = np.stack([1 - (saliency_from_jacobian(J, np.full(len(idx), t)) > 0).mean(axis=1)
+    A = np.stack([1 - (saliency_from_jacobian(J, np.full(len(idx), t), softmax=sm) > 0).mean(axis=1)
                   for t in range(k)], axis=1)                      # (S, K)
     mats["adversarial_distance"] = np.full((k, k), np.nan)
     for s in range(k):
@@ -225,7 +227,7 @@ def run(args):
                               title=f"JSMA on {ds.name}: rows source, columns target "
                                     "(red frame: target not reached)")
         rows_ = sorted(first.values())
-        maps = np.stack([saliency_from_jacobian(J[rows_], np.full(len(rows_), t))
+        maps = np.stack([saliency_from_jacobian(J[rows_], np.full(len(rows_), t), softmax=sm)
                          for t in range(k)], axis=1).reshape((len(rows_), k) + x_src.shape[1:])
         plot_saliency_maps(x_src[rows_], maps, [int(y_src[i]) for i in rows_],
                            out / "saliency_maps.png")
