@@ -20,7 +20,7 @@ from .saliency import (_as_targets, _check_output_layer, forward_derivative, sof
 
 __all__ = ["JSMAResult", "jsma", "expand_targets", "jsma_untargeted"]
 
-DOMAIN_POLICIES = ("saturated", "picked")
+DOMAIN_POLICIES = ("saturated", "picked", "paper")
 MODES = ("forward", "reverse", "vjp")
 
 
@@ -110,13 +110,24 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
         than ``floor(upsilon * M)`` changed features (paper: 0.145).
     clip : (float, float)
         Valid feature range; every modified value is clipped into it.
-    domain_policy : {"saturated", "picked"}
-        When a feature leaves the search domain Gamma. ``"saturated"`` (default, the
-        paper's Algorithm 2) removes it once it reaches the clip bound that theta
-        pushes towards, so a feature moved by a fraction of the range may be picked
-        again; ``"picked"`` removes every feature as soon as it is chosen. With
-        ``|theta| >= hi - lo`` both are the same. In both, Gamma starts with the
-        features that can still move in theta's direction (not at that bound).
+    domain_policy : {"saturated", "picked", "paper"}
+        The search domain Gamma: which features it starts with and when a feature
+        leaves it.
+
+        - ``"saturated"`` (default): Gamma starts with the features that can still move
+          in theta's direction (not already at that clip bound), as cleverhans's JSMA
+          does; a feature leaves once it reaches that bound (or if its step was lost to
+          rounding), so a feature moved by a fraction of the range may be picked again.
+        - ``"paper"``: Gamma starts with *every* feature, as the paper's Algorithm 2
+          initialises it (``Gamma = {1 ... |X|}``); features leave by the same rule as
+          ``"saturated"``. A feature already at the bound can then be picked: its step
+          changes nothing (the clip undoes it), it does not count towards the
+          distortion, and it leaves Gamma. With ``theta = +1`` on MNIST such picks are
+          the only difference from ``"saturated"``.
+        - ``"picked"``: starts as ``"saturated"``; every feature leaves as soon as it is
+          chosen, even when ``|theta|`` is smaller than the range.
+
+        With ``|theta| >= hi - lo``, ``"saturated"`` and ``"picked"`` are the same.
     logits : bool
         Differentiate the logits ``Z = net[:-1]`` instead of ``F``.
     mode : {"forward", "reverse", "vjp"}
@@ -175,6 +186,10 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
     budget = int(math.floor(upsilon * m + 1e-9))
     if max_iter is None:
         max_iter = budget * int(math.ceil((hi - lo) / abs(theta))) + 1
+        if domain_policy == "paper":
+            # A pick of a feature already at the bound changes nothing and removes it
+            # from Gamma: at most M / 2 such iterations come on top.
+            max_iter += (m + 1) // 2
     x_adv = x.copy()
     out = dict(success=np.zeros(n, bool), n_changed=np.zeros(n, np.int64),
                iterations=np.zeros(n, np.int64), original=np.zeros(n, np.int64),
@@ -209,7 +224,10 @@ def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy,
     x0 = x.reshape(n, -1)
     xf = x_adv.reshape(n, -1)
     dt = x.dtype.type
-    domain = xf < hi if theta > 0 else xf > lo
+    if policy == "paper":
+        domain = np.ones(xf.shape, bool)
+    else:
+        domain = xf < hi if theta > 0 else xf > lo
     changed = np.zeros(xf.shape, bool)
     active = np.arange(n)
     while active.size:
