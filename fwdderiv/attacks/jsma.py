@@ -90,7 +90,8 @@ def _validate(x, theta, upsilon, clip, domain_policy, mode):
 def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
          domain_policy="saturated", logits=False, mode="forward", pair_method="numba",
          batch_size=256, max_iter=None, max_memory=None, progress=None,
-         compute_dtype=np.float64):
+         compute_dtype=np.float64, workers=None, scheduler=None, shard_dir=None,
+         shard_size=None):
     """Craft targeted adversarial samples with the JSMA (Papernot et al. 2016).
 
     Parameters
@@ -156,6 +157,19 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
         ``-alpha``, and in float32 the rounding noise of a saturated output can flip the
         sign tests of the pair search. ``x_adv`` keeps the input's dtype, and the
         returned predictions and success flags are evaluated on it in that dtype.
+    workers : int or None
+        Craft on a local ``dask.distributed`` cluster of this many worker processes
+        (needs ``pip install 'fwdderiv[distributed]'``), sharded by rows; the results
+        are identical to the single-process run.
+    scheduler : str, distributed.Client or None
+        Craft on an existing Dask cluster instead (scheduler address or client).
+    shard_dir : path or None
+        Write every finished shard there at once and, on a later call with the same
+        inputs and settings, load finished shards instead of recomputing them (resume
+        after an interruption). Works with or without a cluster.
+    shard_size : int or None
+        Rows per shard (default 288 = 32 sources x 9 targets); see
+        :mod:`fwdderiv.attacks.distributed`.
 
     Returns
     -------
@@ -173,6 +187,10 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
     lo, hi = _validate(x, theta, upsilon, clip, domain_policy, mode)
     if int(batch_size) < 1:
         raise ValueError(f"jsma expected a positive batch_size, got {batch_size}.")
+    if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise ValueError(f"jsma expected workers, the number of local Dask worker "
+                         f"processes, as a positive int, got {workers!r}; pass None to "
+                         "craft in this process.")
     if logits:
         _check_output_layer(net, logits, "jsma")
     n = x.shape[0]
@@ -195,6 +213,27 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
                iterations=np.zeros(n, np.int64), original=np.zeros(n, np.int64),
                predictions=np.zeros(n, np.int64))
     bar = make_progress(progress, n, "jsma")
+    if workers is not None or scheduler is not None or shard_dir is not None:
+        from .distributed import craft_sharded
+        kwargs = dict(theta=theta, upsilon=upsilon, clip=clip, domain_policy=domain_policy,
+                      logits=logits, mode=mode, pair_method=pair_method,
+                      batch_size=batch_size, max_iter=max_iter, max_memory=max_memory,
+                      compute_dtype=compute_dtype)
+        settings = {k: (str(np.dtype(v)) if k == "compute_dtype" and v is not None else v)
+                    for k, v in kwargs.items()}
+        settings["clip"] = list(clip)
+        try:
+            out = craft_sharded(net, x, t, kwargs, workers=workers, scheduler=scheduler,
+                                shard_dir=shard_dir, shard_size=shard_size, bar=bar,
+                                settings=settings)
+        finally:
+            bar.close()
+        if out is None:
+            out = dict(x_adv=x.copy(), success=np.zeros(0, bool),
+                       **{f: np.zeros(0, np.int64) for f in
+                          ("n_changed", "iterations", "original", "predictions")})
+        return JSMAResult(distortion=out["n_changed"] / max(m, 1), targets=t, n_features=m,
+                          budget=budget, **out)
     n_success = [0]
 
     def notify(k, k_success):
