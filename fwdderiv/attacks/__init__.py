@@ -5,11 +5,13 @@ from .pairs import best_pairs
 from .jsma import JSMAResult, jsma, expand_targets, jsma_untargeted
 from .metrics import (success_rate, mean_distortion, source_target_matrix,
                       source_target_matrices, success_curve, hardness, hardness_matrix,
-                      adversarial_distance, adversarial_distance_from_map)
+                      hardness_budget_approximation, hardness_matrix_budget_approximation,
+                      PAPER_HARDNESS_UPSILONS, adversarial_distance, adversarial_distance_from_map)
 
 __all__ = ["forward_derivative", "target_terms", "target_terms_vjp", "saliency_from_jacobian",
            "saliency_map", "softmax_output",
            "best_pairs", "JSMAResult", "jsma", "expand_targets", "jsma_untargeted",
            "success_rate", "mean_distortion", "source_target_matrix",
            "source_target_matrices", "success_curve", "hardness", "hardness_matrix",
-           "adversarial_distance", "adversarial_distance_from_map"]
+           "hardness_budget_approximation", "hardness_matrix_budget_approximation",
+           "PAPER_HARDNESS_UPSILONS", "adversarial_distance", "adversarial_distance_from_map"]
