@@ -145,7 +145,7 @@ def success_curve(success, distortion, upsilons):
 
 
 def hardness(success_rates, distortions):
-    """Hardness of one source-target pair, as Papernot et al. 2016 define it (Sec. V-B).
+    r"""Hardness of one source-target pair, as Papernot et al. 2016 define it (Sec. V-B).
 
     The attack is run once per maximum distortion ``Upsilon_k`` of a grid (the paper's:
     :data:`PAPER_HARDNESS_UPSILONS`); each run gives the pair's success rate ``tau_k``
