@@ -409,9 +409,9 @@ def main(argv=None):
     n = args.gemm_size or (1024 if args.quick else 2048)
     args.peak = {d: gemm_peak(d, n, threads=args.threads) for d in ("float32", "float64")}
     meta["threads"] = args.threads or "library defaults"
-    from fwdderiv import config as fd_config          # every worker imports fwdderiv too
-    meta["allocator"] = ("glibc thresholds raised by fwdderiv (all methods)"
-                         if fd_config.MALLOC_TUNED else "system default")
+    from fwdderiv.process import tuned       # every worker tunes alike (benchmarks/__init__)
+    meta["allocator"] = ("glibc thresholds raised by fwdderiv.tune_process (all methods)"
+                         if tuned()["allocator"] else "system default")
     meta["gemm_peak_gflops"] = args.peak
     meta["gemm_n"] = n
     meta["memory_note"] = (

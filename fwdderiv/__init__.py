@@ -4,14 +4,18 @@ After Papernot et al., "The Limitations of Deep Learning in Adversarial Settings
 (IEEE EuroS&P 2016), equations (4)-(6).
 """
 from . import config, datasets, numeric
-from .core import Layer, Sequential, Trace
+from .process import tune_process
+from .core import Elementwise, Graph, Layer, Sequential, Trace
 from .io import load, save
 from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, LogSoftmax,
                      MaxPool2d, Pad2d, ReLU, Sigmoid, Softmax, Tanh)
+from .layers import Add, Concat, Mul, Pad, Reshape, Scale, Slice
 from . import attacks, models, training  # noqa: E402  (they import the layers above)
 
 __version__ = "0.1.0"
 
-__all__ = ["attacks", "training", "AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "Layer", "Linear",
+__all__ = ["attacks", "training", "Add", "Concat", "Mul", "Pad", "Reshape", "Scale", "Slice",
+           "AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Elementwise",
+           "Flatten", "Graph", "Layer", "Linear",
            "LogSoftmax", "MaxPool2d", "Pad2d", "ReLU", "Sequential", "Sigmoid", "Softmax",
-           "Tanh", "Trace", "config", "datasets", "load", "models", "numeric", "save"]
+           "Tanh", "Trace", "config", "datasets", "load", "models", "numeric", "save", "tune_process"]

@@ -10,9 +10,8 @@ ms); with the thresholds below, none after the first call (6.2 and 315 ms).
 
 :func:`tune` sets glibc's mmap threshold to 32 MiB and its trim threshold to 256 MiB, so
 blocks below 32 MiB are reused from the heap and up to 256 MiB of freed memory stays
-mapped. It is process-wide (other libraries in the process get the same behaviour) and
-runs once when fwdderiv is imported, unless the environment variable
-``FWDDERIV_TUNE_MALLOC`` is ``0``. Elsewhere than glibc it does nothing.
+mapped. It is process-wide (other libraries in the process get the same behaviour), so
+it is opt-in: :func:`fwdderiv.tune_process`. Elsewhere than glibc it does nothing.
 """
 import ctypes
 import sys

@@ -22,6 +22,8 @@ def build_parser():
 
 
 def main(argv=None):
+    from .process import tune_process
+    tune_process()          # a program of fwdderiv's own: the process-wide tuning pays
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

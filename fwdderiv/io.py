@@ -7,16 +7,31 @@ import zipfile
 
 import numpy as np
 
+from .core.graph import Graph
 from .core.sequential import Sequential
 from .layers import LAYER_TYPES
 
 FORMAT = "fwdderiv.sequential"
+GRAPH_FORMAT = "fwdderiv.graph"
 VERSION = 1
 _ARCH_KEY = "__architecture__"
 
 
+def _layer_spec(i, layer):
+    name = type(layer).__name__
+    if LAYER_TYPES.get(name) is not type(layer):
+        raise TypeError(f"save: layer {i} ({layer!r}) is not a built-in fwdderiv layer, so "
+                        "it cannot be rebuilt from JSON; save its arrays with np.savez instead")
+    return {"type": name, "config": layer.get_config()}
+
+
 def architecture(net):
-    """The JSON-serialisable description of ``net`` (layer types and constructor args)."""
+    """The JSON-serialisable description of ``net`` (layer types and constructor args;
+    for a :class:`Graph`, also the node names and the names each node reads)."""
+    if not isinstance(net, Sequential):
+        return {"format": GRAPH_FORMAT, "version": VERSION,
+                "nodes": [dict(_layer_spec(name, layer), name=name, inputs=list(inputs))
+                          for name, layer, inputs in net.nodes]}
     layers = []
     for i, layer in enumerate(net.layers):
         name = type(layer).__name__
@@ -37,10 +52,11 @@ def save(net, path):
         Written as given (no suffix is added).
     """
     arrays = {_ARCH_KEY: np.array(json.dumps(architecture(net)))}
-    for i, layer in enumerate(net.layers):
+    for i, (node, layer, _) in enumerate(net.nodes):
+        key = str(i) if isinstance(net, Sequential) else node
         for name, value in {**layer.params, **getattr(layer, "buffers", {})}.items():
             if value is not None:
-                arrays[f"{i}.{name}"] = np.asarray(value)
+                arrays[f"{key}.{name}"] = np.asarray(value)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -80,12 +96,14 @@ def load(path):
         raise _fail(path, "has no architecture entry, so it is not a fwdderiv model")
     try:
         arch = json.loads(str(arrays.pop(_ARCH_KEY)))
-        if arch.get("format") != FORMAT:
-            raise _fail(path, f"has format {arch.get('format')!r}, expected {FORMAT!r}")
+        graph = arch.get("format") == GRAPH_FORMAT
+        if arch.get("format") not in (FORMAT, GRAPH_FORMAT):
+            raise _fail(path, f"has format {arch.get('format')!r}, expected {FORMAT!r} or "
+                        f"{GRAPH_FORMAT!r}")
         if arch.get("version") != VERSION:
             raise _fail(path, f"has format version {arch.get('version')!r}; this fwdderiv "
                         f"reads version {VERSION}", "upgrade fwdderiv or re-save the model")
-        specs = arch["layers"]
+        specs = arch["nodes" if graph else "layers"]
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
         raise _fail(path, f"has a corrupt architecture entry ({err!r})") from None
     layers = []
@@ -99,7 +117,7 @@ def load(path):
         except (TypeError, ValueError) as err:
             raise _fail(path, f"has bad arguments for layer {i} ({spec['type']}): {err}") from None
         for name, current in {**layer.params, **layer.buffers}.items():
-            key = f"{i}.{name}"
+            key = f"{spec.get('name') if graph else i}.{name}"
             if current is None:
                 continue
             if key not in arrays:
@@ -114,4 +132,9 @@ def load(path):
         layers.append(layer)
     if arrays:
         raise _fail(path, f"has arrays that match no layer: {', '.join(sorted(arrays))}")
-    return Sequential(layers)
+    if not graph:
+        return Sequential(layers)
+    try:
+        return Graph((spec["name"], layer, spec["inputs"]) for spec, layer in zip(specs, layers))
+    except (KeyError, TypeError, ValueError) as err:
+        raise _fail(path, f"has a graph that does not connect ({err})") from None

@@ -39,7 +39,7 @@ def test_dense_nets_keep_blas_threads(monkeypatch):
     Spy.seen = []
     before = blas_threads()
     net.jacobian(np.ones((2, 4)))
-    assert not net.numba_heavy and Spy.seen == [before]
+    assert not net.uses_kernels and Spy.seen == [before]
 
 
 def test_the_limit_can_be_switched_off(monkeypatch):
@@ -51,22 +51,17 @@ def test_the_limit_can_be_switched_off(monkeypatch):
     assert Spy.seen == [before]
 
 
-def run_fresh(code, hide_threadpoolctl):
+def test_tune_process_prefers_the_openmp_layer_and_import_does_not():
     import subprocess
     import sys
-    prelude = "import sys; sys.modules['threadpoolctl'] = None\n" if hide_threadpoolctl else ""
-    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_THREADING_LAYER"}
-    return subprocess.run([sys.executable, "-c", prelude + code], env=env, check=True,
-                          capture_output=True, text=True).stdout.split()
-
-
-@pytest.mark.parametrize("hide", [False, True])
-def test_threading_layer_follows_whether_blas_can_be_limited(hide):
-    # OpenMP workers beside multi-threaded BLAS are the slow pairing: without threadpoolctl
-    # (BLAS not limitable) the non-spinning workqueue layer is used
-    code = ("import numpy as np, numba, fwdderiv as fd\n"
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("NUMBA_THREADING_LAYER", "FWDDERIV_TUNE_PROCESS")}
+    code = ("import numpy as np, numba, fwdderiv as fd\n{}"
             "fd.models.lenet5()(np.zeros((1, 1, 32, 32)))\n"
-            "print(fd.config.HAVE_THREADPOOLCTL, numba.threading_layer())")
-    have, layer = run_fresh(code, hide)
-    assert have == str(not hide)
-    assert layer == ("workqueue" if hide else "omp")
+            "print(numba.config.THREADING_LAYER_PRIORITY[0], numba.threading_layer())")
+    plain, tuned = (subprocess.run([sys.executable, "-c", code.format(opt)], env=env,
+                                   check=True, capture_output=True, text=True).stdout.split()
+                    for opt in ("", "fd.tune_process()\n"))
+    import numba
+    assert plain[0] == numba.config.THREADING_LAYER_PRIORITY[0]   # Numba's own default
+    assert tuned == ["omp", "omp"]

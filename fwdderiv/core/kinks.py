@@ -1,5 +1,6 @@
-"""Where a network is not differentiable at a point: ReLU inputs at (or near) zero and
-max-pool windows whose two largest values (nearly) tie.
+"""Where a network is not differentiable at a point: ReLU inputs at (or near) zero,
+max-pool windows whose two largest values (nearly) tie, and whatever else a layer
+declares through its ``kinks(x, tol)`` method.
 
 At such a kink fwdderiv follows PyTorch's one-sided conventions (relu'(0) = 0, ties go to
 the first maximum), while a central finite difference straddles the kink and averages the
@@ -8,16 +9,13 @@ by itself a bug; this census says whether, and where, the point has any.
 """
 import numpy as np
 
-from ..kernels.conv import im2col
-from ..layers import MaxPool2d, ReLU
-
 
 def kink_census(net, x, tol=1e-6):
-    """Count kinks of ``net`` at ``x``, layer by layer.
+    """Count kinks of ``net`` at ``x``, node by node.
 
     Parameters
     ----------
-    net : Sequential
+    net : Sequential or Graph
     x : ndarray of shape (N, *S_in)
     tol : float
         A ReLU input with ``|h| <= tol`` or a max-pool window whose two largest values
@@ -27,22 +25,15 @@ def kink_census(net, x, tol=1e-6):
     Returns
     -------
     list of (int, str, int)
-        ``(layer index, layer, number of kinks)`` for every layer with at least one.
+        ``(node index, layer, number of kinks)`` for every node with at least one.
     """
     found = []
-    h = np.asarray(x, dtype=np.float64)
-    for i, layer in enumerate(net.layers):
-        count = 0
-        if type(layer) is ReLU:
-            count = int(np.count_nonzero(np.abs(h) <= tol))
-        elif type(layer) is MaxPool2d:
-            M, C, H, W = h.shape
-            cols = im2col(h.reshape(M * C, 1, H, W), layer.kernel_size, layer.stride,
-                          layer.padding, (1, 1), fill=-np.inf)
-            if cols.shape[2] > 1:
-                top2 = -np.partition(-cols, 1, axis=2)[:, :, :2]
-                count = int(np.count_nonzero(np.abs(top2[:, :, 0] - top2[:, :, 1]) <= tol))
+    values = [np.asarray(x, dtype=np.float64)]
+    for i, (_, layer, _) in enumerate(net.nodes):
+        inputs = [values[v] for v in net._nodes[i].inputs]
+        count = (layer.kinks(inputs[0] if len(inputs) == 1 else inputs, tol)
+                 if hasattr(layer, "kinks") else 0)
         if count:
-            found.append((i, repr(layer), count))
-        h = layer.forward(h)[0]
+            found.append((i, repr(layer), int(count)))
+        values.append(layer.forward(*inputs)[0])
     return found

@@ -10,6 +10,38 @@ Shapes, with ``S`` the per-example input shape and ``S_out`` the output shape:
 - ``x``: ``(N, *S)``; ``y``: ``(N, *S_out)``
 - tangents ``dx``: ``(N, D, *S)`` -> ``dy``: ``(N, D, *S_out)``, D directions
 - cotangents ``gy``: ``(N, K, *S_out)`` -> ``gx``: ``(N, K, *S)``, K cotangents
+
+Fast paths are declared by the layer and asked for by the graph runner, which never
+names a concrete layer class. Every one of them is optional; a layer that declares none
+runs on its dense ``jvp``/``vjp`` and gives the same numbers:
+
+- ``linear = True``: the JVP does not depend on ``x``. A seed shared by the examples
+  stays shared (computed once, batch 1) through a run of linear layers.
+- ``pointwise = True``: output entry ``(c, y, x)`` depends on the input at ``(:, y, x)``
+  only (activations, per-channel scales, 1x1 maps). A pointwise *linear* layer gets the
+  windowed forward mode for free: its ``jvp`` is applied to the channel axis of the
+  windowed tangent.
+- ``elementwise = True`` with ``slope(cache)``: ``y = f(x)`` entry by entry, with
+  ``f'(x)`` returned by ``slope``. Windowed tangents are scaled by the slope, and the
+  layer is fused into a following layer with ``takes_slope = True`` (max-pooling) in
+  both modes: its own tangent or cotangent is never built.
+- ``window_rule(window)`` and ``window_jvp(cache, T, window, nxt, n, slope=None)``: the
+  receptive-field window after the layer and the windowed tangent through it
+  (:mod:`fwdderiv.core.local`); ``window_rule`` returns None where there is no rule.
+- ``selection(cache)``: for layers whose every output copies one input entry
+  (max-pooling): ``(index, (H, W))``, each output's flat index into its input plane.
+- ``vjp_through(cache, gy, nxt, nxt_cache, slope)``: a pull-back fused with the layer
+  after (a convolution scatters straight from a max-pool's output cotangent); returns
+  None to decline, and the runner then pulls back layer by layer.
+- ``kinks(x, tol)``: how many points of the input ``x`` lie within ``tol`` of a point
+  where the layer is not differentiable (the kink census of :mod:`fwdderiv.core.kinks`).
+- ``uses_kernels = True``: the layer runs Numba kernels, and BLAS is kept
+  single-threaded while its network computes (:mod:`fwdderiv._threads`).
+- ``work_size(in_shape)``: workspace per example, for the memory planner.
+
+Layers with several inputs (residual addition, concatenation) set ``multi_input = True``:
+``output_shape(*in_shapes)``, ``forward(*xs)``, ``jvp(cache, *dxs)``, and ``vjp(cache,
+gy)`` returns one cotangent per input.
 """
 import contextlib
 import threading
@@ -37,6 +69,17 @@ class Layer:
     buffer_names = ()
     #: True if ``jvp(cache, dx)`` depends on nothing but ``dx`` (a linear map plus bias).
     linear = False
+    #: True if output ``(c, y, x)`` depends only on the input at ``(:, y, x)``.
+    pointwise = False
+    #: True if ``y = f(x)`` entry by entry; ``slope(cache)`` then returns ``f'(x)``.
+    elementwise = False
+    #: True if ``vjp`` and ``window_jvp`` take ``slope=``: the derivative of an
+    #: elementwise layer just before, applied inside this layer's own pass.
+    takes_slope = False
+    #: True if the layer runs Numba kernels (BLAS then stays single-threaded).
+    uses_kernels = False
+    #: True if the layer takes several inputs (``forward(*xs)``; see the module doc).
+    multi_input = False
 
     # -- shapes -------------------------------------------------------------------
     def output_shape(self, in_shape):
@@ -72,6 +115,27 @@ class Layer:
     def param_vjp(self, cache, gy):
         """Parameter gradients for cotangent ``gy`` of shape ``(N, *S_out)``, summed over N."""
         return {}
+
+    # -- optional fast paths (see the module doc); the defaults decline ------------------
+    def window_rule(self, window):
+        """The receptive-field window after this layer, or None (no windowed rule).
+
+        A pointwise linear layer keeps the window as it is."""
+        return window if self.pointwise and self.linear else None
+
+    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+        """The windowed tangent ``T`` of shape ``(N, H, W, C0, Rh, Rw, C)`` through the
+        layer (``n`` examples; ``T`` may hold one shared by all). The default serves
+        pointwise linear layers: their JVP acts on the channel axis alone."""
+        if not (self.pointwise and self.linear):
+            raise TypeError(f"{self!r} declares no windowed rule")
+        lead, C = T.shape[:-1], T.shape[-1]
+        dy = self.jvp(cache, T.reshape(1, -1, C, 1, 1))
+        return dy.reshape(lead + (dy.shape[2],))
+
+    def kinks(self, x, tol):
+        """Entries of the input ``x`` within ``tol`` of a kink (none by default)."""
+        return 0
 
     # -- parameters and serialisation ----------------------------------------------
     @property

@@ -1,4 +1,5 @@
 """Splitting a Jacobian's directions and examples into chunks that fit a memory budget."""
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -12,35 +13,38 @@ class ChunkPlan(NamedTuple):
 
 
 def _size(shape):
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(int(s) for s in shape)
 
 
-def estimate(layers, shapes, itemsize, start=0):
+def estimate(steps, shapes, itemsize, start=0):
     """Bytes per (example, direction) of tangent work, and per example of primal caches.
 
-    While a layer runs, its input tangent, its output tangent and its workspace (a conv's
-    im2col columns, declared by ``layer.work_size(in_shape)``) are alive at once.
+    ``steps`` lists, per node, ``(layer, input shapes, output shape, alive)``, with
+    ``alive`` the elements of other values kept across the node (a residual branch).
+    While a layer runs, its input tangents, its output tangent, its workspace (a conv's
+    im2col columns, declared by ``layer.work_size(in_shape)``) and the kept values are
+    alive at once.
     """
     per_dir, per_example = _size(shapes[-1]), 0
-    for i, (layer, s_in, s_out) in enumerate(zip(layers, shapes[:-1], shapes[1:])):
-        work = layer.work_size(s_in) if hasattr(layer, "work_size") else 0
+    for i, (layer, s_ins, s_out, alive) in enumerate(steps):
+        work = layer.work_size(s_ins[0]) if hasattr(layer, "work_size") else 0
         if i >= start:
-            per_dir = max(per_dir, _size(s_in) + _size(s_out) + work)
+            per_dir = max(per_dir, sum(_size(s) for s in s_ins) + _size(s_out) + work + alive)
         per_example += 2 * _size(s_out) + work
-    return per_dir * itemsize, (per_example + _size(shapes[0])) * itemsize
+    return max(per_dir, 1) * itemsize, (per_example + _size(shapes[0])) * itemsize
 
 
 def _ranges(total, step):
     return [(i, min(i + step, total)) for i in range(0, total, step)]
 
 
-def plan_windowed(layers, shapes, n_examples, itemsize, max_memory, n_windowed,
+def plan_windowed(steps, shapes, n_examples, itemsize, max_memory, n_windowed,
                   window_elements):
     """Chunks for a forward Jacobian whose first ``n_windowed`` layers run on windowed
     tangents: the windows of an example cost ``window_elements`` whatever the directions;
     the dense layers after them cost ``per_dir`` per direction. None if one example with
     one direction does not fit ``max_memory`` (the caller then goes dense throughout)."""
-    per_dir, per_example = estimate(layers, shapes, itemsize, start=n_windowed)
+    per_dir, per_example = estimate(steps, shapes, itemsize, start=n_windowed)
     per_example += window_elements * itemsize
     D = _size(shapes[0])
     if per_example + per_dir > max_memory:
@@ -50,17 +54,18 @@ def plan_windowed(layers, shapes, n_examples, itemsize, max_memory, n_windowed,
     return ChunkPlan(_ranges(n_examples, nc), _ranges(D, dc), per_dir, per_example)
 
 
-def plan_chunks(layers, shapes, n_examples, n_directions, itemsize, max_memory):
+def plan_chunks(steps, shapes, n_examples, n_directions, itemsize, max_memory,
+                component="jacobian"):
     """Choose chunks so that one chunk's work stays within ``max_memory`` bytes.
 
     All directions of an example go together when they fit (the shared first-layer
     tangents are then computed once per example chunk); examples fill what is left.
     """
-    per_dir, per_example = estimate(layers, shapes, itemsize)
+    per_dir, per_example = estimate(steps, shapes, itemsize)
     need = per_dir + per_example
     if max_memory < need:
         raise ValueError(
-            f"Sequential.jacobian: max_memory={int(max_memory)} bytes is too small for this "
+            f"{component}: max_memory={int(max_memory)} bytes is too small for this "
             f"network and input shape; one direction of one example needs at least {need} "
             f"bytes. Raise max_memory to {need} or more")
     dc = max(1, min(n_directions, (max_memory - per_example) // per_dir))

@@ -16,10 +16,13 @@ class Trace:
         ``outputs[k]`` has shape ``(N, *S_k)``; ``outputs[0]`` is the input.
     jacobians : list of ndarray
         ``jacobians[k]`` has shape ``(N, *S_k, *S_0)``; ``jacobians[0]`` is the identity.
+    names : list of str
+        The node names of ``layers`` (``"0"``, ``"1"``... in a :class:`Sequential`).
     """
 
-    def __init__(self, layers, shapes, outputs, tangents):
+    def __init__(self, layers, shapes, outputs, tangents, names=None):
         self.layers = list(layers)
+        self.names = list(names) if names is not None else [str(i) for i in range(len(self.layers))]
         self.shapes = list(shapes)
         self.outputs = outputs
         s_in = shapes[0]
@@ -28,6 +31,11 @@ class Trace:
             np.ascontiguousarray(np.moveaxis(t.reshape(t.shape[0], D, int(np.prod(s))), 1, 2)).reshape(
                 (t.shape[0],) + tuple(s) + tuple(s_in))
             for t, s in zip(tangents, shapes)]
+
+    def __getitem__(self, name):
+        """``(H, dH/dx)`` of the node called ``name`` (``"input"`` for the input)."""
+        k = 0 if name == "input" else self.names.index(name) + 1
+        return self.outputs[k], self.jacobians[k]
 
     @property
     def output(self):

@@ -1,49 +1,36 @@
-"""Elementwise activations. The forward pass caches f'(x), the only thing the JVP
-(``f'(x) * dx``) and the VJP (``f'(x) * gy``) need."""
+"""Elementwise activations, each a :class:`fwdderiv.core.Elementwise`: the forward pass
+caches f'(x), the only thing the JVP (``f'(x) * dx``) and the VJP (``f'(x) * gy``) need."""
 import numpy as np
 
-from ..core.layer import Layer
+from ..core.elementwise import Elementwise
 
 
-class _Elementwise(Layer):
-    def output_shape(self, in_shape):
-        return tuple(in_shape)
-
-    def forward(self, x):
-        y, slope = self._forward(x)
-        return y, slope
-
-    def jvp(self, cache, dx):
-        return cache[:, None] * dx
-
-    def vjp(self, cache, gy):
-        return cache[:, None] * gy
-
-
-class ReLU(_Elementwise):
+class ReLU(Elementwise):
     r"""Rectifier, :math:`y = \max(x, 0)`.
 
     Kink convention (PyTorch's): relu'(0) = 0, so the derivative is ``1[not x <= 0]``;
     a NaN input gives a NaN output and passes the derivative through, as PyTorch does.
     """
 
-    def _forward(self, x):
+    kink_points = (0.0,)
+
+    def value_and_slope(self, x):
         return np.maximum(x, 0), (~(x <= 0)).astype(x.dtype)
 
 
-class Sigmoid(_Elementwise):
+class Sigmoid(Elementwise):
     r"""Logistic function, :math:`y = 1/(1+e^{-x})`, :math:`y' = y(1-y)`."""
 
-    def _forward(self, x):
+    def value_and_slope(self, x):
         # exp of a non-positive number only: no overflow warning for large |x|
         e = np.exp(-np.abs(x))
         y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
         return y, y * (1 - y)
 
 
-class Tanh(_Elementwise):
+class Tanh(Elementwise):
     r"""Hyperbolic tangent, :math:`y' = 1 - y^2`."""
 
-    def _forward(self, x):
+    def value_and_slope(self, x):
         y = np.tanh(x)
         return y, 1 - y * y

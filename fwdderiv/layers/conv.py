@@ -1,8 +1,10 @@
 """2-D convolution (cross-correlation, as in PyTorch) by im2col and BLAS products."""
 import numpy as np
 
+from ..core import local
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ..kernels.conv import col2im, col2im_t, conv_vjp_scatter, im2col_t, out_size
+from ..kernels.local import conv_window
 from ._util import chw, pair, positive_int
 
 #: When the VJP scatters each non-zero cotangent into its window instead of a dense GEMM
@@ -54,6 +56,7 @@ class Conv2d(Layer):
     """
 
     linear = True
+    uses_kernels = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, seed=0):
@@ -167,15 +170,26 @@ class Conv2d(Layer):
                                 self.dilation, self.groups, nhwc=layout == "nhwc",
                                 pool=pool, slope=slope)
 
-    def vjp_through_pool(self, cache, gy, pool_cache, slope=None):
-        """The VJP of this conv and a max-pool right after it, from the pool's output
-        cotangent ``gy`` (N, K, C, Hp, Wp), with ``slope`` the cache of an elementwise layer
-        between them if there is one: each non-zero entry is scattered from the pool's
-        argmax straight into the conv's input, and the conv's output cotangent (mostly
-        zeros) is never built. Returns None when the dense path is faster; the caller then
-        pulls back layer by layer. Same numbers either way, up to float rounding."""
+    # -- fast paths of the layer protocol ----------------------------------------------
+    def window_rule(self, window):
+        return local.grow(window, self.kernel_size, self.stride, self.padding, self.dilation)
+
+    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+        _, Ho, Wo = self.output_shape((T.shape[6],) + T.shape[1:3])
+        return conv_window(T, self, (Ho, Wo), window, nxt.size)
+
+    def vjp_through(self, cache, gy, nxt, nxt_cache, slope=None):
+        """The VJP of this conv and a selecting layer right after it (a max-pool: it
+        declares ``selection``), from that layer's output cotangent ``gy`` (N, K, C, Hp,
+        Wp), with ``slope`` the derivative of an elementwise layer between them if there is
+        one: each non-zero entry is scattered from the pool's argmax straight into the
+        conv's input, and the conv's output cotangent (mostly zeros) is never built.
+        Returns None when the dense path is faster or ``nxt`` selects nothing; the caller
+        then pulls back layer by layer. Same numbers either way, up to float rounding."""
+        if not hasattr(nxt, "selection"):
+            return None
         _, in_shape = cache
-        argmax, (_, Ho, Wo) = pool_cache
+        argmax, (Ho, Wo) = nxt.selection(nxt_cache)
         g = fold(gy)
         nnz = self._nonzeros(g)
         if slope is not None:     # entries that meet a zero slope are skipped

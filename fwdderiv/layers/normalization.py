@@ -23,6 +23,7 @@ class BatchNorm2d(Layer):
     """
 
     linear = True
+    pointwise = True
     param_names = ("weight", "bias")
     buffer_names = ("running_mean", "running_var")
 

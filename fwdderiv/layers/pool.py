@@ -1,13 +1,17 @@
 """Max and average pooling over the last two axes of (N, C, H, W)."""
 import numpy as np
 
+from ..core import local
 from ..core.layer import Layer, fold, unfold
 from ..kernels import pool as K
 from ..kernels.conv import col2im, im2col, out_size
+from ..kernels.local import maxpool_window
 from ._util import chw, pair
 
 
 class _Pool2d(Layer):
+    uses_kernels = True
+
     def __init__(self, kernel_size, stride=None, padding=0):
         name = type(self).__name__
         self.kernel_size = pair(kernel_size, "kernel_size", name)
@@ -36,6 +40,9 @@ class _Pool2d(Layer):
                                     ("N",) + tuple(in_shape), "use a smaller pooling window")
         return (C, Ho, Wo)
 
+    def window_rule(self, window):
+        return local.grow(window, self.kernel_size, self.stride, self.padding)
+
 
 class MaxPool2d(_Pool2d):
     """Maximum over each window; ``stride`` defaults to ``kernel_size``.
@@ -45,6 +52,29 @@ class MaxPool2d(_Pool2d):
     derivative. A NaN in a window is its maximum, so NaN propagates. The forward pass
     caches the argmax indices.
     """
+
+    takes_slope = True
+
+    def selection(self, cache):
+        """``(argmax, (H, W))``: for every output, the flat index ``iy * W + ix`` of its
+        maximum in the input plane of shape ``(H, W)``."""
+        argmax, (C, H, W) = cache
+        return argmax, (H, W)
+
+    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+        argmax, (C, H, W) = cache
+        _, Ho, Wo = self.output_shape((C, H, W))
+        return maxpool_window(T, argmax, (H, W), (Ho, Wo), self, window, nxt.size, slope)
+
+    def kinks(self, x, tol):
+        """Windows whose two largest values are within ``tol`` (ties)."""
+        M, C, H, W = x.shape
+        cols = im2col(x.reshape(M * C, 1, H, W), self.kernel_size, self.stride,
+                      self.padding, (1, 1), fill=-np.inf)
+        if cols.shape[2] < 2:
+            return 0
+        top2 = -np.partition(-cols, 1, axis=2)[:, :, :2]
+        return int(np.count_nonzero(np.abs(top2[:, :, 0] - top2[:, :, 1]) <= tol))
 
     def forward(self, x):
         self.output_shape(x.shape[1:])
@@ -98,3 +128,19 @@ class AvgPool2d(_Pool2d):
         cols = np.broadcast_to(g.reshape(M, P, 1) / (kh * kw), (M, P, kh * kw))
         gx = col2im(cols, (1, H, W), self.kernel_size, self.stride, self.padding, (1, 1))
         return gx.reshape(gy.shape[:2] + (C, H, W))
+
+    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+        """The mean of the shifted windows of each pooling window."""
+        N, H, W, C0, Rh, Rw, C = T.shape
+        (kh, kw), (s1, s2), (p1, p2) = self.kernel_size, self.stride, self.padding
+        _, Ho, Wo = self.output_shape((C, H, W))
+        Tp = np.zeros((N, H + 2 * p1, W + 2 * p2, C0, Rh, Rw, C), T.dtype)
+        Tp[:, p1:p1 + H, p2:p2 + W] = T
+        out = np.zeros((N, Ho, Wo, C0) + nxt.size + (C,), T.dtype)
+        Sh, Sw = window.stride
+        scale = T.dtype.type(1.0 / (kh * kw))
+        for ky in range(kh):
+            for kx in range(kw):
+                out[:, :, :, :, ky * Sh:ky * Sh + Rh, kx * Sw:kx * Sw + Rw] += scale * Tp[
+                    :, ky:ky + (Ho - 1) * s1 + 1:s1, kx:kx + (Wo - 1) * s2 + 1:s2]
+        return out

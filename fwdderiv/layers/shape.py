@@ -3,6 +3,7 @@ import numbers
 
 import numpy as np
 
+from ..core import local
 from ..core.layer import Layer
 from ._util import chw
 
@@ -75,12 +76,24 @@ class Pad2d(Layer):
         l, r, t, b = self.padding
         return np.ascontiguousarray(gy[..., t:gy.shape[-2] - b, l:gy.shape[-1] - r])
 
+    def window_rule(self, window):
+        return local.shift(window, self.padding[2], self.padding[0])
+
+    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+        """Zero windows around the image (``T`` is channels-last, (N, H, W, ...))."""
+        left, right, top, bottom = self.padding
+        N, H, W = T.shape[:3]
+        out = np.zeros((N, H + top + bottom, W + left + right) + T.shape[3:], T.dtype)
+        out[:, top:top + H, left:left + W] = T
+        return out
+
 
 class Dropout(Layer):
     """Dropout at inference: the identity. ``p`` is kept so a model round-trips, and the
     trainer never drops units (fwdderiv differentiates deterministic networks)."""
 
     linear = True
+    pointwise = True
 
     def __init__(self, p=0.5):
         if not 0 <= p < 1:

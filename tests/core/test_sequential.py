@@ -115,7 +115,7 @@ def test_chunking_by_max_memory_changes_nothing(mode):
     x = np.random.default_rng(2).random((5, 1, 32, 32))
     J = net.jacobian(x, mode=mode)
     budget = 1_200_000
-    plan = plan_chunks(net.layers, net.shapes((1, 32, 32)), 5, 1024 if mode == "forward" else 10,
+    plan = plan_chunks(net._steps(net.shapes((1, 32, 32))), net.shapes((1, 32, 32)), 5, 1024 if mode == "forward" else 10,
                        8, budget)
     assert len(plan.example_chunks) > 1
     if mode == "forward":

@@ -100,7 +100,7 @@ def test_windowed_direction_chunks_match_dense():
     shapes = net.shapes(x.shape[1:])
     k, windows = local.plan(net.layers, shapes)
     budget = 12_000_000
-    plan = plan_windowed(net.layers, shapes, 3, 8, budget, k,
+    plan = plan_windowed(net._steps(shapes), shapes, 3, 8, budget, k,
                          local.elements_per_example(shapes, windows))
     assert plan is not None and len(plan.direction_chunks) > 1
     np.testing.assert_allclose(net.jacobian(x, max_memory=budget),

@@ -1,0 +1,567 @@
+"""The graph runner: a DAG of layers with forward, JVP, VJP, Jacobians and training passes.
+
+One forward loop (:meth:`Graph._run`) carries the primal ``H_k`` and, when asked, the
+tangent ``dH_k/dx`` through the nodes in order; one reverse loop (:meth:`Graph._pull`)
+carries cotangents back, summing them where a value feeds several nodes. Every public
+call (``forward``, ``jvp``, ``jacobian`` in both modes, its per-node trace, ``vjp``,
+``backward``) goes through these two loops, so the fast paths that layers declare (see
+:mod:`fwdderiv.core.layer`) serve them all. :class:`fwdderiv.Sequential` is the chain
+case of the same runner.
+"""
+import functools
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .._threads import blas_limited
+from .._validation import as_float_array, check_tangent, shape_str
+from ..config import DEFAULT_MAX_MEMORY
+from . import local
+from .layer import _with_batch, cast_scope
+from .memory import plan_chunks, plan_windowed
+from .trace import Trace
+
+_PROTOCOL = ("output_shape", "forward", "jvp", "vjp")
+
+
+def _call(method):
+    """A public method's scope: BLAS limited while a network with Numba kernel layers
+    runs (:mod:`fwdderiv._threads`), parameter casts shared by its layers."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with blas_limited(self.uses_kernels), cast_scope():
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+class Node(NamedTuple):
+    """One node of a :class:`Graph`: a layer and the names of the values it reads."""
+    name: str
+    layer: object
+    inputs: tuple
+
+
+def _size(shape):
+    return math.prod(int(s) for s in shape)
+
+
+class Graph:
+    r"""A directed acyclic graph of layers with one input and one output.
+
+    Each node applies a layer to the outputs of earlier nodes (or to the graph's input,
+    named ``"input"``): residual additions (:class:`fwdderiv.Add`), concatenations
+    (:class:`fwdderiv.Concat`), products and any single-input layer. The forward
+    derivative follows the chain rule node by node, as equation (6) of Papernot et al.
+    (2016) does for a chain; where a value feeds several nodes, the reverse mode sums
+    their cotangents.
+
+    Parameters
+    ----------
+    nodes : iterable of (name, layer, inputs)
+        In an order where every node comes after the nodes it reads. ``inputs`` is a
+        name or a list of names (earlier nodes, or ``"input"``); a single-input layer
+        reads one name, a multi-input layer (``layer.multi_input``) several.
+    output : str, optional
+        The node whose value the graph returns; by default the last. It must be the last
+        node, and every node must contribute to it.
+
+    Examples
+    --------
+    A residual block, ``y = relu(x + conv(relu(conv(x))))``:
+
+    >>> import numpy as np, fwdderiv as fd
+    >>> net = fd.Graph([
+    ...     ("conv1", fd.Conv2d(4, 4, 3, padding=1), "input"),
+    ...     ("relu1", fd.ReLU(), "conv1"),
+    ...     ("conv2", fd.Conv2d(4, 4, 3, padding=1, seed=1), "relu1"),
+    ...     ("add", fd.Add(), ["conv2", "input"]),
+    ...     ("relu2", fd.ReLU(), "add"),
+    ... ])
+    >>> net.jacobian(np.ones((2, 4, 5, 5))).shape
+    (2, 4, 5, 5, 4, 5, 5)
+    """
+
+    #: The name by which nodes read the graph's input.
+    INPUT = "input"
+
+    def __init__(self, nodes, output=None):
+        self._nodes = []
+        self._index = {self.INPUT: 0}          # value name -> value index
+        for item in nodes:
+            try:
+                name, layer, inputs = item
+            except (TypeError, ValueError):
+                raise TypeError(f"{self._kind}: a node is (name, layer, inputs), got "
+                                f"{item!r}") from None
+            self._add(name, layer, inputs)
+        if not self._nodes:
+            raise ValueError(f"{self._kind}: the graph has no nodes; give at least one "
+                             f"(name, layer, inputs)")
+        self._finish(output)
+
+    _kind = "Graph"
+
+    # -- construction ------------------------------------------------------------------
+    def _add(self, name, layer, inputs):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{self._kind}: node names are non-empty strings, got {name!r}")
+        if name in self._index:
+            raise ValueError(f"{self._kind}: node name {name!r} is used twice"
+                             + (" ('input' names the graph's input)" if name == self.INPUT else "")
+                             + "; give every node its own name")
+        missing = [m for m in _PROTOCOL if not callable(getattr(layer, m, None))]
+        if missing:
+            raise TypeError(f"{self._where(len(self._nodes), name)}: {layer!r} is not a layer: "
+                            f"it lacks {', '.join(missing)}; subclass fwdderiv.core.Layer")
+        inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+        unknown = [i for i in inputs if i not in self._index]
+        if unknown:
+            raise ValueError(f"{self._where(len(self._nodes), name)} reads {unknown[0]!r}, which "
+                             f"is not an earlier node; list nodes after the nodes they read "
+                             f"(known so far: {', '.join(self._index)})")
+        multi = getattr(layer, "multi_input", False)
+        if not inputs or (len(inputs) != 1 and not multi):
+            raise ValueError(f"{self._where(len(self._nodes), name)}: {layer!r} takes "
+                             f"{'several inputs' if multi else 'one input'}, got "
+                             f"{len(inputs)} ({', '.join(inputs) or 'none'})")
+        self._nodes.append(Node(name, layer, tuple(self._index[i] for i in inputs)))
+        self._index[name] = len(self._nodes)
+
+    def _finish(self, output):
+        if output is not None and output != self._nodes[-1].name:
+            raise ValueError(f"{self._kind}: output={output!r} must be the last node "
+                             f"({self._nodes[-1].name!r}); drop the nodes after it")
+        uses = [0] * (len(self._nodes) + 1)
+        for node in self._nodes:
+            for v in node.inputs:
+                uses[v] += 1
+        uses[-1] += 1                               # the output is read by the caller
+        dead = [n.name for n, u in zip(self._nodes, uses[1:]) if u == 0]
+        if dead:
+            raise ValueError(f"{self._kind}: node(s) {', '.join(dead)} do not reach the "
+                             f"output; remove them or use their values")
+        owners = {}
+        for node in self._nodes:
+            if getattr(node.layer, "param_names", ()):
+                if id(node.layer) in owners:
+                    raise ValueError(
+                        f"{self._kind}: nodes {owners[id(node.layer)]!r} and {node.name!r} share "
+                        f"one layer with parameters; give each node its own layer")
+                owners[id(node.layer)] = node.name
+        self._uses = uses
+        # how many leading nodes form a chain from the input (value k feeds only node k)
+        chain = 0
+        for k, node in enumerate(self._nodes):
+            if node.inputs != (k,) or uses[k] != 1:
+                break
+            chain = k + 1
+        self._chain = chain
+
+    def _where(self, k, name=None):
+        name = self._nodes[k].name if name is None else name
+        return f"{self._kind} node {name!r}"
+
+    # -- container ---------------------------------------------------------------------
+    @property
+    def nodes(self):
+        """The nodes, in evaluation order: ``(name, layer, input names)``."""
+        names = [self.INPUT] + [n.name for n in self._nodes]
+        return [(n.name, n.layer, [names[v] for v in n.inputs]) for n in self._nodes]
+
+    @property
+    def layers(self):
+        """The layers of the nodes, in evaluation order (the last one gives the output)."""
+        return [n.layer for n in self._nodes]
+
+    def __len__(self):
+        return len(self._nodes)
+
+    def __getitem__(self, name):
+        if isinstance(name, str):
+            k = self._index.get(name, 0) - 1
+            if k < 0:
+                raise KeyError(f"{self._kind} has no node {name!r}")
+            return self._nodes[k].layer
+        return self._nodes[name].layer
+
+    def __repr__(self):
+        rows = "".join(f"\n  {name}: {layer!r} <- {', '.join(inputs)}"
+                       for name, layer, inputs in self.nodes)
+        return f"{type(self).__name__}({rows}\n)"
+
+    @property
+    def uses_kernels(self):
+        """True if a layer runs Numba kernels (convolution, pooling): BLAS is then kept
+        single-threaded during this network's calls (:mod:`fwdderiv._threads`)."""
+        return any(getattr(n.layer, "uses_kernels", False) for n in self._nodes)
+
+    numba_heavy = uses_kernels
+
+    @property
+    def params(self):
+        """One dict of live parameter arrays per node (empty for parameter-free layers)."""
+        return [getattr(n.layer, "params", {}) for n in self._nodes]
+
+    # -- shapes ------------------------------------------------------------------------
+    def shapes(self, in_shape):
+        """Per-example shapes of the input and of every node's output, in node order."""
+        shapes = [tuple(int(s) for s in in_shape)]
+        for k, node in enumerate(self._nodes):
+            try:
+                shapes.append(tuple(node.layer.output_shape(*[shapes[v] for v in node.inputs])))
+            except (ValueError, TypeError) as err:
+                raise type(err)(f"{self._where(k)}, {err}") from None
+        return shapes
+
+    def output_shape(self, in_shape):
+        """Per-example output shape; a ValueError names the first node that does not fit."""
+        return self.shapes(in_shape)[-1]
+
+    def _input(self, x):
+        x = as_float_array(x, self._kind, "x")
+        if x.ndim < 2:
+            raise ValueError(
+                f"{self._kind} expected a batch x of shape (N, *S) with at least 2 axes, got "
+                f"{shape_str(x.shape)}; add a batch axis with x[None]")
+        try:
+            return x, self.shapes(x.shape[1:])
+        except ValueError as err:
+            first = str(err).startswith(self._where(0) + ",")
+            raise (_with_batch(err, x.shape) if first else err) from None
+
+    # -- the forward loop --------------------------------------------------------------
+    def _run(self, x=None, caches=None, dx=None, n=None, keep=False, windows=(),
+             record=None, dense=None):
+        """One pass over the nodes.
+
+        Computes the primal from ``x`` (or takes each node's cache from ``caches``) and,
+        if ``dx`` is given, pushes that tangent along: a tangent with batch 1 while ``n``
+        examples run is shared by all of them, and stays shared through linear layers.
+        The first ``len(windows)`` nodes (a chain) carry windowed tangents
+        (:mod:`fwdderiv.core.local`); ``dense(T, window)`` converts the last of them.
+        An elementwise layer before a layer that ``takes_slope`` is applied inside it.
+        ``record(k, h, dh)`` sees every node's value and dense tangent (fusion off).
+        Returns ``(y, dy, caches or None)``.
+        """
+        nodes, L = self._nodes, len(self._nodes)
+        H = [x] + [None] * L
+        T = [dx] + [None] * L
+        left = list(self._uses)
+        kept = [] if keep else None
+        n_win, window, slope = len(windows), local.Window((1, 1), (1, 1), (0, 0)), None
+        for k, node in enumerate(nodes):
+            layer = node.layer
+            if caches is None:
+                try:
+                    H[k + 1], cache = layer.forward(*[H[v] for v in node.inputs])
+                except ValueError as err:
+                    raise type(err)(f"{self._where(k)}, {err}") from None
+            else:
+                cache = caches[k]
+            if keep:
+                kept.append(cache)
+            if dx is not None:
+                if k < n_win:
+                    nxt = nodes[k + 1].layer if k + 1 < n_win else None
+                    if record is None and getattr(layer, "elementwise", False) and \
+                            getattr(nxt, "takes_slope", False):
+                        T[k + 1], slope = T[k], layer.slope(cache)    # applied by nxt
+                    else:
+                        T[k + 1] = layer.window_jvp(cache, T[k], window, windows[k], n, slope)
+                        slope = None
+                    window = windows[k]
+                    if k + 1 == n_win or record is not None:
+                        dense_t = dense(T[k + 1], window) if slope is None else None
+                        if k + 1 == n_win:
+                            T[k + 1] = dense_t
+                        if record is not None:
+                            record(k, H[k + 1], dense_t)
+                else:
+                    T[k + 1] = self._jvp_node(layer, cache, [T[v] for v in node.inputs], n)
+                    if record is not None:
+                        record(k, H[k + 1], T[k + 1])
+            for v in node.inputs:
+                left[v] -= 1
+                if left[v] == 0:
+                    H[v] = T[v] = None
+        return H[-1], T[-1], kept
+
+    @staticmethod
+    def _jvp_node(layer, cache, dins, n):
+        shared = [t.shape[0] != n for t in dins]
+        if any(shared) and not (all(shared) and getattr(layer, "linear", False)):
+            dins = [np.broadcast_to(t, (n,) + t.shape[1:]) if s else t
+                    for t, s in zip(dins, shared)]
+        return layer.jvp(cache, *dins)
+
+    # -- the reverse loop --------------------------------------------------------------
+    def _fusable(self, v, consumer, grads):
+        """The node producing value ``v`` if ``consumer`` is its only reader (and, when
+        parameter gradients are wanted, it has no parameters), else None."""
+        k = v - 1
+        if k < 0 or self._uses[v] != 1:
+            return None
+        layer = self._nodes[k].layer
+        if grads is not None and getattr(layer, "param_names", ()):
+            return None
+        return k
+
+    def _pull(self, caches, g, grads=None, need_input=True):
+        """Cotangents ``g`` (N, K, *S_out) pulled back to the input: (N, K, *S_in), or None
+        if ``need_input`` is False. ``grads`` (a list, one slot per node) receives each
+        node's parameter gradients for K = 1 (training).
+
+        An elementwise layer just before a layer that ``takes_slope`` (max-pooling) is
+        fused into that layer's pull-back, and a layer before them that declares
+        ``vjp_through`` (a convolution) may scatter straight from the pooled cotangent:
+        one pass instead of three over the largest cotangents, most of them zero."""
+        nodes = self._nodes
+        cot = {len(nodes): g}
+        done = set()
+        for k in range(len(nodes) - 1, -1, -1):
+            if k in done:
+                continue
+            node, g = nodes[k], cot.pop(k + 1)
+            layer, cache, src = node.layer, caches[k], node.inputs
+            if grads is not None and hasattr(layer, "param_vjp"):
+                grads[k] = layer.param_vjp(cache, g[:, 0])
+            if not need_input and all(v == 0 for v in src):
+                continue
+            slope = None
+            if getattr(layer, "takes_slope", False):
+                j = self._fusable(src[0], k, grads)
+                if j is not None and getattr(nodes[j].layer, "elementwise", False):
+                    slope, src = nodes[j].layer.slope(caches[j]), nodes[j].inputs
+                    done.add(j)
+                p = self._fusable(src[0], k, grads)
+                if p is not None and hasattr(nodes[p].layer, "vjp_through"):
+                    gx = nodes[p].layer.vjp_through(caches[p], g, layer, cache, slope)
+                    if gx is not None:
+                        done.add(p)
+                        if grads is not None:
+                            grads[p] = {}
+                        self._accumulate(cot, nodes[p].inputs[0], gx)
+                        continue
+            gx = layer.vjp(cache, g) if slope is None else layer.vjp(cache, g, slope=slope)
+            if getattr(layer, "multi_input", False):
+                for v, gv in zip(src, gx):
+                    self._accumulate(cot, v, gv)
+            else:
+                self._accumulate(cot, src[0], gx)
+        return cot.get(0) if need_input else None
+
+    @staticmethod
+    def _accumulate(cot, v, g):
+        cot[v] = g if v not in cot else cot[v] + g
+
+    # -- primal ------------------------------------------------------------------------
+    @_call
+    def forward(self, x):
+        """Output ``F(x)`` of shape ``(N, *S_out)`` for a batch ``x`` of shape ``(N, *S_in)``."""
+        x, _ = self._input(x)
+        return self._run(x)[0]
+
+    __call__ = forward
+
+    @_call
+    def forward_cached(self, x):
+        """``(y, caches)``: the output and each node's cache, for :meth:`backward`."""
+        x, _ = self._input(x)
+        y, _, caches = self._run(x, keep=True)
+        return y, caches
+
+    @_call
+    def backward(self, caches, gy, input_grad=True):
+        """Reverse pass for training.
+
+        Parameters
+        ----------
+        caches : list
+            From :meth:`forward_cached`.
+        gy : ndarray of shape (N, *S_out)
+            Cotangent of the output (e.g. the loss gradient).
+        input_grad : bool
+            If False, skip the cotangent of the input (``gx`` is None).
+
+        Returns
+        -------
+        gx : ndarray of shape (N, *S_in) or None
+        grads : list of dict
+            Parameter gradients, one dict per node, keys as in ``layer.params``.
+        """
+        grads = [{} for _ in self._nodes]
+        gx = self._pull(caches, gy[:, None], grads=grads, need_input=input_grad)
+        return (gx[:, 0] if input_grad else None), grads
+
+    # -- derivatives -------------------------------------------------------------------
+    @_call
+    def jvp(self, x, dx):
+        """Forward mode: ``(y, dy)`` with ``dy = (dF/dx) dx``.
+
+        ``dx`` has shape ``(N, D, *S_in)`` (D directions per example); ``dy`` has shape
+        ``(N, D, *S_out)``. The primal is computed once for the batch.
+        """
+        x, _ = self._input(x)
+        dx = check_tangent(x, dx, f"{self._kind}.jvp")
+        y, dy, _ = self._run(x, dx=dx, n=x.shape[0])
+        return y, dy
+
+    @_call
+    def vjp(self, x, gy):
+        """Reverse mode: ``(y, gx)`` with ``gx = gy (dF/dx)``.
+
+        ``gy`` has shape ``(N, K, *S_out)``; ``gx`` has shape ``(N, K, *S_in)``.
+        """
+        x, _ = self._input(x)
+        y, _, caches = self._run(x, keep=True)
+        g = check_tangent(y, gy, f"{self._kind}.vjp", name="gy", what="cotangent")
+        return y, self._pull(caches, g)
+
+    def _steps(self, shapes):
+        """For the memory planner: per node, its layer, input shapes, output shape, and
+        the elements of other values alive across it (residual branches)."""
+        sizes = [_size(s) for s in shapes]
+        last = {}
+        for k, node in enumerate(self._nodes):
+            for v in node.inputs:
+                last[v] = k
+        steps, alive = [], 0              # alive: values made before node k, read after it
+        for k, node in enumerate(self._nodes):
+            alive += sizes[k] if last.get(k, -1) > k - 1 and k > 0 else 0
+            ins = set(node.inputs)
+            here = alive - sum(sizes[v] for v in ins if v > 0 and last[v] > k - 1)
+            steps.append((node.layer, [shapes[v] for v in node.inputs], shapes[k + 1],
+                          here + (sizes[0] if 0 not in ins and last.get(0, -1) > k else 0)))
+            alive -= sum(sizes[v] for v in ins if v > 0 and last[v] == k)
+        return steps
+
+    @_call
+    def jacobian(self, x, mode="forward", max_memory=None, return_output=False,
+                 intermediates=False, windowed=True):
+        r"""The forward derivative :math:`\partial F/\partial x` of every example.
+
+        Parameters
+        ----------
+        x : ndarray of shape (N, *S_in)
+        mode : {"forward", "reverse"}
+            ``"forward"`` pushes the identity seed through the layers (the paper's
+            recursion, one tangent column per input feature); ``"reverse"`` pulls one
+            cotangent per output back. Both give the same matrix.
+        max_memory : int, optional
+            Bytes allowed for the tangent work of one call (default
+            :data:`fwdderiv.config.DEFAULT_MAX_MEMORY`). Directions and examples are split
+            into chunks that fit; the result itself is not counted.
+        return_output : bool
+            Also return ``F(x)``, computed once with the Jacobian.
+        intermediates : bool
+            Return a :class:`fwdderiv.core.Trace` with every H_k and dH_k/dx instead,
+            from the same forward loop (forward mode only).
+        windowed : bool
+            Forward mode only: carry the tangents of the leading chain of layers that
+            declare a windowed rule (conv, pooling, padding, pointwise layers) as
+            receptive-field windows (:mod:`fwdderiv.core.local`), where they can be
+            non-zero, and go dense after. False carries dense tangents throughout. Both
+            give the same numbers up to float rounding.
+
+        Returns
+        -------
+        J : ndarray of shape (N, *S_out, *S_in)
+            The layout of ``torch.func.vmap(torch.func.jacfwd(f))``.
+        """
+        name = f"{self._kind}.jacobian"
+        if mode not in ("forward", "reverse"):
+            raise ValueError(f"{name}: mode must be 'forward' or 'reverse', got {mode!r}")
+        x, shapes = self._input(x)
+        max_memory = _budget(max_memory, name)
+        if intermediates:
+            if mode != "forward":
+                raise ValueError(f"{name}: intermediates=True needs mode='forward'")
+            return self._trace(x, shapes, windowed)
+        N, s_in, s_out = x.shape[0], shapes[0], shapes[-1]
+        D, K = _size(s_in), _size(s_out)
+        if N == 0 or D == 0 or K == 0:             # nothing to differentiate: no work
+            J = np.zeros((N,) + s_out + s_in, x.dtype)
+            return (self.forward(x), J) if return_output else J
+        steps, itemsize = self._steps(shapes), x.dtype.itemsize
+        windows, plan = [], None
+        if mode == "forward" and windowed:
+            windows = self._windows(shapes)
+            # the longest windowed prefix whose windows fit the budget (windows grow with
+            # depth: on a large input the last ones can outweigh dense direction chunks)
+            while windows and plan is None:
+                plan = plan_windowed(steps, shapes, N, itemsize, max_memory, len(windows),
+                                     local.elements_per_example(shapes, windows))
+                if plan is None:
+                    windows = windows[:-1]
+        if plan is None:
+            plan = plan_chunks(steps, shapes, N, D if mode == "forward" else K, itemsize,
+                               max_memory, name)
+        if mode == "reverse" and len(plan.example_chunks) == len(plan.direction_chunks) == 1:
+            # one chunk: the pulled-back cotangents are the Jacobian, no copy
+            y, _, caches = self._run(x, keep=True)
+            J = self._pull(caches, _identity(N, 0, K, s_out, x.dtype))
+            J = np.ascontiguousarray(J).reshape((N,) + s_out + s_in)
+            return (y, J) if return_output else J
+        J = np.empty((N, K, D), dtype=x.dtype)
+        y = np.empty((N,) + s_out, dtype=x.dtype)
+        for n0, n1 in plan.example_chunks:
+            n = n1 - n0
+            y[n0:n1], _, caches = self._run(x[n0:n1], keep=True)
+            for d0, d1 in plan.direction_chunks:
+                if mode == "reverse":
+                    g = self._pull(caches, _identity(n, d0, d1, s_out, x.dtype))
+                    J[n0:n1, d0:d1, :] = g.reshape(n, d1 - d0, D)
+                    continue
+                _, dh, _ = self._run(caches=caches, n=n, **self._seed(s_in, d0, d1, x.dtype,
+                                                                      windows, n))
+                dh = dh.reshape(dh.shape[0], d1 - d0, K)      # batch 1 if still shared
+                J[n0:n1, :, d0:d1] = dh.transpose(0, 2, 1)
+        J = J.reshape((N,) + s_out + s_in)
+        return (y, J) if return_output else J
+
+    def _windows(self, shapes):
+        return local.plan(self.layers[:self._chain], shapes)[1]
+
+    @staticmethod
+    def _seed(s_in, d0, d1, dtype, windows, n):
+        """Keyword arguments of :meth:`_run` for the identity seed of directions d0..d1:
+        a dense seed shared by every example, or a windowed one with its converter."""
+        if windows:
+            return {"dx": local.seed(s_in, dtype, d0, d1), "windows": windows,
+                    "dense": lambda T, w: local.to_dense(T, w, s_in, n, d0, d1)}
+        return {"dx": _identity(1, d0, d1, s_in, dtype)}
+
+    def _trace(self, x, shapes, windowed):
+        N, D = x.shape[0], _size(shapes[0])
+        windows = self._windows(shapes) if windowed else []
+        outputs, tangents = [x], [np.broadcast_to(_identity(1, 0, D, shapes[0], x.dtype),
+                                                  (N, D) + shapes[0])]
+
+        def record(k, h, dh):
+            outputs.append(h)
+            tangents.append(np.broadcast_to(dh, (N,) + dh.shape[1:]))
+
+        self._run(x, n=N, record=record, **self._seed(shapes[0], 0, D, x.dtype, windows, N))
+        return Trace(self.layers, shapes, outputs, tangents,
+                     names=[n.name for n in self._nodes])
+
+
+def _identity(n, k0, k1, shape, dtype):
+    """Unit vectors k0..k1 of a flat (*shape) space: (n, k1 - k0, *shape)."""
+    K = _size(shape)
+    e = np.zeros((n, k1 - k0, K), dtype=dtype)
+    e[:, np.arange(k1 - k0), np.arange(k0, k1)] = 1
+    return e.reshape((n, k1 - k0) + tuple(shape))
+
+
+def _budget(max_memory, name):
+    if max_memory is None:
+        return DEFAULT_MAX_MEMORY
+    if isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer)):
+        raise TypeError(f"{name}: max_memory must be a positive int (bytes), got "
+                        f"{max_memory!r}; e.g. max_memory=256 * 2**20")
+    if max_memory <= 0:
+        raise ValueError(f"{name}: max_memory must be a positive int (bytes), got "
+                         f"{max_memory}; e.g. max_memory=256 * 2**20")
+    return int(max_memory)
