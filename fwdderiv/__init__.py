@@ -16,6 +16,8 @@ from .layers import (CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationP
                      ZeroPad2d)
 from .layers import AdaptiveAvgPool2d, AdaptiveMaxPool2d, BatchNorm1d, GroupNorm, LayerNorm
 from . import attacks, models, training  # noqa: E402  (they import the layers above)
+from .gradients import loss_gradient  # noqa: E402
+from . import attribution  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -23,7 +25,8 @@ __all__ = ["attacks", "training", "Add", "Concat", "Mul", "Pad", "Reshape", "Sca
            "AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Elementwise",
            "Flatten", "Graph", "Layer", "Linear",
            "LogSoftmax", "MaxPool2d", "Pad2d", "ReLU", "Sequential", "Sigmoid", "Softmax",
-           "Tanh", "Trace", "config", "datasets", "load", "models", "numeric", "save", "tune_process"]
+           "Tanh", "Trace", "config", "datasets", "load", "models", "numeric", "save", "tune_process",
+           "loss_gradient", "attribution"]
 __all__ += ["ELU", "GELU", "Dropout2d", "Hardswish", "Hardtanh", "Identity", "LeakyReLU",
             "Mish", "ReLU6", "SiLU", "Softplus", "CircularPad2d", "ConstantPad2d",
             "ReflectionPad2d", "ReplicationPad2d", "ZeroPad2d", "AdaptiveAvgPool2d",
