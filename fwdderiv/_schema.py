@@ -361,3 +361,102 @@ def check_graph(arch, known_types, input_names=("input",)):
     if output is not None and output not in seen:
         raise SchemaError(f"field 'output' must name a node, got {_show(output)}")
     return out, output
+
+
+# -- PyTorch's layers and options (issue 9) --------------------------------------------------
+def _choice(*values):
+    def check(v, field):
+        if not isinstance(v, str) or v not in values:
+            raise SchemaError(f"field {field!r} must be one of {list(values)}, got {_show(v)}")
+        return v
+    return check
+
+
+def _either(*checks):
+    def check(v, field):
+        for c in checks[:-1]:
+            try:
+                return c(v, field)
+            except SchemaError:
+                pass
+        return checks[-1](v, field)
+    return check
+
+
+def _dim(v, field):
+    if not _is_int(v) or abs(v) > MAX_AXES:
+        raise SchemaError(f"field {field!r} must be an int of magnitude <= {MAX_AXES}, got "
+                          f"{_show(v)}")
+    return int(v)
+
+
+def _output_size(v, field):
+    """A list of two sizes, each an int in [0, MAX_EXTENT] or None (keep the input's)."""
+    if not isinstance(v, list) or len(v) != 2 or not all(
+            a is None or _is_int(a) and 0 <= a <= MAX_EXTENT for a in v):
+        raise SchemaError(f"field {field!r} must be a list of two ints in [0, {MAX_EXTENT}] or "
+                          f"None, got {_show(v)}")
+    return [None if a is None else int(a) for a in v]
+
+
+def _dilated_pool_relations(c):
+    span = [d * (k - 1) + 1 for k, d in zip(c["kernel_size"], c.get("dilation", [1, 1]))]
+    if any(2 * p > k for p, k in zip(c["padding"], span)):
+        raise SchemaError(f"field 'padding' {c['padding']} must be at most half of the "
+                          f"(dilated) kernel size {span}")
+
+
+def _shape_arrays(names, key):
+    def arrays(c):
+        shape = tuple(c[key]) if isinstance(c[key], list) else (c[key],)
+        return {n: shape for n in names(c)}
+    return arrays
+
+
+_REAL = _real(-math.inf, math.inf)
+_EPS = (_real(0, math.inf, lo_open=True), 1e-5)
+LAYER_SCHEMAS.update({
+    "Conv2d": LayerSchema({**LAYER_SCHEMAS["Conv2d"].fields,
+                           "padding": (_either(_choice("same", "valid"), _ints(2, 0)), 0),
+                           "padding_mode": (_choice("zeros", "reflect", "replicate", "circular"),
+                                            "zeros")},
+                          _conv_arrays, _conv_relations),
+    "MaxPool2d": LayerSchema({**_POOL, "dilation": (_ints(2, 1), 1), "ceil_mode": (_bool, False)},
+                             relations=_dilated_pool_relations),
+    "AvgPool2d": LayerSchema({**_POOL, "ceil_mode": (_bool, False),
+                              "count_include_pad": (_bool, True),
+                              "divisor_override": (_optional(_int(1)), None)},
+                             relations=_pool_relations),
+    "Flatten": LayerSchema({"start_dim": (_dim, 1), "end_dim": (_dim, -1)}),
+    "Softmax": LayerSchema({"dim": (_dim, -1)}),
+    "LogSoftmax": LayerSchema({"dim": (_dim, -1)}),
+    "Dropout": LayerSchema({"p": (_real(0, 1), 0.5)}),
+    "Dropout2d": LayerSchema({"p": (_real(0, 1), 0.5)}),
+    "Pad2d": LayerSchema({"padding": (_ints(4, -MAX_EXTENT), REQUIRED)}),
+    "ZeroPad2d": LayerSchema({"padding": (_ints(4, -MAX_EXTENT), REQUIRED)}),
+    "ConstantPad2d": LayerSchema({"padding": (_ints(4, -MAX_EXTENT), REQUIRED),
+                                  "value": (_REAL, REQUIRED)}),
+    **{name: LayerSchema({"padding": (_ints(4, 0), REQUIRED)})
+       for name in ("ReflectionPad2d", "ReplicationPad2d", "CircularPad2d")},
+    **{name: LayerSchema({"output_size": (_output_size, REQUIRED)})
+       for name in ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d")},
+    "LeakyReLU": LayerSchema({"negative_slope": (_REAL, 0.01)}),
+    "ELU": LayerSchema({"alpha": (_REAL, 1.0)}),
+    "GELU": LayerSchema({"approximate": (_choice("none", "tanh"), "none")}),
+    "Softplus": LayerSchema({"beta": (_REAL, 1.0), "threshold": (_REAL, 20.0)}),
+    "Hardtanh": LayerSchema({"min_val": (_REAL, -1.0), "max_val": (_REAL, 1.0)}),
+    **{name: LayerSchema({}) for name in ("SiLU", "Mish", "ReLU6", "Hardswish", "Identity")},
+    "BatchNorm1d": LayerSchema({"num_features": (_pos, REQUIRED), "eps": _EPS}, _bn_arrays),
+    "LayerNorm": LayerSchema({"normalized_shape": (_int_list(minimum=0, maximum=2**40),
+                                                   REQUIRED),
+                              "eps": _EPS, "elementwise_affine": (_bool, True),
+                              "bias": (_bool, True)},
+                             _shape_arrays(lambda c: [n for n, on in (
+                                 ("weight", c["elementwise_affine"]),
+                                 ("bias", c["elementwise_affine"] and c["bias"])) if on],
+                                 "normalized_shape")),
+    "GroupNorm": LayerSchema({"num_groups": (_pos, REQUIRED), "num_channels": (_pos, REQUIRED),
+                              "eps": _EPS, "affine": (_bool, True)},
+                             _shape_arrays(lambda c: ["weight", "bias"] if c["affine"] else [],
+                                           "num_channels")),
+})
