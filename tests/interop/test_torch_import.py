@@ -151,7 +151,7 @@ def models(draw):
     return Random(body, head, out), h
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(models(), st.integers(0, 2 ** 16))
 def test_random_models_match_torch_jacobians_on_kinks(spec, seed):
     model, h = spec
