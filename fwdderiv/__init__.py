@@ -7,7 +7,7 @@ from . import config, datasets, numeric
 from .process import tune_process
 from .core import Elementwise, Graph, Layer, Sequential, Trace
 from .io import load, save
-from .interop import from_torch, to_torch
+from .interop import from_onnx, from_torch, to_torch
 from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, LogSoftmax,
                      MaxPool2d, Pad2d, ReLU, Sigmoid, Softmax, Tanh)
 from .layers import Add, Concat, Mul, Pad, Reshape, Scale, Slice
@@ -19,4 +19,4 @@ __all__ = ["attacks", "training", "Add", "Concat", "Mul", "Pad", "Reshape", "Sca
            "AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Elementwise",
            "Flatten", "Graph", "Layer", "Linear",
            "LogSoftmax", "MaxPool2d", "Pad2d", "ReLU", "Sequential", "Sigmoid", "Softmax",
-           "Tanh", "Trace", "config", "datasets", "from_torch", "load", "models", "numeric", "save", "to_torch", "tune_process"]
+           "Tanh", "Trace", "config", "datasets", "from_onnx", "from_torch", "load", "models", "numeric", "save", "to_torch", "tune_process"]

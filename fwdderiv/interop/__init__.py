@@ -17,4 +17,10 @@ def to_torch(net):
     return _to_torch(net)
 
 
-__all__ = ["from_torch", "to_torch"]
+def from_onnx(model):
+    """Import an ONNX model as a fwdderiv network; see :func:`fwdderiv.interop.onnx_import.from_onnx`."""
+    from .onnx_import import from_onnx as _from_onnx
+    return _from_onnx(model)
+
+
+__all__ = ["from_onnx", "from_torch", "to_torch"]
