@@ -58,8 +58,10 @@ def gemm(imp, node, a):
     w = (w if a.get("transB", 0) else w.T) * w.dtype.type(a.get("alpha", 1.0))
     c = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     if c is not None:
-        c = np.broadcast_to(c * c.dtype.type(a.get("beta", 1.0)), (w.shape[0],)).copy() \
-            if c.size in (1, w.shape[0]) else imp.fail(f"C of shape {c.shape}", "C")
+        if c.size not in (1, w.shape[0]) or (c.ndim == 2 and c.shape[0] != 1):
+            imp.fail(f"C of shape {c.shape} (a bias per output is needed)", "C")
+        c = np.broadcast_to(c.reshape(-1) * c.dtype.type(a.get("beta", 1.0)),
+                            (w.shape[0],)).astype(w.dtype)
     _linear(imp, node, x, np.ascontiguousarray(w), c)
 
 
@@ -75,6 +77,8 @@ def _linear(imp, node, x, w, b):
 def matmul(imp, node, a):
     if node.input[0] not in imp.values:
         imp.fail("a constant on the left of MatMul")
+    if imp.const(node.input[1]).ndim != 2 or len(imp.shape(node.input[0])) != 1:
+        imp.fail("a batched or broadcast MatMul", fix="only (N, K) @ (K, M) with constant weights")
     _linear(imp, node, node.input[0], np.ascontiguousarray(imp.const(node.input[1]).T), None)
 
 
