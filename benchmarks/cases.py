@@ -10,6 +10,9 @@ MODELS = {
     "lenet5": ("lenet5", {}, (1, 32, 32)),
     "convnet": ("mnist_convnet", {}, (1, 28, 28)),
     "mlp": ("mlp", {}, (1, 28, 28)),
+    # a Graph: He et al.'s CIFAR-10 ResNet-20, shortcut options A and B
+    "resnet20a": ("resnet20", {"shortcut": "A"}, (3, 32, 32)),
+    "resnet20b": ("resnet20", {"shortcut": "B"}, (3, 32, 32)),
 }
 
 #: Input sides of the ``--scaling`` side sweep and hidden-layer counts of the depth sweep.
@@ -81,14 +84,10 @@ def make_input(in_shape, batch, seed=0):
 
 
 def layer_shapes(net, in_shape):
-    """Per-example (in_shape, out_shape) of every layer, in order."""
-    shapes = []
-    shape = tuple(in_shape)
-    for layer in net.layers:
-        out = tuple(layer.output_shape(shape))
-        shapes.append((shape, out))
-        shape = out
-    return shapes
+    """Per-example (in_shape, out_shape) of every layer (node), in order; a node with
+    several inputs reports its first."""
+    values = net.shapes(in_shape)
+    return [(values[node.inputs[0]], values[k + 1]) for k, node in enumerate(net._nodes)]
 
 
 def model_stats(net, in_shape):

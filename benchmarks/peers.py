@@ -1,7 +1,7 @@
 """The methods compared: fwdderiv itself and its PyTorch, JAX and finite-difference peers.
 
 The peers compute the same function with the same weights: :func:`to_torch` and
-:func:`to_jax` translate a fwdderiv ``Sequential`` layer by layer, copying the parameters
+:func:`to_jax` translate a fwdderiv ``Sequential`` or ``Graph`` node by node, copying the parameters
 (PyTorch layout: Conv2d weight (out, in/groups, kh, kw), Linear weight (out, in)) cast to
 the benchmark dtype. Each peer differentiates ``f(x) = net(x[None])[0]``, one example
 of shape ``S_in`` to its output ``S_out``, vectorised over the batch with vmap, so every
@@ -92,7 +92,8 @@ def _unsupported(layer, target):
     return TypeError(
         f"benchmarks: cannot translate layer {type(layer).__name__} to {target}; expected "
         "Linear, Conv2d, ReLU, Sigmoid, Tanh, Softmax, LogSoftmax, Flatten, MaxPool2d, "
-        "AvgPool2d, Pad2d, Dropout or BatchNorm2d; add a rule in benchmarks/peers.py")
+        "AvgPool2d, Pad2d, Dropout, BatchNorm2d or a graph joint (Add, Mul, Concat, Scale, "
+        "Reshape, Slice, Pad); add a rule in benchmarks/peers.py")
 
 
 def to_torch(net, dtype):
@@ -129,6 +130,8 @@ def to_torch(net, dtype):
                  else nn.AvgPool2d(k, s, pad, count_include_pad=True))
         elif kind == "Pad2d":
             m = nn.ZeroPad2d(_pad4(layer.padding))
+        elif kind in _TORCH_OPS:
+            m = _TorchOp(_TORCH_OPS[kind](layer))
         else:
             simple = {"ReLU": nn.ReLU, "Sigmoid": nn.Sigmoid, "Tanh": nn.Tanh,
                       "Softmax": lambda: nn.Softmax(dim=-1),
@@ -142,10 +145,58 @@ def to_torch(net, dtype):
             for name, value in p.items():
                 getattr(m, name).copy_(value)
         mods.append(m)
-    model = nn.Sequential(*mods).eval()
+    model = (nn.Sequential(*mods) if type(net).__name__ == "Sequential"
+             else _TorchGraph(mods, [node.inputs for node in net._nodes])).eval()
     for q in model.parameters():
         q.requires_grad_(False)
     return model
+
+
+#: Graph joints and tensor ops: fwdderiv layer -> a function of the input tensors.
+_TORCH_OPS = {
+    "Add": lambda layer: lambda *xs: sum(xs[1:], xs[0]),
+    "Mul": lambda layer: lambda a, b: a * b,
+    "Concat": lambda layer: lambda *xs: __import__("torch").cat(xs, dim=layer.dim),
+    "Scale": lambda layer: lambda x: x * layer.factor,
+    "Reshape": lambda layer: lambda x: x.reshape((x.shape[0],) + layer.output_shape(x.shape[1:])),
+    "Slice": lambda layer: lambda x: x[(slice(None),) + layer._index(tuple(x.shape[1:]))],
+    "Pad": lambda layer: lambda x: __import__("torch").nn.functional.pad(x, layer.pad,
+                                                                         value=layer.value),
+}
+
+
+def _torch_module():
+    from torch import nn
+
+    class TorchOp(nn.Module):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, *xs):
+            return self.fn(*xs)
+
+    class TorchGraph(nn.Module):
+        """Evaluates the nodes in order; value 0 is the input, value k+1 node k's output."""
+
+        def __init__(self, mods, inputs):
+            super().__init__()
+            self.mods, self.inputs = nn.ModuleList(mods), inputs
+
+        def forward(self, x):
+            values = [x]
+            for m, ins in zip(self.mods, self.inputs):
+                values.append(m(*[values[v] for v in ins]))
+            return values[-1]
+    return TorchOp, TorchGraph
+
+
+def _TorchOp(fn):
+    return _torch_module()[0](fn)
+
+
+def _TorchGraph(mods, inputs):
+    return _torch_module()[1](mods, inputs)
 
 
 def to_jax(net, dtype):
@@ -209,15 +260,30 @@ def to_jax(net, dtype):
                       "LogSoftmax": lambda x: jax.nn.log_softmax(x, axis=-1),
                       "Flatten": lambda x: x.reshape(x.shape[0], -1),
                       "Dropout": lambda x: x}
-            if kind not in simple:
+            ops = {"Add": lambda *xs: sum(xs[1:], xs[0]), "Mul": lambda a, b: a * b,
+                   "Concat": lambda *xs, d=getattr(layer, "dim", 1): jnp.concatenate(xs, d),
+                   "Scale": lambda x, c=getattr(layer, "factor", 1.0): x * c}
+            if kind == "Slice":
+                def fn(x, layer=layer):
+                    return x[(slice(None),) + layer._index(tuple(x.shape[1:]))]
+            elif kind == "Pad":
+                def fn(x, layer=layer):
+                    widths = [(0, 0)] + layer._widths(x.ndim - 1)
+                    return jnp.pad(x, widths, constant_values=layer.value)
+            elif kind in ops:
+                fn = ops[kind]
+            elif kind in simple:
+                fn = simple[kind]
+            else:
                 raise _unsupported(layer, "JAX")
-            fn = simple[kind]
         fns.append(fn)
+    inputs = [node.inputs for node in net._nodes]
 
     def forward(x):
-        for fn in fns:
-            x = fn(x)
-        return x
+        values = [x]
+        for fn, ins in zip(fns, inputs):
+            values.append(fn(*[values[v] for v in ins]))
+        return values[-1]
     return forward
 
 

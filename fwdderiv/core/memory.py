@@ -1,4 +1,5 @@
 """Splitting a Jacobian's directions and examples into chunks that fit a memory budget."""
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -12,7 +13,7 @@ class ChunkPlan(NamedTuple):
 
 
 def _size(shape):
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(int(s) for s in shape)
 
 
 def estimate(steps, shapes, itemsize, start=0):

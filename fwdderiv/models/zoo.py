@@ -3,8 +3,11 @@
 Every model ends with :class:`~fwdderiv.Softmax`, the paper's output F; ``net[:-1]`` is the
 same network with logits Z as output. Layer ``i`` is initialised from ``seed + i``.
 """
-from ..core import Sequential
-from ..layers import Conv2d, Flatten, Linear, MaxPool2d, Pad2d, ReLU, Softmax
+import numpy as np
+
+from ..core import Graph, Sequential
+from ..layers import (Add, AvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Pad,
+                      Pad2d, ReLU, Slice, Softmax)
 
 
 def _seeded(layers, seed):
@@ -76,5 +79,75 @@ def digits_net(seed=0):
         Linear(128, 64), ReLU(), Linear(64, 10), Softmax()], seed)
 
 
+def _batchnorm(c, rng):
+    """A BatchNorm2d with statistics and affine parameters drawn near their usual trained
+    ranges (the defaults, mean 0 and variance 1, would make it an identity)."""
+    bn = BatchNorm2d(c)
+    bn.weight = rng.uniform(0.5, 1.5, c).astype(np.float32)
+    bn.bias = rng.uniform(-0.2, 0.2, c).astype(np.float32)
+    bn.running_mean = rng.uniform(-0.2, 0.2, c).astype(np.float32)
+    bn.running_var = rng.uniform(0.5, 1.5, c).astype(np.float32)
+    return bn
+
+
+def resnet20(shortcut="A", n_classes=10, seed=0):
+    """ResNet-20 for 3x32x32 CIFAR-10 images (He et al. 2016, Section 4.2), as a
+    :class:`~fwdderiv.Graph`.
+
+    conv 3->16 3x3, BN, ReLU; three stages of three basic blocks (conv 3x3, BN, ReLU, conv
+    3x3, BN, plus the shortcut, ReLU) with 16, 32 and 64 channels, the first block of the
+    second and third stages with stride 2; global average pooling; linear 64->10; softmax.
+
+    Parameters
+    ----------
+    shortcut : {"A", "B"}
+        Where a block changes shape, the shortcut of option A subsamples (``x[:, :, ::2,
+        ::2]``) and zero-pads the new channels (no parameters); option B projects with a
+        1x1 convolution of stride 2 and a BatchNorm.
+    n_classes : int
+    seed : int
+        Convolution and linear weights use PyTorch's default initialisation from
+        ``seed``; BatchNorm statistics are drawn from ``seed`` too, so the network is not
+        trivially an identity there.
+    """
+    if shortcut not in ("A", "B"):
+        raise ValueError(f"resnet20: shortcut must be 'A' or 'B', got {shortcut!r}")
+    rng = np.random.default_rng(seed)
+    nodes, counter = [], iter(range(1, 10**6))
+
+    def conv(cin, cout, k, stride, src, name):
+        nodes.append((name, Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False,
+                                   seed=seed + next(counter)), src))
+        nodes.append((name + ".bn", _batchnorm(cout, rng), name))
+        return name + ".bn"
+
+    h = conv(3, 16, 3, 1, "input", "conv1")
+    nodes.append(("relu1", ReLU(), h))
+    h, cin = "relu1", 16
+    for stage, cout in enumerate((16, 32, 64), start=1):
+        for block in range(3):
+            name, stride = f"layer{stage}.{block}", 2 if stage > 1 and block == 0 else 1
+            a = conv(cin, cout, 3, stride, h, name + ".conv1")
+            nodes.append((name + ".relu1", ReLU(), a))
+            b = conv(cout, cout, 3, 1, name + ".relu1", name + ".conv2")
+            short = h
+            if stride != 1 or cin != cout:
+                if shortcut == "A":
+                    nodes.append((name + ".sub", Slice([0, 0], [2**62, 2**62], [2, 3], [2, 2]), h))
+                    p = (cout - cin) // 2
+                    nodes.append((name + ".pad", Pad((0, 0, 0, 0, p, cout - cin - p)),
+                                  name + ".sub"))
+                    short = name + ".pad"
+                else:
+                    short = conv(cin, cout, 1, stride, h, name + ".shortcut")
+            nodes.append((name + ".add", Add(), [b, short]))
+            nodes.append((name + ".relu2", ReLU(), name + ".add"))
+            h, cin = name + ".relu2", cout
+    nodes += [("pool", AvgPool2d(8), h), ("flatten", Flatten(), "pool"),
+              ("fc", Linear(64, n_classes, seed=seed), "flatten"),
+              ("softmax", Softmax(), "fc")]
+    return Graph(nodes)
+
+
 #: Model constructors by name (the CLI's ``--model`` choices).
-ZOO = {f.__name__: f for f in (lenet5, lenet_mnist, mnist_convnet, mlp, digits_net)}
+ZOO = {f.__name__: f for f in (lenet5, lenet_mnist, mnist_convnet, mlp, digits_net, resnet20)}
