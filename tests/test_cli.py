@@ -22,6 +22,11 @@ QUICK = {
     "reproduce": lambda tmp: ["--samples", "2", "--no-figures", "--output", str(tmp / "rep")],
     "jacobian": lambda tmp: ["--batch", "1", "--fd-examples", "0", "--untrained"],
     "train": lambda tmp: ["--model", "mlp", "--epochs", "1", "--output", str(tmp / "m.npz")],
+    "attribute": lambda tmp: ["--untrained", "--batch", "1", "--n-steps", "4", "--nt-samples",
+                              "2", "--methods", "saliency,smoothgrad", "--output",
+                              str(tmp / "attr")],
+    "attack": lambda tmp: ["--untrained", "--batch", "20", "--eps", "0,0.1", "--pgd-steps",
+                           "2", "--output", str(tmp / "atk")],
 }
 
 #: Signs of a progress bar in captured output: carriage-return redraws, tqdm's rate and

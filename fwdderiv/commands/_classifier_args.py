@@ -36,7 +36,8 @@ def model_and_data(args, n):
                                     "fwdderiv.save(net, path) or fwdderiv train --output")
         net = load(path)
         dataset = "mnist" if args.data_dir else "digits"
-        ds = datasets.load_dataset(dataset, data_dir=args.data_dir)
+        from ._common import load_data
+        ds = load_data(dataset, args.data_dir, getattr(args, "download", False))
         x, y = ds.x_test[:n], ds.y_test[:n]
         try:
             net.output_shape(x.shape[1:])

@@ -32,8 +32,6 @@ def add_parser(sub):
                         "al.'s rule)")
     p.add_argument("--attack-batch", type=int, default=128,
                    help="images attacked together (default: 128)")
-    p.add_argument("--progress", action="store_true", default=None,
-                   help="show a progress bar (default: only on a terminal)")
     p.set_defaults(run=run)
     return p
 

@@ -35,8 +35,6 @@ def add_parser(sub):
     p.add_argument("--nt-samples", type=int, default=20, help="SmoothGrad samples (default 20)")
     p.add_argument("--stdev", type=float, default=0.15,
                    help="SmoothGrad noise standard deviation (default: 0.15)")
-    p.add_argument("--progress", action="store_true", default=None,
-                   help="show a progress bar (default: only on a terminal)")
     p.set_defaults(run=run)
     return p
 

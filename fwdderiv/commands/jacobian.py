@@ -21,7 +21,7 @@ def add_parser(sub):
                     "zoo model for a small batch of real images, check it against reverse mode "
                     "and central finite differences, and show which input pixels move each "
                     "class probability most.")
-    p.add_argument("--model", default=None, choices=MODELS, metavar="MODEL",
+    p.add_argument("--model", default=None, metavar="MODEL",
                    help="zoo model: lenet5, lenet_mnist, mnist_convnet, mlp, digits_net "
                         "(default: digits_net on the digits, lenet5 with --data-dir)")
     p.add_argument("--batch", type=int, default=4, help="number of images (default: 4)")

@@ -194,9 +194,11 @@ def _check_options(args):
     if args.output.exists() and not args.output.is_dir():
         return (f"--output {str(args.output)!r} is an existing file; the report is a "
                 "directory: give a new or existing directory name")
-    if args.data_dir is not None and not args.data_dir.is_dir():
+    if args.data_dir is not None and not args.data_dir.is_dir() and \
+            not getattr(args, "download", False):
         return (f"--data-dir {str(args.data_dir)!r} is not a directory; give the folder "
-                "holding the MNIST IDX files, or drop --data-dir for the offline digits")
+                "holding the MNIST IDX files, add --download to fetch them there, or drop "
+                "--data-dir for the offline digits")
     return None
 
 
