@@ -73,7 +73,9 @@ def test_onnx_node_cases(op_type):
             assert refused is not None and isinstance(err, (OnnxImportError, TypeError)), \
                 f"{case.name}: {type(err).__name__}: {err}"
             continue
-        ok = y.shape == outs[0].shape and np.allclose(y, outs[0], rtol=1e-4, atol=1e-5)
+        # onnx's own tolerances for its cases (some reference outputs are printed to 4 digits)
+        ok = y.shape == outs[0].shape and np.allclose(y, outs[0], rtol=case.rtol,
+                                                      atol=max(case.atol, 1e-6))
         assert ok, f"{case.name}: output differs from onnx's reference"
         passed.append(case.name)
     # these operators' node cases are all in REFUSED; torch.onnx.export's models below and
