@@ -7,6 +7,7 @@ from . import config, datasets, numeric
 from .process import tune_process
 from .core import Elementwise, Graph, Layer, Sequential, Trace
 from .io import load, save
+from .interop import from_onnx, from_torch, to_torch
 from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, LogSoftmax,
                      MaxPool2d, Pad2d, ReLU, Sigmoid, Softmax, Tanh)
 from .layers import Add, Concat, Mul, Pad, Reshape, Scale, Slice
@@ -26,7 +27,7 @@ __all__ = ["attacks", "training", "Add", "Concat", "Mul", "Pad", "Reshape", "Sca
            "Flatten", "Graph", "Layer", "Linear",
            "LogSoftmax", "MaxPool2d", "Pad2d", "ReLU", "Sequential", "Sigmoid", "Softmax",
            "Tanh", "Trace", "config", "datasets", "load", "models", "numeric", "save", "tune_process",
-           "loss_gradient", "attribution"]
+           "loss_gradient", "attribution", "from_onnx", "from_torch", "to_torch"]
 __all__ += ["ELU", "GELU", "Dropout2d", "Hardswish", "Hardtanh", "Identity", "LeakyReLU",
             "Mish", "ReLU6", "SiLU", "Softplus", "CircularPad2d", "ConstantPad2d",
             "ReflectionPad2d", "ReplicationPad2d", "ZeroPad2d", "AdaptiveAvgPool2d",

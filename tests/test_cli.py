@@ -27,7 +27,20 @@ QUICK = {
                               str(tmp / "attr")],
     "attack": lambda tmp: ["--untrained", "--batch", "20", "--eps", "0,0.1", "--pgd-steps",
                            "2", "--output", str(tmp / "atk")],
+    "check": lambda tmp: _check_files(tmp),
 }
+
+
+def _check_files(tmp):
+    """A saved network, inputs and its correct Jacobian, for a quick ``fwdderiv check``."""
+    import numpy as np
+    net = fd.Sequential([fd.Linear(3, 2), fd.Tanh()])
+    x = np.linspace(-1, 1, 6).reshape(2, 3)
+    fd.save(net, tmp / "net.npz")
+    np.save(tmp / "x.npy", x)
+    np.save(tmp / "J.npy", net.jacobian(x))
+    return [str(tmp / "net.npz"), "--inputs", str(tmp / "x.npy"), "--jacobian",
+            str(tmp / "J.npy")]
 
 #: Signs of a progress bar in captured output: carriage-return redraws, tqdm's rate and
 #: bar glyphs, the plain bar's [###...] meter.

@@ -1,0 +1,26 @@
+"""Interoperability: import networks from PyTorch, export them back.
+
+PyTorch is optional: it is imported when one of these functions is called, never by
+``import fwdderiv``.
+"""
+
+
+def from_torch(module, example_input):
+    """Import a PyTorch module as a fwdderiv network; see :func:`fwdderiv.interop.torch_import.from_torch`."""
+    from .torch_import import from_torch as _from_torch
+    return _from_torch(module, example_input)
+
+
+def to_torch(net):
+    """Export a fwdderiv network as a PyTorch module; see :func:`fwdderiv.interop.torch_export.to_torch`."""
+    from .torch_export import to_torch as _to_torch
+    return _to_torch(net)
+
+
+def from_onnx(model):
+    """Import an ONNX model as a fwdderiv network; see :func:`fwdderiv.interop.onnx_import.from_onnx`."""
+    from .onnx_import import from_onnx as _from_onnx
+    return _from_onnx(model)
+
+
+__all__ = ["from_onnx", "from_torch", "to_torch"]

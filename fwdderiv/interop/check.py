@@ -1,0 +1,133 @@
+"""Compare another framework's input Jacobian with fwdderiv's float64 reference and name
+the disagreement (the engine of ``fwdderiv check``)."""
+import numpy as np
+
+#: Neighbouring points sampled to attribute an entry to a kink (ReLU at 0, max-pool ties).
+KINK_SAMPLES = 8
+#: Relative size of those perturbations (to the largest |x|): small enough that the smooth
+#: part of the Jacobian moves far less than any tolerance, large enough to move an input
+#: sitting exactly on a kink to either side.
+KINK_STEP = 1e-11
+
+
+def _jac(net, x):
+    return net.jacobian(np.asarray(x, np.float64))
+
+
+def _with_last(net, layer):
+    """The network followed by one more layer (a Graph node)."""
+    from .. import Graph, Sequential
+    if isinstance(net, Sequential):
+        return Sequential(list(net.layers) + [layer])
+    nodes = list(net.nodes)
+    return Graph(nodes + [("__check_extra__", layer, nodes[-1][0])])
+
+
+def _without_last(net):
+    from .. import Graph, Sequential
+    if isinstance(net, Sequential):
+        return Sequential(list(net.layers)[:-1]) if len(net.layers) > 1 else None
+    nodes = list(net.nodes)
+    return Graph(nodes[:-1]) if len(nodes) > 1 else None
+
+
+def _close(a, b, tol, scale):
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= tol * scale))
+
+
+def kink_band(net, x, ref):
+    """Per entry, the smallest and largest value the Jacobian takes at points within
+    ``KINK_STEP`` of ``x`` (random sign perturbations): at a kink the one-sided derivatives
+    differ, so any value between them is a legitimate answer of another framework."""
+    rng = np.random.default_rng(0)
+    lo, hi = ref.copy(), ref.copy()
+    step = KINK_STEP * max(1.0, float(np.abs(x).max()))
+    for _ in range(KINK_SAMPLES):
+        J = _jac(net, x + step * rng.choice([-1.0, 1.0], size=x.shape))
+        np.minimum(lo, J, out=lo)
+        np.maximum(hi, J, out=hi)
+    return lo, hi
+
+
+def compare(net, x, other, tol=1e-8):
+    """Compare ``other`` (N, *S_out, *S_in) with the reference Jacobian of ``net`` at ``x``.
+
+    Returns
+    -------
+    dict
+        ``ok``, ``verdict`` (a named mistake or None), ``max_abs``, ``max_rel``, counts of
+        entries beyond tolerance explained and unexplained by kinks, the worst errors per
+        output (with the input position) and the positions of unexplained entries (first
+        100). Errors are scaled by the largest |J| of the reference (``scale``).
+    """
+    x = np.asarray(x, np.float64)
+    other = np.asarray(other)
+    ref = _jac(net, x)
+    n, s_in = x.shape[0], x.shape[1:]
+    s_out = ref.shape[1:ref.ndim - len(s_in)]
+    scale = max(float(np.abs(ref).max()), np.finfo(np.float64).tiny)
+    report = {"shape": list(ref.shape), "tolerance": tol, "scale": scale}
+    if other.shape != ref.shape:
+        swapped = (n,) + tuple(s_in) + tuple(s_out)
+        verdict = "transposed layout" if other.shape == swapped else "wrong shape"
+        return {**report, "ok": False, "verdict": verdict, "other_shape": list(other.shape),
+                "message": f"expected the layout (N, *S_out, *S_in) = {ref.shape} (as "
+                           f"torch.func.vmap(jacfwd)), got {other.shape}"}
+    other64 = other.astype(np.float64)
+    err = np.abs(other64 - ref)
+    beyond = err > tol * scale
+    lo, hi = kink_band(net, x, ref) if beyond.any() else (ref, ref)
+    explained = beyond & (hi - lo > tol * scale) & (other64 >= lo - tol * scale) & \
+        (other64 <= hi + tol * scale)
+    unexplained = beyond & ~explained
+    k_out = int(np.prod(s_out, dtype=np.int64))
+    flat = err.reshape(n, k_out, -1)
+    worst = []
+    for j in range(k_out):
+        e = flat[:, j]
+        m, i = np.unravel_index(int(e.argmax()), e.shape)
+        r = float(ref.reshape(n, k_out, -1)[m, j, i])
+        worst.append({"output": [int(v) for v in np.unravel_index(j, s_out)],
+                      "example": int(m), "input": [int(v) for v in np.unravel_index(i, s_in)],
+                      "abs_error": float(e[m, i]), "rel_error": float(e[m, i]) / scale,
+                      "reference": r, "other": float(other64.reshape(n, k_out, -1)[m, j, i])})
+    positions = [[int(v) for v in p] for p in np.argwhere(unexplained)[:100]]
+    report.update({"max_abs": float(err.max()), "max_rel": float(err.max()) / scale,
+                   "beyond_tolerance": int(beyond.sum()), "kink_explained": int(explained.sum()),
+                   "unexplained": int(unexplained.sum()), "unexplained_positions": positions,
+                   "worst_per_output": worst})
+    report["ok"] = report["unexplained"] == 0
+    report["verdict"] = None if report["ok"] else _diagnose(net, x, ref, other, other64,
+                                                          unexplained, tol, scale, s_in, s_out)
+    return report
+
+
+def _diagnose(net, x, ref, other, other64, unexplained, tol, scale, s_in, s_out):
+    """Name the classic mistake behind unexplained disagreements."""
+    n = x.shape[0]
+    d_in, d_out = int(np.prod(s_in)), int(np.prod(s_out))
+    if d_in == d_out:
+        t = np.swapaxes(other64.reshape(n, d_out, d_in), 1, 2).reshape(ref.shape)
+        if _close(t, ref, tol, scale):
+            return "transposed layout"
+    if other.dtype == np.float32 or np.array_equal(other64.astype(np.float32), other64):
+        if np.all(np.abs(other64 - ref) <= 1e-5 * scale):
+            return "float32 rounding presented as float64"
+    last = net.layers[-1] if len(net.layers) else None
+    name = type(last).__name__
+    if name in ("Softmax", "LogSoftmax"):
+        logits = _without_last(net)
+        if logits is not None and _close(_jac(logits, x), other64, 1e-6, scale):
+            return "logits vs probabilities (you differentiated the logits; the model " \
+                   "outputs probabilities)"
+    else:
+        from .. import Softmax
+        probs = _with_last(net, Softmax())
+        J = _jac(probs, x)
+        if _close(J, other64, 1e-6, max(float(np.abs(J).max()), 1e-300)):
+            return "probabilities vs logits (you differentiated softmax probabilities; the " \
+                   "model outputs logits)"
+    count = int(unexplained.sum())
+    if count <= 3:
+        return "one wrong entry" if count == 1 else f"{count} wrong entries"
+    return "unexplained disagreement"

@@ -1,0 +1,100 @@
+"""fwdderiv check: exit 0 on a correct Jacobian, non-zero naming each planted mistake."""
+import json
+
+import numpy as np
+import pytest
+
+import fwdderiv as fd
+from fwdderiv.cli import main
+from fwdderiv.commands.check import DISAGREE
+
+
+def dyadic_net(softmax=True):
+    rng = np.random.default_rng(0)
+    layers = [fd.Conv2d(1, 2, 3), fd.ReLU(), fd.MaxPool2d(2), fd.Flatten(), fd.Linear(8, 3)]
+    layers[0].weight = rng.integers(-2, 3, layers[0].weight.shape) / 4.0
+    layers[0].bias = np.zeros(2)
+    layers[4].weight = rng.integers(-2, 3, layers[4].weight.shape) / 4.0
+    return fd.Sequential(layers + ([fd.Softmax()] if softmax else []))
+
+
+@pytest.fixture
+def files(tmp_path):
+    net = dyadic_net()
+    x = np.random.default_rng(1).integers(-2, 3, (2, 1, 6, 6)) / 2.0  # exact kinks and ties
+    fd.save(net, tmp_path / "net.npz")
+    np.save(tmp_path / "x.npy", x)
+    return tmp_path, net, x
+
+
+def check(tmp_path, J, capsys, *extra):
+    np.save(tmp_path / "J.npy", J)
+    code = main(["check", str(tmp_path / "net.npz"), "--inputs", str(tmp_path / "x.npy"),
+                 "--jacobian", str(tmp_path / "J.npy"), "--json", str(tmp_path / "r.json"),
+                 *extra])
+    return code, capsys.readouterr().out, json.loads((tmp_path / "r.json").read_text())
+
+
+def test_correct_jacobian_passes(files, capsys):
+    tmp, net, x = files
+    code, out, report = check(tmp, net.jacobian(x, mode="reverse"), capsys)
+    assert code == 0 and "PASS" in out and report["unexplained"] == 0
+
+
+def test_one_wrong_entry(files, capsys):
+    tmp, net, x = files
+    J = net.jacobian(x)
+    J[1, 2, 0, 3, 4] += 1.0  # far outside any kink band (max |J| is about 0.1)
+    code, out, report = check(tmp, J, capsys)
+    assert code == DISAGREE and "one wrong entry" in out
+    assert report["unexplained_positions"] == [[1, 2, 0, 3, 4]]
+
+
+def test_transposed_layout(files, capsys):
+    tmp, net, x = files
+    J = np.moveaxis(net.jacobian(x), 1, -1)  # (N, *S_in, K)
+    code, out, _ = check(tmp, J, capsys)
+    assert code == DISAGREE and "transposed layout" in out
+
+
+def test_float32_presented_as_float64(files, capsys):
+    tmp, net, x = files
+    J = net.jacobian(x.astype(np.float32)).astype(np.float64)
+    assert np.abs(J - net.jacobian(x)).max() > 0  # float32 really rounds here
+    code, out, _ = check(tmp, J, capsys)
+    assert code == DISAGREE and "float32 rounding" in out
+
+
+def test_logits_instead_of_probabilities(files, capsys):
+    tmp, net, x = files
+    code, out, _ = check(tmp, dyadic_net(softmax=False).jacobian(x), capsys)
+    assert code == DISAGREE and "logits vs probabilities" in out
+
+
+def test_kink_convention_is_explained_not_failed(tmp_path, capsys):
+    """Another framework with relu'(0) = 1: the entries through that unit differ, and
+    are attributed to the kink."""
+    lin1, lin2 = fd.Linear(3, 4), fd.Linear(4, 2, seed=1)
+    lin1.weight = np.array([[1, 2, -1], [2, 0, 1], [-1, 1, 1], [1, 1, 1]]) / 4.0
+    x = np.array([[1.0, 0.5, -1.5]])
+    lin1.bias = np.array([-(lin1.weight[0] @ x[0]), 3.0, 3.0, 3.0])  # unit 0 exactly at 0
+    net = fd.Sequential([lin1, fd.ReLU(), lin2])
+    fd.save(net, tmp_path / "net.npz")
+    np.save(tmp_path / "x.npy", x)
+    other = net.jacobian(x + 1e-9 * lin1.weight[0])  # the right-hand derivative at the kink
+    assert np.abs(other - net.jacobian(x)).max() > 1e-3
+    code, out, report = check(tmp_path, other, capsys)
+    assert code == 0 and report["kink_explained"] > 0 and report["unexplained"] == 0
+
+
+def test_torch_factory_against_pytorch(tmp_path, capsys):
+    (tmp_path / "model.py").write_text(
+        "import torch\n"
+        "def make():\n"
+        "    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Tanh(),\n"
+        "                               torch.nn.Flatten(), torch.nn.Linear(32, 3))\n")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((2, 1, 6, 6)))
+    code = main(["check", f"{tmp_path / 'model.py'}:make", "--inputs", str(tmp_path / "x.npy")])
+    out = capsys.readouterr().out
+    assert code == 0 and "PASS" in out and "PyTorch" in out
