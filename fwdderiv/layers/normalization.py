@@ -60,3 +60,11 @@ class BatchNorm2d(Layer):
     def param_vjp(self, cache, gy):
         return {"weight": (gy * cache).sum(axis=(0, 2, 3)).astype(self.weight.dtype, copy=False),
                 "bias": gy.sum(axis=(0, 2, 3)).astype(self.bias.dtype, copy=False)}
+
+    def jvp_grad(self, cache, x, dx, gdy):
+        r"""Of :math:`\sum \langle g, \gamma\,dx/\sqrt{\sigma^2+\epsilon}\rangle`
+        (inference form, linear): only :math:`\gamma` has a gradient."""
+        inv = 1 / np.sqrt(cast_param(self.running_var, dx.dtype) + dx.dtype.type(self.eps))
+        gw = (gdy * dx).sum(axis=(0, 1, 3, 4)) * inv
+        return None, {"weight": gw.astype(self.weight.dtype, copy=False),
+                      "bias": np.zeros_like(self.bias)}

@@ -37,6 +37,16 @@ class Softmax(Layer):
 
     vjp = jvp
 
+    def jvp_grad(self, cache, x, dx, gdy):
+        r"""Gradient in ``x`` of :math:`s = \sum_d \langle a_d, y \odot (d_d - \langle y,
+        d_d\rangle)\rangle` (``a = gdy``, ``d = dx``): :math:`\partial s/\partial y = \sum_d
+        a_d \odot d_d - \langle a_d, y\rangle d_d - \langle y, d_d\rangle a_d`, pulled
+        back through the softmax's own (symmetric) Jacobian."""
+        y = cache[:, None]
+        g = (gdy * dx - (gdy * y).sum(axis=-1, keepdims=True) * dx
+             - (y * dx).sum(axis=-1, keepdims=True) * gdy).sum(axis=1)
+        return cache * (g - (cache * g).sum(axis=-1, keepdims=True)), {}
+
 
 class LogSoftmax(Layer):
     r"""Log-softmax over the last axis, computed stably as ``z - log(sum(exp(z)))`` with
@@ -60,3 +70,10 @@ class LogSoftmax(Layer):
 
     def vjp(self, cache, gy):
         return gy - cache[:, None] * gy.sum(axis=-1, keepdims=True)
+
+    def jvp_grad(self, cache, x, dx, gdy):
+        r"""Gradient in ``x`` of :math:`s = \sum_d \langle a_d, d_d - \langle p, d_d\rangle
+        \rangle`: :math:`\partial s/\partial p = -\sum_d (\textstyle\sum_i a_{d,i})\, d_d`,
+        pulled back through the softmax ``p``."""
+        g = -(gdy.sum(axis=-1, keepdims=True) * dx).sum(axis=1)
+        return cache * (g - (cache * g).sum(axis=-1, keepdims=True)), {}
