@@ -225,6 +225,21 @@ def limited_threads(n):
         numba.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def train_mode(net):
+    """Layers that have a training form (``BatchNorm2d``: batch statistics and running
+    averages) use it inside the block, as PyTorch's ``model.train()``; the inference form
+    is restored after, whatever happens."""
+    layers = [layer for layer in net.layers if hasattr(type(layer), "training")]
+    for layer in layers:
+        layer.training = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("training", None)
+
+
 def _check_jacobian(reg, method, n_proj):
     from fwdderiv.regularization import METHODS
 
@@ -243,8 +258,10 @@ def _jacobian_step(net, x, method, n_proj, rng):
     """The Jacobian penalty of the logits w.r.t. the raw input and its parameter gradients
     (one dict per layer of ``net``)."""
     from fwdderiv.regularization import jacobian_penalty
+    from fwdderiv.regularization.batch_stats import frozen_batch_statistics
 
-    return jacobian_penalty(net, x, method=method, n_proj=n_proj, seed=rng, on="logits")
+    with frozen_batch_statistics(net, x):
+        return jacobian_penalty(net, x, method=method, n_proj=n_proj, seed=rng, on="logits")
 
 
 def _check_hyper(epochs, batch_size, lr_decay):
@@ -312,6 +329,12 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
     jacobian_proj : int, default 1
         Random projections per example for the penalty's estimate.
 
+    BatchNorm2d layers train in their training form (batch statistics, running averages
+    with PyTorch's momentum and eps; :func:`train_mode`); the Jacobian penalty holds the
+    minibatch's statistics fixed
+    (:func:`fwdderiv.regularization.batch_stats.frozen_batch_statistics`), so each
+    example's Jacobian is that of the network the training step evaluates.
+
     Returns
     -------
     History
@@ -357,7 +380,8 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
             for lo in range(0, n, batch_size):
                 idx = order[lo:lo + batch_size]
                 xb, yb = x[idx], y[idx]
-                loss, z, grads = _step_grads(body, prefix, xb, yb)
+                with train_mode(net):
+                    loss, z, grads = _step_grads(body, prefix, xb, yb)
                 steps = [grads[i][name] for i, name in keys]
                 if jacobian_reg:
                     jac, jgrads = _jacobian_step(net, xb, jacobian_method, jacobian_proj,
