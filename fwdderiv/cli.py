@@ -5,7 +5,7 @@ import importlib
 import sys
 
 #: Subcommands in the order ``--help`` lists them.
-COMMANDS = ["reproduce", "jacobian", "train"]
+COMMANDS = ["reproduce", "jacobian", "train", "robustness"]
 
 
 def build_parser():
