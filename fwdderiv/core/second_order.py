@@ -69,46 +69,76 @@ def jvp_param_grads(net, x, dx, gdy):
         ``layer.params``: the layout of ``net.backward``.
     """
     with blas_limited(net.uses_kernels), cast_scope():
-        return _jvp_param_grads(net, x, dx, gdy)
+        return Linearization(net, x).param_grads(dx, gdy)
 
 
-def _jvp_param_grads(net, x, dx, gdy):
-    nodes = net.nodes
-    index = {"input": 0}
-    n = x.shape[0]
-    H, T, caches, sources = [x], [np.broadcast_to(dx, (n,) + dx.shape[1:])], [], []
-    for k, (name, layer, inputs) in enumerate(nodes):
-        src = [index[i] for i in inputs]
-        h, cache = layer.forward(*[H[v] for v in src])
-        t = layer.jvp(cache, *[T[v] for v in src])
-        H.append(h)
-        T.append(np.broadcast_to(t, (n,) + t.shape[1:]))
-        caches.append(cache)
-        sources.append(src)
-        index[name] = k + 1
-    grads = [{} for _ in nodes]
-    g_tan, g_pri = {len(nodes): gdy}, {}
-    for k in range(len(nodes) - 1, -1, -1):
-        layer, cache, src = nodes[k][1], caches[k], sources[k]
-        gt, gp = g_tan.pop(k + 1), g_pri.pop(k + 1, None)
-        xs, dxs = [H[v] for v in src], [T[v] for v in src]
-        gx2, gparams = _second_order(layer, cache, xs, dxs, gt)
-        gparams = dict(gparams)
-        pulled_t = layer.vjp(cache, gt)
-        pulled_p = None
-        if gp is not None:
-            for name, g in layer.param_vjp(cache, gp).items():
-                gparams[name] = gparams[name] + g if name in gparams else g
-            pulled_p = layer.vjp(cache, gp[:, None])
-        grads[k] = gparams
-        multi = getattr(layer, "multi_input", False)
-        for i, v in enumerate(src):
-            _add(g_tan, v, pulled_t[i] if multi else pulled_t)
-            if pulled_p is not None:
-                _add(g_pri, v, (pulled_p[i] if multi else pulled_p)[:, 0])
-            second = gx2[i] if multi and gx2 is not None else gx2
-            _add(g_pri, v, second)
-    return grads
+class Linearization:
+    """``net`` at ``x``: one primal pass whose caches serve several derivative passes
+    (a VJP, then the second-order pass of the penalty, without recomputing the primal).
+
+    Parameters
+    ----------
+    net : Graph or Sequential
+    x : ndarray of shape (N, *S_in)
+    """
+
+    def __init__(self, net, x):
+        self.net, self._n = net, x.shape[0]
+        index, self._nodes = {"input": 0}, []
+        H, self._caches = [x], []
+        for k, (name, layer, inputs) in enumerate(net.nodes):
+            src = [index[i] for i in inputs]
+            h, cache = layer.forward(*[H[v] for v in src])
+            H.append(h)
+            self._caches.append(cache)
+            self._nodes.append((layer, src))
+            index[name] = k + 1
+        self._H = H
+
+    @property
+    def output(self):
+        return self._H[-1]
+
+    def vjp(self, gy):
+        """Cotangents ``gy`` (N, K, *S_out) pulled back to the input: (N, K, *S_in)."""
+        cot = {len(self._nodes): gy}
+        for k in range(len(self._nodes) - 1, -1, -1):
+            layer, src = self._nodes[k]
+            g = layer.vjp(self._caches[k], cot.pop(k + 1))
+            multi = getattr(layer, "multi_input", False)
+            for i, v in enumerate(src):
+                _add(cot, v, g[i] if multi else g)
+        return cot[0]
+
+    def param_grads(self, dx, gdy):
+        """See :func:`jvp_param_grads`."""
+        n, H, caches = self._n, self._H, self._caches
+        T = [np.broadcast_to(dx, (n,) + dx.shape[1:])]
+        for (layer, src), cache in zip(self._nodes, caches):
+            t = layer.jvp(cache, *[T[v] for v in src])
+            T.append(np.broadcast_to(t, (n,) + t.shape[1:]))
+        grads = [{} for _ in self._nodes]
+        g_tan, g_pri = {len(self._nodes): gdy}, {}
+        for k in range(len(self._nodes) - 1, -1, -1):
+            (layer, src), cache = self._nodes[k], caches[k]
+            gt, gp = g_tan.pop(k + 1), g_pri.pop(k + 1, None)
+            gx2, gparams = _second_order(layer, cache, [H[v] for v in src],
+                                         [T[v] for v in src], gt)
+            gparams = dict(gparams)
+            pulled_t = layer.vjp(cache, gt)
+            pulled_p = None
+            if gp is not None:
+                for name, g in layer.param_vjp(cache, gp).items():
+                    gparams[name] = gparams[name] + g if name in gparams else g
+                pulled_p = layer.vjp(cache, gp[:, None])
+            grads[k] = gparams
+            multi = getattr(layer, "multi_input", False)
+            for i, v in enumerate(src):
+                _add(g_tan, v, pulled_t[i] if multi else pulled_t)
+                if pulled_p is not None:
+                    _add(g_pri, v, (pulled_p[i] if multi else pulled_p)[:, 0])
+                _add(g_pri, v, gx2[i] if multi and gx2 is not None else gx2)
+        return grads
 
 
 def jvp_grad_reference(layer, x, dx, gdy, step=1e-6):

@@ -30,7 +30,9 @@ import numpy as np
 
 from fwdderiv._validation import as_float_array, shape_str
 from fwdderiv.core.heads import logits_net
-from fwdderiv.core.second_order import jvp_param_grads
+from fwdderiv._threads import blas_limited
+from fwdderiv.core.layer import cast_scope
+from fwdderiv.core.second_order import Linearization
 
 #: The estimators of :func:`jacobian_norm`.
 METHODS = ("exact", "output", "input")
@@ -81,14 +83,16 @@ def _exact_mode(C, D):
     return "reverse" if C <= D else "forward"
 
 
-def _estimate(target, x, method, n_proj, rng, C):
+def _estimate(target, x, method, n_proj, rng, C, lin=None):
     """``(per-example estimates (N,), dx, gdy)`` with ``dx``, ``gdy`` the fixed tangent and
-    cotangent whose :func:`jvp_param_grads` is the gradient of ``sum(estimates) / 2``."""
+    cotangent whose :func:`~fwdderiv.core.second_order.jvp_param_grads` is the gradient of
+    ``sum(estimates) / 2``. With ``lin`` (a :class:`Linearization` of ``target`` at ``x``)
+    the VJPs reuse its primal pass."""
     N, s_in = x.shape[0], x.shape[1:]
     D = int(np.prod(s_in, dtype=np.int64))
     if method == "output":
         v = _unit_vectors(rng, N, n_proj, C, x.dtype)
-        _, u = target.vjp(x, v)                                  # (N, P, *S)
+        u = target.vjp(x, v)[1] if lin is None else lin.vjp(v)   # (N, P, *S)
         return C * _flat_sq(u, 2).mean(axis=1), u * x.dtype.type(C / n_proj), v
     if method == "input":
         u = rng.standard_normal((N, n_proj) + s_in).astype(x.dtype, copy=False)
@@ -181,7 +185,9 @@ def jacobian_penalty(net, x, method="output", n_proj=1, seed=None, on="logits"):
     N = x.shape[0]
     if N == 0:
         raise ValueError("jacobian_penalty: expected at least one example, got an empty x")
-    est, dx, gdy = _estimate(target, x, method, n_proj, rng, C)
-    grads = jvp_param_grads(target, x, dx, gdy / x.dtype.type(N))
+    with blas_limited(target.uses_kernels), cast_scope():
+        lin = Linearization(target, x)
+        est, dx, gdy = _estimate(target, x, method, n_proj, rng, C, lin)
+        grads = lin.param_grads(dx, gdy / x.dtype.type(N))
     grads += [{} for _ in range(len(net.layers) - len(grads))]
     return 0.5 * float(est.mean()), grads
