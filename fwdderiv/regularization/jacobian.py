@@ -29,7 +29,7 @@ import numbers
 import numpy as np
 
 from fwdderiv._validation import as_float_array, shape_str
-from fwdderiv.core.heads import logits_net
+from fwdderiv.layers.heads import logits_net
 from fwdderiv._threads import blas_limited
 from fwdderiv.core.layer import cast_scope
 from fwdderiv.core.second_order import Linearization
@@ -125,7 +125,7 @@ def jacobian_norm(net, x, method="exact", n_proj=1, seed=None, on="logits"):
         The projections' randomness.
     on : {"logits", "output"}
         ``"logits"`` differentiates the network without a final Softmax/LogSoftmax
-        (:func:`fwdderiv.core.heads.logits_net`); ``"output"`` the network as it is.
+        (:func:`fwdderiv.layers.heads.logits_net`); ``"output"`` the network as it is.
 
     Returns
     -------

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fwdderiv as fd
-from fwdderiv.core.heads import logits_net
+from fwdderiv.layers.heads import logits_net
 from fwdderiv.regularization import jacobian_norm, jacobian_penalty
 
 

@@ -182,7 +182,7 @@ def test_lenet_exact_penalty_equals_pytorch_double_backward():
     float64(net.layers)
     x = np.random.default_rng(9).random((2,) + (1, 32, 32))
     value, grads = jacobian_penalty(net, x, method="exact")
-    t_value, model = torch_exact_penalty(to_torch(fd.core.heads.logits_net(net)), x)
+    t_value, model = torch_exact_penalty(to_torch(fd.layers.heads.logits_net(net)), x)
     assert value == pytest.approx(t_value, rel=1e-9)
     for k, (layer, g) in enumerate(zip(net.layers, grads)):
         for name in layer.params:

@@ -1,8 +1,10 @@
 """One rule for "the network without its final softmax" (the logits Z of a classifier)."""
 
 
+from .softmax import LogSoftmax, Softmax
+
+
 def _is_softmax(layer):
-    from ..layers import LogSoftmax, Softmax      # layers import core: import late
     return isinstance(layer, (Softmax, LogSoftmax))
 
 
@@ -26,14 +28,14 @@ def logits_net(net):
     Examples
     --------
     >>> import fwdderiv as fd
-    >>> from fwdderiv.core.heads import logits_net
+    >>> from fwdderiv.layers.heads import logits_net
     >>> logits_net(fd.Sequential([fd.Linear(3, 2), fd.Softmax()]))
     Sequential(
       (0) Linear(in_features=3, out_features=2, bias=True)
     )
     """
-    from .graph import Graph
-    from .sequential import Sequential
+    from ..core.graph import Graph
+    from ..core.sequential import Sequential
 
     layers = net.layers
     if len(layers) < 2 or not _is_softmax(layers[-1]):
