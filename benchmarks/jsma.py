@@ -81,26 +81,15 @@ def score(net, x, x_adv, targets, seconds, times=()):
             "max_changed_features": int(changed.max()), "budget_features": int(UPSILON * m)}
 
 
-def timed(run, repeats):
-    """Median seconds of ``repeats`` calls of ``run()`` (each returns x_adv), the last
-    x_adv, and every time."""
-    times = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        x_adv = run()
-        times.append(time.perf_counter() - t0)
-    return x_adv, float(np.median(times)), times
-
-
-def run_fwdderiv(net, x, targets, batch_size, repeats=3, **kw):
+def fwdderiv_runner(net, x, targets, batch_size, **kw):
+    """A no-argument callable crafting the whole set with fwdderiv (returns x_adv)."""
     from fwdderiv.attacks import jsma
 
-    jsma(net, x, targets, batch_size=batch_size, **kw)   # compile, warm caches, full size
-    return timed(lambda: jsma(net, x, targets, upsilon=UPSILON, batch_size=batch_size,
-                              **kw).x_adv, repeats)
+    return lambda: jsma(net, x, targets, upsilon=UPSILON, batch_size=batch_size, **kw).x_adv
 
 
-def run_art(net, x, targets, batch_size, gamma=UPSILON, repeats=3):
+def art_runner(net, x, targets, batch_size, gamma=UPSILON):
+    """The same with ART's SaliencyMapMethod on the network copied into PyTorch."""
     import torch
     from art.attacks.evasion import SaliencyMapMethod
     from art.estimators.classification import PyTorchClassifier
@@ -112,8 +101,22 @@ def run_art(net, x, targets, batch_size, gamma=UPSILON, repeats=3):
     attack = SaliencyMapMethod(clf, theta=1.0, gamma=gamma, batch_size=batch_size,
                                verbose=False)
     onehot = np.eye(10, dtype=np.float32)[targets]
-    attack.generate(x[:2], y=onehot[:2])  # warm up
-    return timed(lambda: attack.generate(x.astype(np.float32), y=onehot), repeats)
+    x32 = x.astype(np.float32)
+    return lambda: attack.generate(x32, y=onehot)
+
+
+def alternate(runners, repeats):
+    """Warm every runner up once at full size, then time them in turn (A B C A B C ...),
+    ``repeats`` rounds. Returns {name: (last x_adv, [seconds per round])}."""
+    out = {}
+    for name, run in runners.items():
+        out[name] = [run(), []]
+    for _ in range(max(1, repeats)):
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            out[name][0] = run()
+            out[name][1].append(time.perf_counter() - t0)
+    return out
 
 
 def main(argv=None):
@@ -125,10 +128,11 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=20, help="sources (x 9 targets)")
     p.add_argument("--batch-size", type=int, default=256,
                    help="pairs crafted together, by both implementations (default: 256)")
-    p.add_argument("--modes", default="forward,vjp",
+    p.add_argument("--modes", default="forward,reverse,vjp",
                    help="fwdderiv Jacobian modes to time (comma separated)")
     p.add_argument("--repeats", type=int, default=3,
-                   help="timed runs of every method; the median is reported (default 3)")
+                   help="timed rounds; in each round every method runs once, in turn "
+                        "(A B C A B C ...); the median and range are reported (default 3)")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = p.parse_args(argv)
     data_dir = args.data_dir or _shared_mnist()
@@ -136,25 +140,28 @@ def main(argv=None):
     net, x, src, tgt, name = load_case(data, data_dir, args.samples)
     print(f"{name}: {len(x)} (sample, target) pairs, Upsilon {UPSILON}, theta +1, "
           f"batch {args.batch_size}", flush=True)
-    rows = {}
+    runners = {}
     for mode in [m for m in args.modes.split(",") if m]:
-        x_adv, sec, times = run_fwdderiv(net, x, tgt, args.batch_size, args.repeats, mode=mode)
-        rows[f"fwdderiv jsma ({mode})"] = score(net, x, x_adv, tgt, sec, times)
-        print(f"  fwdderiv {mode}: {sec:.2f} s (median of {len(times)})", flush=True)
-    if available("art") and available("torch"):
-        x_adv, sec, times = run_art(net, x, tgt, args.batch_size, repeats=args.repeats)
-        rows["ART SaliencyMapMethod"] = score(net, x, x_adv, tgt, sec, times)
-        print(f"  ART: {sec:.2f} s (median of {len(times)})", flush=True)
+        runners[f"fwdderiv jsma ({mode})"] = fwdderiv_runner(net, x, tgt, args.batch_size,
+                                                             mode=mode)
+    have_art = available("art") and available("torch")
+    if have_art:
+        runners["ART SaliencyMapMethod"] = art_runner(net, x, tgt, args.batch_size)
         # ART continues while picked / M <= gamma, so it may take one pair more than
         # floor(Upsilon * M / 2); this gamma stops it at fwdderiv's (the paper's) count.
         m = x[0].size
         pairs = int(UPSILON * m) // 2
-        x_adv, sec, times = run_art(net, x, tgt, args.batch_size, gamma=(2 * pairs - 1) / m,
-                                    repeats=args.repeats)
-        rows["ART, same max features"] = score(net, x, x_adv, tgt, sec, times)
+        runners["ART, same max features"] = art_runner(net, x, tgt, args.batch_size,
+                                                       gamma=(2 * pairs - 1) / m)
     else:
         print("ART not installed (pip install adversarial-robustness-toolbox): skipped",
               file=sys.stderr)
+    timings = alternate(runners, args.repeats)
+    rows = {}
+    for name, (x_adv, times) in timings.items():
+        rows[name] = score(net, x, x_adv, tgt, float(np.median(times)), times)
+        print(f"  {name}: {rows[name]['seconds']:.2f} s (median of {len(times)}: "
+              f"{', '.join(f'{t:.2f}' for t in times)})", flush=True)
     print(f"\n| method | samples/s | success | distortion (successful) | distortion (all) "
           f"| max changed / budget |\n|---|---|---|---|---|---|")
     for k, r in rows.items():
@@ -163,11 +170,18 @@ def main(argv=None):
               f"{'-' if ds_ is None else f'{100 * ds_:.2f}%'} | "
               f"{100 * r['distortion_all']:.2f}% | {r['max_changed_features']} / "
               f"{r['budget_features']} |")
-    art = rows.get("ART SaliencyMapMethod")
+    art = timings.get("ART SaliencyMapMethod")
     if art:
-        for k, r in rows.items():
+        # Throughput ratio per round (the runs of one round are adjacent in time), then
+        # its median and range over the rounds.
+        for k, (_, times) in timings.items():
             if k.startswith("fwdderiv"):
-                print(f"{k}: {r['samples_per_s'] / art['samples_per_s']:.2f}x ART throughput")
+                ratios = np.array(art[1]) / np.array(times)
+                rows[k]["ratio_vs_art"] = {"median": float(np.median(ratios)),
+                                           "min": float(ratios.min()),
+                                           "max": float(ratios.max())}
+                print(f"{k}: {np.median(ratios):.2f}x ART throughput (per round "
+                      f"{ratios.min():.2f}-{ratios.max():.2f}x, {len(ratios)} rounds)")
     if args.json:
         args.json.write_text(json.dumps({"case": name, "pairs": len(x), "rows": rows},
                                         indent=1))

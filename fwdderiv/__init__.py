@@ -11,6 +11,8 @@ from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, L
                      MaxPool2d, Pad2d, ReLU, Sigmoid, Softmax, Tanh)
 from .layers import Add, Concat, Mul, Pad, Reshape, Scale, Slice
 from . import attacks, models, training  # noqa: E402  (they import the layers above)
+from .gradients import loss_gradient  # noqa: E402
+from . import attribution  # noqa: E402
 from . import regularization  # noqa: E402
 
 __version__ = "0.1.0"
@@ -20,4 +22,4 @@ __all__ = ["attacks", "training", "Add", "Concat", "Mul", "Pad", "Reshape", "Sca
            "Flatten", "Graph", "Layer", "Linear",
            "LogSoftmax", "MaxPool2d", "Pad2d", "ReLU", "Sequential", "Sigmoid", "Softmax",
            "Tanh", "Trace", "config", "datasets", "load", "models", "numeric", "save", "tune_process",
-           "regularization"]
+           "loss_gradient", "attribution", "regularization"]

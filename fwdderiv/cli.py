@@ -4,8 +4,16 @@ import argparse
 import importlib
 import sys
 
+from fwdderiv.commands._common import (add_download_option, add_progress_options,
+                                       first_run_notice_after)
+
+#: Seconds a command runs before the first-run notice appears (when Numba has not
+#: compiled the kernels yet): a command that fails its checks at once prints only its
+#: error.
+NOTICE_DELAY = 2.0
+
 #: Subcommands in the order ``--help`` lists them.
-COMMANDS = ["reproduce", "jacobian", "train", "robustness"]
+COMMANDS = ["reproduce", "jacobian", "train", "attribute", "attack", "robustness"]
 
 
 def build_parser():
@@ -15,10 +23,22 @@ def build_parser():
                     "layer, after Papernot et al., 'The Limitations of Deep Learning in "
                     "Adversarial Settings' (EuroS&P 2016).",
         epilog="Run 'fwdderiv COMMAND --help' for the options of a command.")
+    parser.add_argument("--version", action="version", version=f"fwdderiv {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"fwdderiv.commands.{name}").add_parser(sub)
+        # every command alike: --progress/--no-progress, and --download beside --data-dir
+        add_download_option(add_progress_options(sub.choices[name]))
     return parser
+
+
+def _version():
+    from fwdderiv import __version__
+    return __version__
+
+
+def _one_line(err):
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def main(argv=None):
@@ -29,14 +49,19 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
+    notice = first_run_notice_after(NOTICE_DELAY)
     try:
         return int(args.run(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
-        print(f"fwdderiv {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, ImportError) as err:
+        # user errors (bad option values, missing or unreadable files, a full disk): one
+        # line, no traceback; OSError covers FileNotFoundError and DownloadError
+        print(f"fwdderiv {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"fwdderiv {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        notice.cancel()
 
 
 if __name__ == "__main__":

@@ -13,14 +13,16 @@ import math
 
 import numpy as np
 
+from .._validation import (check_classifier, check_finite, check_int, check_max_memory,
+                           check_real)
 from ._progress import make_progress
 from .pairs import best_pairs
-from .saliency import (_as_targets, _check_output_layer, forward_derivative, target_terms,
-                       target_terms_vjp)
+from .saliency import (_as_targets, _check_output_layer, forward_derivative, softmax_output,
+                       target_terms, target_terms_vjp)
 
 __all__ = ["JSMAResult", "jsma", "expand_targets", "jsma_untargeted"]
 
-DOMAIN_POLICIES = ("saturated", "picked")
+DOMAIN_POLICIES = ("saturated", "picked", "paper")
 MODES = ("forward", "reverse", "vjp")
 
 
@@ -69,13 +71,17 @@ def _validate(x, theta, upsilon, clip, domain_policy, mode):
     if x.ndim < 2:
         raise ValueError(f"jsma expected x of shape (N, *S) with a batch axis, got "
                          f"{x.shape}; add one with x[None].")
-    if not np.isfinite(theta) or theta == 0:
-        raise ValueError(f"jsma expected a nonzero finite theta (+1 increases features, "
-                         f"-1 decreases them), got {theta}.")
-    if not 0 <= upsilon <= 1:
-        raise ValueError(f"jsma expected upsilon, the largest fraction of features to "
-                         f"change, in [0, 1], got {upsilon}; the paper uses 0.145.")
-    lo, hi = clip
+    theta = check_real(theta, "theta", "jsma", nonzero=True,
+                       hint="+1 increases features, -1 decreases them")
+    upsilon = check_real(upsilon, "upsilon", "jsma", 0, 1,
+                         hint="the largest fraction of features to change; the paper "
+                              "uses 0.145")
+    try:
+        lo, hi = clip
+    except (TypeError, ValueError):
+        raise TypeError(f"jsma expected clip=(low, high), got {clip!r}") from None
+    lo = check_real(lo, "clip[0]", "jsma")
+    hi = check_real(hi, "clip[1]", "jsma")
     if not lo < hi:
         raise ValueError(f"jsma expected clip=(low, high) with low < high, got {clip}.")
     if mode not in MODES:
@@ -84,13 +90,15 @@ def _validate(x, theta, upsilon, clip, domain_policy, mode):
     if domain_policy not in DOMAIN_POLICIES:
         raise ValueError(f"jsma expected domain_policy in {DOMAIN_POLICIES}, got "
                          f"{domain_policy!r}.")
-    return float(lo), float(hi)
+    check_finite(x, "jsma")
+    return theta, upsilon, lo, hi
 
 
 def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
          domain_policy="saturated", logits=False, mode="forward", pair_method="numba",
          batch_size=256, max_iter=None, max_memory=None, progress=None,
-         compute_dtype=np.float64):
+         compute_dtype=np.float64, workers=None, scheduler=None, shard_dir=None,
+         shard_size=None):
     """Craft targeted adversarial samples with the JSMA (Papernot et al. 2016).
 
     Parameters
@@ -110,13 +118,24 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
         than ``floor(upsilon * M)`` changed features (paper: 0.145).
     clip : (float, float)
         Valid feature range; every modified value is clipped into it.
-    domain_policy : {"saturated", "picked"}
-        When a feature leaves the search domain Gamma. ``"saturated"`` (default, the
-        paper's Algorithm 2) removes it once it reaches the clip bound that theta
-        pushes towards, so a feature moved by a fraction of the range may be picked
-        again; ``"picked"`` removes every feature as soon as it is chosen. With
-        ``|theta| >= hi - lo`` both are the same. In both, Gamma starts with the
-        features that can still move in theta's direction (not at that bound).
+    domain_policy : {"saturated", "picked", "paper"}
+        The search domain Gamma: which features it starts with and when a feature
+        leaves it.
+
+        - ``"saturated"`` (default): Gamma starts with the features that can still move
+          in theta's direction (not already at that clip bound), as cleverhans's JSMA
+          does; a feature leaves once it reaches that bound (or if its step was lost to
+          rounding), so a feature moved by a fraction of the range may be picked again.
+        - ``"paper"``: Gamma starts with *every* feature, as the paper's Algorithm 2
+          initialises it (``Gamma = {1 ... |X|}``); features leave by the same rule as
+          ``"saturated"``. A feature already at the bound can then be picked: its step
+          changes nothing (the clip undoes it), it does not count towards the
+          distortion, and it leaves Gamma. With ``theta = +1`` on MNIST such picks are
+          the only difference from ``"saturated"``.
+        - ``"picked"``: starts as ``"saturated"``; every feature leaves as soon as it is
+          chosen, even when ``|theta|`` is smaller than the range.
+
+        With ``|theta| >= hi - lo``, ``"saturated"`` and ``"picked"`` are the same.
     logits : bool
         Differentiate the logits ``Z = net[:-1]`` instead of ``F``.
     mode : {"forward", "reverse", "vjp"}
@@ -145,6 +164,19 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
         ``-alpha``, and in float32 the rounding noise of a saturated output can flip the
         sign tests of the pair search. ``x_adv`` keeps the input's dtype, and the
         returned predictions and success flags are evaluated on it in that dtype.
+    workers : int or None
+        Craft on a local ``dask.distributed`` cluster of this many worker processes
+        (needs ``pip install 'fwdderiv[distributed]'``), sharded by rows; the results
+        are identical to the single-process run.
+    scheduler : str, distributed.Client or None
+        Craft on an existing Dask cluster instead (scheduler address or client).
+    shard_dir : path or None
+        Write every finished shard there at once and, on a later call with the same
+        inputs and settings, load finished shards instead of recomputing them (resume
+        after an interruption). Works with or without a cluster.
+    shard_size : int or None
+        Rows per shard (default 288 = 32 sources x 9 targets); see
+        :mod:`fwdderiv.attacks.distributed`.
 
     Returns
     -------
@@ -159,15 +191,20 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
     >>> res.x_adv.shape, res.success.dtype
     ((2, 1, 8, 8), dtype('bool'))
     """
-    lo, hi = _validate(x, theta, upsilon, clip, domain_policy, mode)
-    if int(batch_size) < 1:
-        raise ValueError(f"jsma expected a positive batch_size, got {batch_size}.")
+    theta, upsilon, lo, hi = _validate(x, theta, upsilon, clip, domain_policy, mode)
+    batch_size = check_int(batch_size, "batch_size", "jsma", minimum=1)
+    if max_iter is not None:
+        max_iter = check_int(max_iter, "max_iter", "jsma", minimum=0)
+    max_memory = check_max_memory(max_memory, "jsma")
+    if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise ValueError(f"jsma expected workers, the number of local Dask worker "
+                         f"processes, as a positive int, got {workers!r}; pass None to "
+                         "craft in this process.")
     if logits:
         _check_output_layer(net, logits, "jsma")
     n = x.shape[0]
     m = int(np.prod(x.shape[1:]))
-    y0 = net(x[:1]) if n else np.zeros((1, 2))
-    n_classes = int(np.prod(y0.shape[1:]))
+    n_classes = check_classifier(net, x.shape[1:], "jsma")
     t = _as_targets(targets, n, n_classes, "jsma")
     if n and (x.min() < lo or x.max() > hi):
         raise ValueError(f"jsma expected x inside clip={clip}, got values from {x.min()} "
@@ -175,11 +212,36 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
     budget = int(math.floor(upsilon * m + 1e-9))
     if max_iter is None:
         max_iter = budget * int(math.ceil((hi - lo) / abs(theta))) + 1
+        if domain_policy == "paper":
+            # A pick of a feature already at the bound changes nothing and removes it
+            # from Gamma: at most M / 2 such iterations come on top.
+            max_iter += (m + 1) // 2
     x_adv = x.copy()
     out = dict(success=np.zeros(n, bool), n_changed=np.zeros(n, np.int64),
                iterations=np.zeros(n, np.int64), original=np.zeros(n, np.int64),
                predictions=np.zeros(n, np.int64))
     bar = make_progress(progress, n, "jsma")
+    if workers is not None or scheduler is not None or shard_dir is not None:
+        from .distributed import craft_sharded
+        kwargs = dict(theta=theta, upsilon=upsilon, clip=clip, domain_policy=domain_policy,
+                      logits=logits, mode=mode, pair_method=pair_method,
+                      batch_size=batch_size, max_iter=max_iter, max_memory=max_memory,
+                      compute_dtype=compute_dtype)
+        settings = {k: (str(np.dtype(v)) if k == "compute_dtype" and v is not None else v)
+                    for k, v in kwargs.items()}
+        settings["clip"] = list(clip)
+        try:
+            out = craft_sharded(net, x, t, kwargs, workers=workers, scheduler=scheduler,
+                                shard_dir=shard_dir, shard_size=shard_size, bar=bar,
+                                settings=settings)
+        finally:
+            bar.close()
+        if out is None:
+            out = dict(x_adv=x.copy(), success=np.zeros(0, bool),
+                       **{f: np.zeros(0, np.int64) for f in
+                          ("n_changed", "iterations", "original", "predictions")})
+        return JSMAResult(distortion=out["n_changed"] / max(m, 1), targets=t, n_features=m,
+                          budget=budget, **out)
     n_success = [0]
 
     def notify(k, k_success):
@@ -209,7 +271,10 @@ def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy,
     x0 = x.reshape(n, -1)
     xf = x_adv.reshape(n, -1)
     dt = x.dtype.type
-    domain = xf < hi if theta > 0 else xf > lo
+    if policy == "paper":
+        domain = np.ones(xf.shape, bool)
+    else:
+        domain = xf < hi if theta > 0 else xf > lo
     changed = np.zeros(xf.shape, bool)
     active = np.arange(n)
     while active.size:
@@ -229,7 +294,7 @@ def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy,
         else:
             y, J = forward_derivative(net, xc, logits=logits, mode=mode,
                                       max_memory=max_memory)
-            alpha, beta = target_terms(J, t[stepping])
+            alpha, beta = target_terms(J, t[stepping], softmax=softmax_output(net, logits))
         pred = y.reshape(stepping.size, -1).argmax(axis=1)
         out["predictions"][stepping] = pred
         hit = pred == t[stepping]

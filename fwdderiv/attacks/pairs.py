@@ -11,6 +11,13 @@ features, ``theta > 0``) or ``A < 0, B > 0`` (decreasing features, ``theta < 0``
 the paper, the running maximum starts at 0 and only a strictly larger score replaces it,
 so ties go to the first pair in lexicographic ``(p, q)`` order, ``p < q``.
 
+Before the search, ``alpha`` and ``beta`` of every sample are scaled by powers of two so
+that their largest magnitudes lie in ``[0.5, 1)`` (:func:`_normalise`). Scaling by a
+power of two is exact, and it multiplies every score of a sample by the same factor, so
+the chosen pair is the one of the unscaled values; but ``-A * B`` no longer underflows
+when the target probability, and with it ``alpha``, is tiny (``F_t`` near 1e-300 gives
+scores near 1e-600, which are 0 in float64).
+
 Two implementations give identical answers: a Numba loop over the domain (memory
 ``O(M)``, the default) and a vectorised NumPy search over blocks of rows whose size is
 set by a byte budget, so no ``M x M`` score matrix is ever held beyond that budget.
@@ -39,6 +46,17 @@ def _check(alpha, beta, domain):
                         "pass domain.astype(bool).")
     return (np.ascontiguousarray(alpha), np.ascontiguousarray(beta),
             np.ascontiguousarray(domain))
+
+
+def _normalise(v):
+    """``v`` (N, M) scaled per row by ``2**e`` so that ``max|v|`` lies in [0.5, 1), and
+    ``e`` (N,); rows of zeros (or non-finite maxima) are left as they are (e = 0)."""
+    peak = np.abs(v).max(axis=1) if v.shape[1] else np.zeros(v.shape[0], v.dtype)
+    ok = np.isfinite(peak) & (peak > 0)
+    e = np.where(ok, -np.frexp(np.where(ok, peak, 1))[1], 0).astype(np.int64)
+    if not e.any():
+        return v, e
+    return np.ldexp(v, e[:, None].astype(np.int32)).astype(v.dtype, copy=False), e
 
 
 def _rows_per_block(n, m, itemsize, max_memory):
@@ -103,7 +121,8 @@ def best_pairs(alpha, beta, domain, increasing=True, method="numba", max_memory=
     p, q : ndarray of shape (N,), int64
         Chosen pair with ``p < q``, or ``-1`` where no admissible pair exists.
     score : ndarray of shape (N,), float64
-        ``-A * B`` of the chosen pair, 0 where none exists.
+        ``-A * B`` of the chosen pair, 0 where none exists (it may underflow to 0 for
+        tiny ``alpha`` or ``beta``; the pair is still chosen on exact rescaled values).
 
     Examples
     --------
@@ -114,6 +133,13 @@ def best_pairs(alpha, beta, domain, increasing=True, method="numba", max_memory=
     (0, 2)
     """
     alpha, beta, domain = _check(alpha, beta, domain)
+    alpha, ea = _normalise(alpha)
+    beta, eb = _normalise(beta)
+    p, q, score = _search(alpha, beta, domain, increasing, method, max_memory)
+    return p, q, np.ldexp(score, -(ea + eb).astype(np.int32))
+
+
+def _search(alpha, beta, domain, increasing, method, max_memory):
     if method == "numba":
         from ._kernels import best_pairs_kernel
         n = alpha.shape[0]

@@ -1,7 +1,7 @@
 """Figures of a JSMA run (matplotlib, an optional extra: ``pip install fwdderiv[data]``)."""
 import numpy as np
 
-__all__ = ["require_matplotlib", "plot_adversarial_grid", "plot_saliency_maps"]
+__all__ = ["require_matplotlib", "plot_adversarial_grid", "plot_saliency_maps", "plot_hardness"]
 
 
 def require_matplotlib(who="fwdderiv"):
@@ -98,4 +98,36 @@ def plot_saliency_maps(samples, maps, sources, path, titles=None):
                  "feature", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_hardness(H, path, title=None):
+    """The paper's hardness figure: H(s, t) as a heat map, row source, column target.
+
+    Parameters
+    ----------
+    H : ndarray of shape (K, K)
+        :func:`~fwdderiv.attacks.metrics.hardness_matrix`; NaN cells are drawn blank.
+    path : str or Path
+        PNG file to write.
+    title : str, optional
+    """
+    plt = require_matplotlib("plot_hardness")
+    k = H.shape[0]
+    fig, ax = plt.subplots(figsize=(5.5, 4.6))
+    im = ax.imshow(np.ma.masked_invalid(H), cmap="viridis")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("target class")
+    ax.set_ylabel("source class")
+    for s in range(k):
+        for t in range(k):
+            if np.isfinite(H[s, t]):
+                ax.text(t, s, f"{H[s, t]:.3f}", ha="center", va="center", fontsize=5,
+                        color="w")
+    fig.colorbar(im, ax=ax, label="hardness H(s, t)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
     plt.close(fig)

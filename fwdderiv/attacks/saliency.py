@@ -17,30 +17,45 @@ Eq. (8) (features to increase) keeps ``alpha_i * |beta_i|`` where ``alpha_i >= 0
 Both maps come from the full Jacobian ``J[n, j, i] = dF_j/dx_i`` that the engine
 computes in forward mode (``net.jacobian(x)``), one column per input feature.
 
-Note: when ``F`` ends in a softmax, ``sum_j F_j = 1`` and therefore
-``beta = -alpha`` up to rounding; differentiating the logits ``Z`` (``logits=True``)
-keeps the two terms independent.
+Numerics. When the differentiated output is a softmax, ``sum_j F_j = 1`` and therefore
+``beta = -alpha`` exactly. Summing the other rows explicitly cancels catastrophically once
+``F_t`` is tiny (the rows are of order ``F_j`` while their sum is of order ``F_t``), so
+for a softmax output ``beta`` is set to ``-alpha`` (``softmax=True``; the attack functions
+detect it from the network). For any other output (``logits=True``, or a network that
+does not end in Softmax) the two terms are independent and ``beta`` is a compensated
+(Neumaier) sum over the other rows, accurate to a few units in the last place even when
+the rows cancel.
 """
 import numpy as np
 
+from .._validation import as_float_array, check_class_indices, check_classifier, check_finite
+
 __all__ = ["forward_derivative", "target_terms", "target_terms_vjp", "saliency_from_jacobian",
-           "saliency_map"]
+           "saliency_map", "softmax_output"]
 
 
 def _as_targets(targets, n, n_classes, who):
-    t = np.asarray(targets)
-    if t.ndim == 0:
-        t = np.full(n, int(t), dtype=np.int64)
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"{who} expected integer class indices as targets, got dtype "
-                        f"{t.dtype}; pass labels such as np.array([3, 7]), not one-hot rows.")
-    if t.shape != (n,):
-        raise ValueError(f"{who} expected one target per sample, shape ({n},), got "
-                         f"{t.shape}; pass an int or an array with one class per row of x.")
-    if n and (t.min() < 0 or t.max() >= n_classes):
-        raise ValueError(f"{who} expected targets in [0, {n_classes}), got values from "
-                         f"{t.min()} to {t.max()}; the network has {n_classes} outputs.")
-    return t.astype(np.int64)
+    return check_class_indices(targets, n, n_classes, who)
+
+
+def softmax_output(net, logits=False):
+    """True when the function the attack differentiates is a softmax: ``logits=False``
+    and the network's last layer is a ``Softmax``. Then ``beta = -alpha`` exactly."""
+    return not logits and type(net[-1]).__name__ == "Softmax"
+
+
+def _neumaier_sum(rows):
+    """Compensated sum over the first axis of ``rows`` (shape (K, ...)), Neumaier's
+    variant of Kahan summation: the rounding error of every addition is carried in a
+    second accumulator, so cancelling rows keep their small remainder."""
+    s = np.array(rows[0], copy=True)
+    c = np.zeros_like(s)
+    for r in rows[1:]:
+        t = s + r
+        big = np.abs(s) >= np.abs(r)
+        c += np.where(big, (s - t) + r, (r - t) + s)
+        s = t
+    return s + c
 
 
 def _check_output_layer(net, logits, who):
@@ -85,7 +100,7 @@ def forward_derivative(net, x, logits=False, mode="forward", max_memory=None):
     return y, J.reshape(n, y.shape[1], -1)
 
 
-def target_terms(J, targets):
+def target_terms(J, targets, softmax=False):
     """The two sums of the saliency map: ``alpha`` (target) and ``beta`` (others).
 
     Parameters
@@ -94,14 +109,18 @@ def target_terms(J, targets):
         Forward derivative.
     targets : ndarray of shape (N,) or int
         Target class per sample.
+    softmax : bool
+        ``J`` is the Jacobian of a softmax output (its rows sum to zero), so
+        ``beta = -alpha`` exactly and no sum is formed. Pass
+        ``softmax_output(net, logits)``.
 
     Returns
     -------
     alpha : ndarray of shape (N, M)
         ``dF_t/dx_i``.
     beta : ndarray of shape (N, M)
-        ``sum_{j != t} dF_j/dx_i``, summed over the other classes explicitly (not as the
-        total minus the target, which would cancel catastrophically for softmax outputs).
+        ``-alpha`` when ``softmax``; otherwise ``sum_{j != t} dF_j/dx_i`` as a
+        compensated (Neumaier) sum over the other classes.
     """
     J = np.asarray(J)
     if J.ndim != 3:
@@ -111,20 +130,25 @@ def target_terms(J, targets):
     t = _as_targets(targets, n, k, "target_terms")
     rows = np.arange(n)
     alpha = J[rows, t]
+    if softmax:
+        return alpha, -alpha
     others = np.ones((n, k), dtype=bool)
     others[rows, t] = False
-    beta = np.where(others[:, :, None], J, 0).sum(axis=1, dtype=J.dtype)
-    return alpha, beta
+    beta = _neumaier_sum(np.moveaxis(np.where(others[:, :, None], J, 0), 1, 0))
+    return alpha, beta.astype(J.dtype, copy=False)
 
 
 def target_terms_vjp(net, x, targets, logits=False):
     """``alpha`` and ``beta`` as two vector-Jacobian products, without the full Jacobian.
 
-    ``alpha = e_t^T J`` and ``beta = (1 - e_t)^T J``: two cotangents pulled back through
+    ``alpha = e_t^T J`` and ``beta = (1 - e_t)^T J``: cotangents pulled back through
     the network (reverse mode) instead of the ``M`` tangent directions of the forward
-    derivative or the ``K`` cotangents of a reverse Jacobian. The numbers agree with
-    :func:`target_terms` of :func:`forward_derivative` up to rounding (``beta`` is summed
-    inside the backward pass rather than row by row).
+    derivative or the ``K`` cotangents of a reverse Jacobian. For a softmax output only
+    ``alpha`` is pulled back and ``beta = -alpha`` exactly (pulling back ``1 - e_t``
+    through the softmax forms ``1 - (1 - F_t)``, which loses all precision once ``F_t``
+    is tiny); otherwise two cotangents are pulled back and ``beta`` is summed inside the
+    backward pass. The numbers agree with :func:`target_terms` of
+    :func:`forward_derivative` up to rounding.
 
     Parameters
     ----------
@@ -145,16 +169,20 @@ def target_terms_vjp(net, x, targets, logits=False):
     n = x.shape[0]
     k = int(np.prod(f.output_shape(x.shape[1:])))
     t = _as_targets(targets, n, k, "target_terms_vjp")
-    gy = np.zeros((n, 2, k), dtype=x.dtype)
+    sm = softmax_output(net, logits)
+    rows = 1 if sm else 2
+    gy = np.zeros((n, rows, k), dtype=x.dtype)
     gy[np.arange(n), 0, t] = 1
-    gy[:, 1] = 1
-    gy[np.arange(n), 1, t] = 0
-    y, gx = f.vjp(x, gy.reshape((n, 2) + tuple(f.output_shape(x.shape[1:]))))
-    gx = gx.reshape(n, 2, -1)
-    return y.reshape(n, -1), gx[:, 0], gx[:, 1]
+    if not sm:
+        gy[:, 1] = 1
+        gy[np.arange(n), 1, t] = 0
+    y, gx = f.vjp(x, gy.reshape((n, rows) + tuple(f.output_shape(x.shape[1:]))))
+    gx = gx.reshape(n, rows, -1)
+    alpha = gx[:, 0]
+    return y.reshape(n, -1), alpha, (-alpha if sm else gx[:, 1])
 
 
-def saliency_from_jacobian(J, targets, increasing=True):
+def saliency_from_jacobian(J, targets, increasing=True, softmax=False):
     """Single-feature adversarial saliency map, eq. (8) or eq. (9).
 
     Parameters
@@ -166,6 +194,9 @@ def saliency_from_jacobian(J, targets, increasing=True):
     increasing : bool
         True for eq. (8) (features whose increase favours ``t``), False for eq. (9)
         (features whose decrease favours ``t``).
+    softmax : bool
+        ``J`` differentiates a softmax output: ``beta = -alpha`` exactly (see
+        :func:`target_terms`).
 
     Returns
     -------
@@ -178,7 +209,7 @@ def saliency_from_jacobian(J, targets, increasing=True):
     >>> saliency_from_jacobian(J, [0])
     array([[2., 0.]])
     """
-    alpha, beta = target_terms(J, targets)
+    alpha, beta = target_terms(J, targets, softmax=softmax)
     if increasing:
         keep = (alpha >= 0) & (beta <= 0)
         s = alpha * np.abs(beta)
@@ -219,6 +250,8 @@ def saliency_map(net, x, targets, increasing=True, logits=False, mode="forward",
     >>> saliency_map(net, x, 3).shape
     (1, 1, 8, 8)
     """
-    x = np.asarray(x)
+    x = check_finite(as_float_array(x, "saliency_map"), "saliency_map")
+    check_classifier(net, x.shape[1:], "saliency_map")
     _, J = forward_derivative(net, x, logits=logits, mode=mode, max_memory=max_memory)
-    return saliency_from_jacobian(J, targets, increasing).reshape(x.shape)
+    return saliency_from_jacobian(J, targets, increasing,
+                                  softmax=softmax_output(net, logits)).reshape(x.shape)

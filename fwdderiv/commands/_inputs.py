@@ -1,11 +1,13 @@
 """Models and real input batches for the command line."""
 import numpy as np
 
-from .. import datasets, models
-from ..models.trained import build_model
+from .. import models
+from ..models.trained import RECIPES, build_model
+from ._common import CommandError, load_data
 
 
-def model_and_images(model, data_dir, batch, trained, seed=0, progress=None):
+def model_and_images(model, data_dir, batch, trained, seed=0, progress=None,
+                     download=False):
     """A zoo model and a batch of real held-out images shaped for it.
 
     Without ``data_dir`` the images are scikit-learn's 8x8 digits (offline) and the default
@@ -16,7 +18,16 @@ def model_and_images(model, data_dir, batch, trained, seed=0, progress=None):
     """
     dataset = "mnist" if data_dir else "digits"
     model = model or ("lenet5" if data_dir else "digits_net")
-    ds = datasets.load_dataset(dataset, data_dir=data_dir)
+    if model not in models.ZOO:
+        raise CommandError(f"--model {model} is not a zoo model; choose one of "
+                           f"{', '.join(sorted(models.ZOO))}")
+    if trained and (model, dataset) not in RECIPES:
+        fits = sorted(m for m, d in RECIPES if d == dataset)
+        raise CommandError(
+            f"--model {model} is not trained on the {dataset} images; use --model "
+            f"{' or '.join(fits)}, {'drop' if data_dir else 'give'} --data-dir, or add "
+            "--untrained")
+    ds = load_data(dataset, data_dir, download=download)
     x, y = ds.x_test[:batch], ds.y_test[:batch]
     if trained:
         net = models.pretrained(model, dataset=dataset, data_dir=data_dir, seed=seed,

@@ -6,7 +6,10 @@ import numpy as np
 
 from ..core.kinks import kink_census
 from ..numeric import jacobian_fd
+from ._common import add_download_option, add_progress_options, show_progress
 from ._inputs import model_and_images
+
+MODELS = ("lenet5", "lenet_mnist", "mnist_convnet", "mlp", "digits_net")
 
 SHADES = " .:-=+*#%@"
 
@@ -18,7 +21,7 @@ def add_parser(sub):
                     "zoo model for a small batch of real images, check it against reverse mode "
                     "and central finite differences, and show which input pixels move each "
                     "class probability most.")
-    p.add_argument("--model", default=None,
+    p.add_argument("--model", default=None, metavar="MODEL",
                    help="zoo model: lenet5, lenet_mnist, mnist_convnet, mlp, digits_net "
                         "(default: digits_net on the digits, lenet5 with --data-dir)")
     p.add_argument("--batch", type=int, default=4, help="number of images (default: 4)")
@@ -35,6 +38,7 @@ def add_parser(sub):
     p.add_argument("--trace", action="store_true",
                    help="also print dH_k/dx layer by layer (shape, share of non-zeros)")
     p.add_argument("--seed", type=int, default=0, help="model seed (default: 0)")
+    add_download_option(add_progress_options(p))
     p.set_defaults(run=run)
     return p
 
@@ -56,8 +60,18 @@ def heatmap(a):
 def run(args):
     if args.batch < 1:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
+    if args.fd_examples < 0:
+        raise ValueError(f"--fd-examples must be >= 0 (0 skips the check), got "
+                         f"{args.fd_examples}")
+    if args.fd_examples > args.batch:
+        raise ValueError(f"--fd-examples ({args.fd_examples}) cannot exceed --batch "
+                         f"({args.batch}); lower it or raise --batch")
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
     net, x, labels, ds = model_and_images(args.model, args.data_dir, args.batch,
-                                          trained=not args.untrained, seed=args.seed)
+                                          trained=not args.untrained, seed=args.seed,
+                                          progress=show_progress(args),
+                                          download=args.download)
     x = x.astype(args.dtype)
     print(f"model      {args.model or ('lenet5' if args.data_dir else 'digits_net')} "
           f"({'untrained' if args.untrained else 'trained'}), "

@@ -1,9 +1,13 @@
 """``fwdderiv train``: train a model of the zoo on MNIST or the scikit-learn digits."""
 import argparse
+import os
 import sys
+from pathlib import Path
 import textwrap
 
 from fwdderiv.models.trained import RECIPE, RECIPES, TRAIN_THREADS, recipe
+
+from ._common import CommandError, add_download_option, add_progress_options, load_data
 
 MODELS = ("lenet5", "lenet_mnist", "mnist_convnet", "mlp", "digits_net")
 DATASETS = ("digits", "mnist")
@@ -69,9 +73,9 @@ def add_parser(subparsers):
                         f"{TRAIN_THREADS}: minibatches are too small for more to pay; 0 keeps "
                         "the libraries' defaults)")
     p.add_argument("--output", "-o", default=None, metavar="PATH",
-                   help="write the trained network here (.npz, read with fwdderiv.load)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (it is shown only on a terminal anyway)")
+                   help="write the trained network here (.npz, read with fwdderiv.load; "
+                        "default: MODEL-DATASET-seedSEED.npz in the current folder)")
+    add_download_option(add_progress_options(p))
     p.set_defaults(run=run)
     return p
 
@@ -83,14 +87,27 @@ def _error(message):
 
 def run(args):
     """Run ``fwdderiv train`` with parsed ``args``; return the exit status."""
-    from fwdderiv.datasets import load_dataset
     from fwdderiv.models.trained import build_model
     from fwdderiv.training import evaluate, fit, save_checkpoint
 
     model = args.model or ("lenet5" if args.dataset == "mnist" else "digits_net")
-    if args.output is not None and not str(args.output).endswith(".npz"):
+    if args.output is None:
+        args.output = default_output(model, args.dataset, args.seed)
+        if Path(args.output).exists():
+            return _error(f"{args.output} exists (the default --output); pass --output PATH "
+                          "to write elsewhere, or name this file to replace it")
+    if not str(args.output).endswith(".npz"):
         return _error(f"--output must be a .npz path, got {args.output!r}; "
                       f"use {str(args.output) + '.npz'!r}")
+    if args.output is not None and os.path.isdir(args.output):
+        return _error(f"--output {args.output!r} is a directory; give a file path such as "
+                      f"{os.path.join(args.output, model + '.npz')!r}")
+    if args.data_dir is not None and args.dataset != "mnist":
+        return _error(f"--data-dir applies only to --dataset mnist, but the data set is "
+                      f"{args.dataset!r}; add --dataset mnist, or drop --data-dir")
+    if args.threads < 0:
+        return _error(f"--threads must be >= 0 (0 keeps the libraries' defaults), got "
+                      f"{args.threads}")
     try:
         hyper = recipe(model, args.dataset)
     except ValueError:
@@ -101,15 +118,17 @@ def run(args):
         if value is not None:
             hyper[key] = value
     try:
-        ds = load_dataset(args.dataset, data_dir=args.data_dir)
+        ds = load_data(args.dataset, args.data_dir, download=args.download)
+    except CommandError as err:
+        return _error(str(err))
     except (OSError, ValueError) as err:
-        return _error(f"cannot load data set {args.dataset!r}: {err}")
+        return _error(f"cannot load data set {args.dataset!r}: {' '.join(str(err).split())}")
     try:
         net = build_model(model, ds.input_shape, seed=args.seed)
     except ValueError as err:
         return _error(f"{err}. Data set {args.dataset!r} has images of shape "
                       f"{ds.input_shape}; pick a --model that takes them")
-    progress = False if args.no_progress else None
+    progress = args.progress                 # None: a bar only on a terminal
     print(f"training {model} on {ds.description}", file=sys.stderr)
     print("recipe: " + ", ".join(f"{k}={v}" for k, v in hyper.items()), file=sys.stderr)
     try:
@@ -122,7 +141,12 @@ def run(args):
     print(f"{model} on {args.dataset}: held-out accuracy {accuracy:.4f} "
           f"({len(ds.y_test)} images), final training loss {history.loss[-1]:.4f}, "
           f"{seconds:.1f} s training")
-    if args.output is not None:
-        path = save_checkpoint(net, args.output)
-        print(f"saved to {path}")
+    path = save_checkpoint(net, args.output)
+    print(f"saved to {path} (load it with fwdderiv.load)")
     return 0
+
+
+def default_output(model, dataset, seed):
+    """``--output`` when none is given: ``MODEL-DATASET-seedSEED.npz`` in the current
+    folder."""
+    return f"{model}-{dataset}-seed{seed}.npz"

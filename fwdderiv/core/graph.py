@@ -150,13 +150,6 @@ class Graph:
                         f"one layer with parameters; give each node its own layer")
                 owners[id(node.layer)] = node.name
         self._uses = uses
-        # how many leading nodes form a chain from the input (value k feeds only node k)
-        chain = 0
-        for k, node in enumerate(self._nodes):
-            if node.inputs != (k,) or uses[k] != 1:
-                break
-            chain = k + 1
-        self._chain = chain
 
     def _where(self, k, name=None):
         name = self._nodes[k].name if name is None else name
@@ -238,9 +231,10 @@ class Graph:
         Computes the primal from ``x`` (or takes each node's cache from ``caches``) and,
         if ``dx`` is given, pushes that tangent along: a tangent with batch 1 while ``n``
         examples run is shared by all of them, and stays shared through linear layers.
-        The first ``len(windows)`` nodes (a chain) carry windowed tangents
-        (:mod:`fwdderiv.core.local`); ``dense(T, window)`` converts the last of them.
-        An elementwise layer before a layer that ``takes_slope`` is applied inside it.
+        The first ``len(windows)`` nodes carry windowed tangents (:mod:`fwdderiv.core.local`;
+        ``windows[k]`` is the window of node k's value); leaving them, ``dense(T, window)``
+        converts every windowed value still to be read. An elementwise layer before a
+        layer that ``takes_slope`` is applied inside it.
         ``record(k, h, dh)`` sees every node's value and dense tangent (fusion off).
         Returns ``(y, dy, caches or None)``.
         """
@@ -249,7 +243,9 @@ class Graph:
         T = [dx] + [None] * L
         left = list(self._uses)
         kept = [] if keep else None
-        n_win, window, slope = len(windows), local.Window((1, 1), (1, 1), (0, 0)), None
+        n_win = len(windows)
+        win = [local.Window((1, 1), (1, 1), (0, 0))] + list(windows)   # per windowed value
+        fused = None               # the slope of an elementwise node taken ahead
         for k, node in enumerate(nodes):
             layer = node.layer
             if caches is None:
@@ -261,31 +257,44 @@ class Graph:
                 cache = caches[k]
             if keep:
                 kept.append(cache)
-            if dx is not None:
-                if k < n_win:
-                    nxt = nodes[k + 1].layer if k + 1 < n_win else None
-                    if record is None and getattr(layer, "elementwise", False) and \
-                            getattr(nxt, "takes_slope", False):
-                        T[k + 1], slope = T[k], layer.slope(cache)    # applied by nxt
-                    else:
-                        T[k + 1] = layer.window_jvp(cache, T[k], window, windows[k], n, slope)
-                        slope = None
-                    window = windows[k]
-                    if k + 1 == n_win or record is not None:
-                        dense_t = dense(T[k + 1], window) if slope is None else None
-                        if k + 1 == n_win:
-                            T[k + 1] = dense_t
-                        if record is not None:
-                            record(k, H[k + 1], dense_t)
+            if dx is not None and k < n_win:
+                if record is None and self._fuses_ahead(k, n_win):
+                    fused = layer.slope(cache)                  # applied by node k + 1
+                    T[k + 1] = T[node.inputs[0]]                # the tangent before f
+                elif fused is not None:
+                    v = node.inputs[0]
+                    T[k + 1] = layer.window_jvp(cache, T[v], win[v], win[k + 1], n, fused)
+                    fused = None
+                elif getattr(layer, "multi_input", False):
+                    T[k + 1] = layer.window_jvp(cache, [T[v] for v in node.inputs],
+                                                [win[v] for v in node.inputs], win[k + 1], n)
                 else:
-                    T[k + 1] = self._jvp_node(layer, cache, [T[v] for v in node.inputs], n)
-                    if record is not None:
-                        record(k, H[k + 1], T[k + 1])
+                    v = node.inputs[0]
+                    T[k + 1] = layer.window_jvp(cache, T[v], win[v], win[k + 1], n)
+                if record is not None:
+                    record(k, H[k + 1], dense(T[k + 1], win[k + 1]))
+            elif dx is not None:
+                T[k + 1] = self._jvp_node(layer, cache, [T[v] for v in node.inputs], n)
+                if record is not None:
+                    record(k, H[k + 1], T[k + 1])
             for v in node.inputs:
                 left[v] -= 1
                 if left[v] == 0:
                     H[v] = T[v] = None
+            if dx is not None and k + 1 == n_win:       # leaving the windowed region
+                for v in range(n_win + 1):
+                    if T[v] is not None:
+                        T[v] = dense(T[v], win[v])
         return H[-1], T[-1], kept
+
+    def _fuses_ahead(self, k, n_win):
+        """True if node k is elementwise and node k + 1, inside the windowed region, is its
+        only reader and takes its slope (a max-pool): k's windowed tangent is not built."""
+        if k + 1 >= n_win or not getattr(self._nodes[k].layer, "elementwise", False):
+            return False
+        nxt = self._nodes[k + 1]
+        return nxt.inputs == (k + 1,) and self._uses[k + 1] == 1 and \
+            getattr(nxt.layer, "takes_slope", False)
 
     @staticmethod
     def _jvp_node(layer, cache, dins, n):
@@ -491,7 +500,7 @@ class Graph:
             # depth: on a large input the last ones can outweigh dense direction chunks)
             while windows and plan is None:
                 plan = plan_windowed(steps, shapes, N, itemsize, max_memory, len(windows),
-                                     local.elements_per_example(shapes, windows))
+                                     self._window_elements(shapes, windows))
                 if plan is None:
                     windows = windows[:-1]
         if plan is None:
@@ -521,7 +530,25 @@ class Graph:
         return (y, J) if return_output else J
 
     def _windows(self, shapes):
-        return local.plan(self.layers[:self._chain], shapes)[1]
+        """The windows of the longest prefix of nodes with windowed rules."""
+        return local.plan_graph([(n.layer, n.inputs) for n in self._nodes], shapes)
+
+    def _window_elements(self, shapes, windows):
+        """Peak elements per example of the windowed region (for the memory planner):
+        every windowed value alive while a node runs, plus twice its output (a conv's
+        per-offset copy and product)."""
+        C0 = shapes[0][0]
+        size = [_size(shapes[0])] + [_size(shapes[k + 1]) * C0 * w.size[0] * w.size[1]
+                                     for k, w in enumerate(windows)]
+        last = {}
+        for k, node in enumerate(self._nodes[:len(windows)]):
+            for v in node.inputs:
+                last[v] = k
+        peak = 0
+        for k in range(len(windows)):
+            alive = sum(size[v] for v in range(k + 1) if last.get(v, len(windows)) >= k)
+            peak = max(peak, alive + 2 * size[k + 1])
+        return peak
 
     @staticmethod
     def _seed(s_in, d0, d1, dtype, windows, n):

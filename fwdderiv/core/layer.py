@@ -128,11 +128,10 @@ class Layer:
             f"derivatives (Jacobian regularisation) need; see fwdderiv.core.second_order")
 
     # -- optional fast paths (see the module doc); the defaults decline ------------------
-    def window_rule(self, window):
-        """The receptive-field window after this layer, or None (no windowed rule).
-
-        A pointwise linear layer keeps the window as it is."""
-        return window if self.pointwise and self.linear else None
+    def window_rule(self, *windows):
+        """The receptive-field window after this layer (given the window of each input),
+        or None (no windowed rule). A pointwise linear layer keeps the window as it is."""
+        return windows[0] if self.pointwise and self.linear and len(windows) == 1 else None
 
     def window_jvp(self, cache, T, window, nxt, n, slope=None):
         """The windowed tangent ``T`` of shape ``(N, H, W, C0, Rh, Rw, C)`` through the

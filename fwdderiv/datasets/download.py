@@ -118,8 +118,13 @@ def download_file(name, dest_dir, mirrors, md5, timeout=DOWNLOAD_TIMEOUT):
         the message lists each URL with its reason and how to proceed. No file or
         temporary file is left behind.
     ValueError
-        If ``mirrors`` is empty.
+        If ``mirrors`` is empty or ``md5`` is not a 32-character hexadecimal digest.
     """
+    if not isinstance(md5, str) or len(md5) != 32 or \
+            any(c not in "0123456789abcdef" for c in md5.lower()):
+        raise ValueError(f"download_file: an expected MD5 for {name} is required (32 "
+                         f"hexadecimal characters), got {md5!r}; every download is "
+                         "verified: pass the checksum published with the file")
     dest_dir = Path(dest_dir)
     mirrors = [mirrors] if isinstance(mirrors, str) else list(mirrors)
     if not mirrors:

@@ -48,6 +48,11 @@ MNIST_MIRRORS = (
 )
 
 
+#: Largest IDX payload load_mnist reads (the training images are 47 MB); a header
+#: declaring more is refused before anything is decompressed.
+MAX_IDX_BYTES = 1 << 28
+
+
 def default_data_dir():
     """Return the base data directory: ``$FWDDERIV_DATA_DIR`` or ``~/.cache/fwdderiv/data``.
 
@@ -179,8 +184,8 @@ def load_mnist(root=None, split="test", download=False, mirrors=None, checksums=
             f"pass root= the directory holding them, set FWDDERIV_DATA_DIR, or call "
             f"load_mnist(root, split={split!r}, download=True)")
     images_path, labels_path = files
-    images = read_idx(images_path, expected_magic=IMAGES_MAGIC)
-    labels = read_idx(labels_path, expected_magic=LABELS_MAGIC)
+    images = read_idx(images_path, expected_magic=IMAGES_MAGIC, max_bytes=MAX_IDX_BYTES)
+    labels = read_idx(labels_path, expected_magic=LABELS_MAGIC, max_bytes=MAX_IDX_BYTES)
     if images.shape[1:] != IMAGE_SHAPE:
         raise ValueError(f"MNIST images file {images_path}: expected images of "
                          f"{IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} pixels, got "

@@ -167,11 +167,11 @@ def conv_window(T, layer, out_hw, window, new_size):
 
 
 def scale_window(T, slope, n):
-    """Multiply each window by the slope of its entry, ``slope`` of shape (n, C, H, W);
-    in place when ``T`` already holds ``n`` examples."""
+    """Multiply each window by the slope of its entry, ``slope`` of shape (n, C, H, W),
+    into a new array (``T`` may be read by other nodes of a graph)."""
     s = np.ascontiguousarray(slope.transpose(0, 2, 3, 1), dtype=T.dtype)
     T = np.ascontiguousarray(T)
-    out = T if T.shape[0] == n else np.empty((n,) + T.shape[1:], T.dtype)
+    out = np.empty((n,) + T.shape[1:], T.dtype)
     _scale_window(T, s, out)
     return out
 

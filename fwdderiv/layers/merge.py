@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from ..core import local
 from ..core.layer import Layer
 from .._validation import shape_str
 
@@ -53,6 +54,18 @@ class Add(Layer):
 
     def vjp(self, cache, gy):
         return (gy,) * cache
+
+    def window_rule(self, *windows):
+        """Windows of one stride add inside their union."""
+        return local.union(windows)
+
+    def window_jvp(self, cache, Ts, windows, nxt, n, slope=None):
+        N = max(T.shape[0] for T in Ts)
+        out = local.embed(Ts[0], windows[0], nxt, N).copy()
+        for T, w in zip(Ts[1:], windows[1:]):
+            out[:, :, :, :, nxt.offset[0] - w.offset[0]:nxt.offset[0] - w.offset[0] + w.size[0],
+                nxt.offset[1] - w.offset[1]:nxt.offset[1] - w.offset[1] + w.size[1]] += T
+        return out
 
 
 class Mul(Layer):
@@ -133,3 +146,12 @@ class Concat(Layer):
     def vjp(self, cache, gy):
         d, sizes = cache
         return tuple(np.split(gy, np.cumsum(sizes)[:-1], axis=d + 2))
+
+    def window_rule(self, *windows):
+        """Channels of images (dim 1 of (N, C, H, W)) join inside the union window."""
+        return local.union(windows) if self.dim in (1, -3) else None
+
+    def window_jvp(self, cache, Ts, windows, nxt, n, slope=None):
+        N = max(T.shape[0] for T in Ts)
+        return np.concatenate([local.embed(T, w, nxt, N) for T, w in zip(Ts, windows)],
+                              axis=-1)

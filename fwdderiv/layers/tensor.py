@@ -5,6 +5,7 @@ import numbers
 
 import numpy as np
 
+from ..core import local
 from ..core.layer import Layer
 from .._validation import shape_str
 
@@ -156,6 +157,25 @@ class Slice(Layer):
         gx[(slice(None),) * 2 + self._index(cache)] = gy
         return gx
 
+    # Windowed tangents (N, H, W, C0, Rh, Rw, C) of images: slicing rows or columns with
+    # start a and step s leaves each entry's window as it is, at stride s*S and offset
+    # P - a*S; slicing channels slices the last axis.
+    def window_rule(self, window):
+        if any(a not in (1, 2, 3) for a in self.axes) or min(self.starts) < 0:
+            return None
+        step, start = {2: (1, 0), 3: (1, 0)}, {}
+        for a, b, s_ in zip(self.axes, self.starts, self.steps):
+            step[a], start[a] = (s_, b), b
+        (sh, ah), (sw, aw) = step[2], step[3]
+        return local.Window(window.size, (window.stride[0] * sh, window.stride[1] * sw),
+                            (window.offset[0] - ah * window.stride[0],
+                             window.offset[1] - aw * window.stride[1]))
+
+    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+        c, h, w = self._index(cache)
+        return np.ascontiguousarray(T[:, h, w, :, :, :, c])
+
+
 
 class Pad(Layer):
     """Constant padding of any per-example axes, in ``torch.nn.functional.pad``'s order:
@@ -208,3 +228,16 @@ class Pad(Layer):
         widths = self._widths(len(cache))
         index = tuple(slice(a, a + n) for n, (a, _) in zip(cache, widths))
         return np.ascontiguousarray(gy[(slice(None),) * 2 + index])
+
+    # Windowed tangents (N, H, W, C0, Rh, Rw, C) of images: padded rows and columns get
+    # zero windows and shift the offset; padded channels are zero entries of the last axis.
+    def window_rule(self, window):
+        if len(self.pad) > 6:
+            return None
+        (_, _), (top, _), (left, _) = self._widths(3)
+        return local.shift(window, top, left)
+
+    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+        (c0, c1), (t, b), (l, r) = self._widths(len(cache))
+        widths = [(0, 0), (t, b), (l, r), (0, 0), (0, 0), (0, 0), (c0, c1)]
+        return np.pad(T, widths)

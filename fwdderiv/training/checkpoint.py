@@ -1,13 +1,13 @@
 """Checkpoints: a whole network in the project's ``.npz`` format, written atomically."""
-import os
 from pathlib import Path
 
 
 def save_checkpoint(net, path):
-    """Write ``net`` to ``path`` with ``fd.save`` through a temporary file and a rename.
+    """Write ``net`` to ``path`` with ``fd.save``, which checks every parameter against its
+    layer and writes through a fsynced temporary file and a rename.
 
-    A reader never sees a half-written file, and an interrupted run leaves the previous
-    checkpoint intact.
+    A reader never sees a half-written file, and an interrupted or refused save (a
+    parameter of the wrong shape, NaN weights) leaves the previous checkpoint intact.
 
     Parameters
     ----------
@@ -26,14 +26,7 @@ def save_checkpoint(net, path):
     if path.suffix != ".npz":
         raise ValueError(f"checkpoint path must end in .npz, got {str(path)!r}; "
                          f"use {str(path.with_suffix('.npz'))!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    try:
-        fd.save(net, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    fd.save(net, path)
     return path
 
 

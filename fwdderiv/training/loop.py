@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fwdderiv._threads import blas_threads
+from fwdderiv._validation import check_finite, check_int, check_real
 from fwdderiv.training.checkpoint import save_checkpoint
 from fwdderiv.training.loss import softmax_cross_entropy
 from fwdderiv.training.optim import make_optimizer
@@ -46,11 +47,9 @@ class History:
 
 def logits_part(net):
     """The part of ``net`` that outputs logits: ``net[:-1]`` if it ends in (Log)Softmax."""
-    from fwdderiv.layers import LogSoftmax, Softmax
+    from fwdderiv._logits import _split_final_softmax
 
-    if len(net) > 1 and isinstance(net[len(net) - 1], (Softmax, LogSoftmax)):
-        return net[:-1]
-    return net
+    return _split_final_softmax(net)[0]
 
 
 def _check_data(where, net, x, y):
@@ -69,6 +68,7 @@ def _check_data(where, net, x, y):
         raise ValueError(
             f"{where} expected x of shape (N, *S) and y of shape (N,) with the same N, got "
             f"x {x.shape} and y {y.shape}")
+    check_finite(x, where, what="training images" if where == "fit" else "images")
     out_shape = tuple(net.output_shape(tuple(x.shape[1:])))
     if len(out_shape) != 1:
         raise ValueError(
@@ -264,19 +264,19 @@ def _jacobian_step(net, x, method, n_proj, rng):
         return jacobian_penalty(net, x, method=method, n_proj=n_proj, seed=rng, on="logits")
 
 
-def _check_hyper(epochs, batch_size, lr_decay):
-    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"fit expected epochs as an integer >= 1, got {epochs!r}")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"fit expected batch_size as an integer >= 1, got {batch_size!r}")
-    if not 0 < lr_decay <= 1:
-        raise ValueError(f"fit expected lr_decay in (0, 1], got {lr_decay!r}")
+def _check_hyper(epochs, batch_size, lr_decay, lr, momentum, weight_decay):
+    check_int(epochs, "epochs", "fit", minimum=1)
+    check_int(batch_size, "batch_size", "fit", minimum=1)
+    check_real(lr_decay, "lr_decay", "fit", 0, 1, lo_open=True)
+    check_real(lr, "lr (the learning rate)", "fit", 0, lo_open=True, hint="e.g. lr=0.05")
+    check_real(momentum, "momentum", "fit", 0, 1, hi_open=True)
+    check_real(weight_decay, "weight_decay", "fit", 0)
 
 
 def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0,
         optimizer="sgd", seed=0, progress=None, x_val=None, y_val=None, checkpoint=None,
-        lr_decay=1.0, num_threads=None, jacobian_reg=0.0, jacobian_method="output",
-        jacobian_proj=1):
+        lr_decay=1.0, num_threads=None, callbacks=None, jacobian_reg=0.0,
+        jacobian_method="output", jacobian_proj=1):
     """Train a classifier in place on softmax cross-entropy with minibatches.
 
     Parameter gradients come from each layer's ``param_vjp`` through
@@ -320,6 +320,9 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
         None keeps the current settings. See :func:`limited_threads`. BLAS may sum in
         another order with another thread count, so weights agree only to rounding
         across thread counts; with the same count they are identical.
+    callbacks : sequence of callables, optional
+        Each is called as ``cb(net, step)`` after every update (``step`` counts updates
+        from 1), e.g. :class:`fwdderiv.attribution.AttributionRecorder`.
     jacobian_reg : float, default 0
         lambda of Jacobian regularisation (Hoffman, Roberts and Yaida 2019): the loss
         becomes cross-entropy + lambda * 1/2 mean ||dZ/dx||_F^2, the penalty of
@@ -327,13 +330,10 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
         the raw input ``x``. 0 turns it off (and draws no random numbers).
     jacobian_method : {"output", "input", "exact"}, default "output"
     jacobian_proj : int, default 1
-        Random projections per example for the penalty's estimate.
-
-    BatchNorm2d layers train in their training form (batch statistics, running averages
-    with PyTorch's momentum and eps; :func:`train_mode`); the Jacobian penalty holds the
-    minibatch's statistics fixed
-    (:func:`fwdderiv.regularization.batch_stats.frozen_batch_statistics`), so each
-    example's Jacobian is that of the network the training step evaluates.
+        Random projections per example for the penalty's estimate. BatchNorm2d layers train in their training
+        form (batch statistics, running averages with PyTorch's momentum and eps;
+        :func:`train_mode`); the penalty holds the minibatch's statistics fixed
+        (:func:`fwdderiv.regularization.batch_stats.frozen_batch_statistics`).
 
     Returns
     -------
@@ -348,7 +348,7 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
     >>> hist = fd.training.fit(net, ds.x_train, ds.y_train, epochs=5)  # doctest: +SKIP
     >>> fd.training.evaluate(net, ds.x_test, ds.y_test)        # doctest: +SKIP
     """
-    _check_hyper(epochs, batch_size, lr_decay)
+    _check_hyper(epochs, batch_size, lr_decay, lr, momentum, weight_decay)
     _check_jacobian(jacobian_reg, jacobian_method, jacobian_proj)
     _check_data("fit", net, x, y)
     y = np.asarray(y)
@@ -370,6 +370,10 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
     n = len(x)
     # the penalty's projections have their own stream: the data order does not change
     jac_rng = np.random.default_rng([seed, 12])
+    callbacks = list(callbacks or ())
+    if not all(callable(cb) for cb in callbacks):
+        raise TypeError("fit expected callbacks as a sequence of callables cb(net, step)")
+    step = 0
     with limited_threads(num_threads):
         for epoch in range(epochs):
             opt.lr = lr * lr_decay ** epoch
@@ -390,6 +394,9 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
                              for g, (i, name) in zip(steps, keys)]
                     jac_sum += jac * len(idx)
                 opt.step(steps)
+                step += 1
+                for cb in callbacks:
+                    cb(net, step)
                 loss_sum += loss * len(idx)
                 correct += int((z.argmax(axis=1) == yb).sum())
                 seen += len(idx)

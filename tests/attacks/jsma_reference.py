@@ -54,3 +54,40 @@ def naive_jsma(net, x, t, theta=1.0, upsilon=0.145, clip=(0.0, 1.0), logits=Fals
             domain[i] = flat[i] < hi if theta > 0 else flat[i] > lo
         it += 1
     return xa, it
+
+
+def paper_algorithm_2(net, x, t, theta=1.0, upsilon=0.145, clip=(0.0, 1.0)):
+    """Algorithm 2 of Papernot et al. as printed, for one sample (shape (1, *S)) and
+    ``|theta| = 1``: Gamma starts as {1 ... |X|} (every feature, saturated or not); each
+    iteration computes the forward derivative, sums beta over the other classes
+    explicitly, takes Algorithm 3's pair, moves both features by theta (clipped), and
+    removes them from Gamma. The loop stops at the target, when two more changed features
+    would exceed floor(Upsilon * M), or when no admissible pair is left.
+
+    Returns (x_adv, iterations).
+    """
+    lo, hi = clip
+    m = x[0].size
+    budget = math.floor(upsilon * m + 1e-9)
+    xa = x.copy()
+    flat = xa.reshape(-1)
+    x0 = x.reshape(-1)
+    gamma = set(range(m))
+    it = 0
+    while True:
+        y, J = net.jacobian(xa, return_output=True)
+        if y.reshape(-1).argmax() == t:
+            break
+        if np.count_nonzero(flat != x0) + 2 > budget:
+            break
+        J = J.reshape(y.size, m)
+        beta = [sum(J[j, i] for j in range(y.size) if j != t) for i in range(m)]
+        domain = np.array([i in gamma for i in range(m)])
+        p, q = brute_force_pair(J[t], np.array(beta), domain, theta > 0)
+        if p < 0:
+            break
+        for i in (p, q):
+            flat[i] = min(hi, max(lo, flat[i] + theta))
+            gamma.discard(i)
+        it += 1
+    return xa, it

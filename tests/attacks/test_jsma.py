@@ -156,7 +156,7 @@ def test_input_errors(digits_net, batch):
     x, t = batch
     with pytest.raises(TypeError, match="float ndarray"):
         jsma(digits_net, (x * 16).astype(np.int64), t)
-    with pytest.raises(ValueError, match="nonzero finite theta"):
+    with pytest.raises(ValueError, match="theta as a finite nonzero number"):
         jsma(digits_net, x, t, theta=0)
     with pytest.raises(ValueError, match="inside clip"):
         jsma(digits_net, x + 2, t)
@@ -173,3 +173,23 @@ def test_jacobian_modes_craft_the_same_samples(digits_net, batch, mode):
     res = jsma(digits_net, x, t, mode=mode)
     np.testing.assert_array_equal(res.x_adv, ref.x_adv)
     np.testing.assert_array_equal(res.iterations, ref.iterations)
+
+
+@pytest.mark.parametrize("theta", [1.0, -1.0])
+def test_paper_domain_policy_matches_algorithm_2_as_printed(digits_net, batch, theta):
+    from .jsma_reference import paper_algorithm_2
+    x, t = batch
+    at_bound = (x.reshape(len(x), -1) == (1.0 if theta > 0 else 0.0)).sum(1)
+    assert (at_bound > 0).sum() >= 20     # most samples start with saturated features
+    res = jsma(digits_net, x, t, theta=theta, domain_policy="paper")
+    sat = jsma(digits_net, x, t, theta=theta, domain_policy="saturated")
+    for s in range(len(x)):
+        ref, it = paper_algorithm_2(digits_net, x[s:s + 1], t[s], theta=theta)
+        np.testing.assert_array_equal(res.x_adv[s:s + 1], ref)
+        assert res.iterations[s] == it
+    # Picks of already saturated features are iterations that change nothing.
+    assert (res.n_changed <= 2 * res.iterations).all()
+    _check_invariants(x, res, theta, (0.0, 1.0), 0.145)
+    if theta > 0:
+        # The policies differ on these samples (saturated pixels are picked under "paper").
+        assert (res.iterations != sat.iterations).any()

@@ -2,8 +2,10 @@
 import numpy as np
 import pytest
 
-from fwdderiv.attacks import (hardness, hardness_matrix, mean_distortion, source_target_matrices,
-                              source_target_matrix, success_curve, success_rate)
+from fwdderiv.attacks import (PAPER_HARDNESS_UPSILONS, hardness, hardness_budget_approximation,
+                              hardness_matrix, hardness_matrix_budget_approximation,
+                              mean_distortion, source_target_matrices, source_target_matrix,
+                              success_curve, success_rate)
 
 SRC = np.array([0, 0, 0, 1, 1, 2])
 TGT = np.array([1, 1, 2, 0, 0, 1])
@@ -39,20 +41,50 @@ def test_success_curve_counts_successes_within_each_budget():
     np.testing.assert_allclose(tau, [0, 1 / 6, 3 / 6, 4 / 6])
 
 
-def test_hardness_is_the_trapezoid_area_of_distortion_against_success():
+def test_budget_approximation_is_the_trapezoid_area_of_budget_against_success():
     u = np.array([0.0, 0.02, 0.04])
     ok = np.array([True, True, False, True])
     d = np.array([0.01, 0.03, 0.04, 0.02])
     tau = np.array([0.0, 0.5, 0.75])
     expected = ((tau[1] - tau[0]) * (u[1] + u[0]) / 2 + (tau[2] - tau[1]) * (u[2] + u[1]) / 2
                 + (1 - tau[2]) * u[2])  # the failure is charged the largest budget
-    assert hardness(ok, d, u) == pytest.approx(expected)
+    assert hardness_budget_approximation(ok, d, u) == pytest.approx(expected)
     # Integration by parts: Upsilon_max minus the area under tau(Upsilon).
-    assert hardness(ok, d, u) == pytest.approx(u[-1] - np.trapezoid(tau, u))
+    assert hardness_budget_approximation(ok, d, u) == pytest.approx(u[-1] - np.trapezoid(tau, u))
     # Needing more distortion for the same success makes a pair harder.
-    assert hardness(ok, d * 1.9, u) > hardness(ok, d, u)
-    H = hardness_matrix(SRC, TGT, OK, DIST, 3, np.linspace(0, 0.145, 11))
+    assert hardness_budget_approximation(ok, d * 1.9, u) > hardness_budget_approximation(ok, d, u)
+    H = hardness_matrix_budget_approximation(SRC, TGT, OK, DIST, 3, np.linspace(0, 0.145, 11))
     assert np.isnan(H[0, 0]) and H[2, 1] == pytest.approx(0.145)  # never succeeded
     assert 0 < H[1, 0] < H[0, 1] < 0.145
-    with pytest.raises(ValueError, match="increasing budgets"):
-        hardness(ok, d, [0.1, 0.05])
+    with pytest.raises(ValueError, match="increasing"):
+        hardness_budget_approximation(ok, d, [0.1, 0.05])
+
+
+def test_paper_hardness_from_runs_at_a_grid_of_budgets_by_hand():
+    """Three runs (Upsilon 1%, 2%, 4%) of pair (0 -> 1) with 4 rows and pair (1 -> 0) with
+    2 rows; distortions are measured per run, as the paper's Sec. V-B uses them."""
+    src = np.array([0, 0, 0, 0, 1, 1])
+    tgt = np.array([1, 1, 1, 1, 0, 0])
+    ok = np.array([[1, 0, 0, 0, 0, 0],
+                   [1, 1, 0, 0, 1, 0],
+                   [1, 1, 1, 0, 1, 1]], bool)
+    dist = np.array([[0.010, 0.010, 0.010, 0.010, 0.005, 0.010],
+                     [0.010, 0.020, 0.020, 0.020, 0.015, 0.020],
+                     [0.010, 0.020, 0.040, 0.040, 0.015, 0.030]])
+    # Pair (0, 1): tau = 1/4, 2/4, 3/4; eps = 0.01, 0.015, (0.01 + 0.02 + 0.04) / 3.
+    e3 = 0.07 / 3
+    h01 = 0.25 * (0.01 + 0.015) / 2 + 0.25 * (0.015 + e3) / 2
+    # Pair (1, 0): no success in run 1 (left out); tau = 1/2, 1; eps = 0.015, 0.0225.
+    h10 = 0.5 * (0.015 + 0.0225) / 2
+    H, tau, eps = hardness_matrix(src, tgt, ok, dist, 2)
+    assert H[0, 1] == pytest.approx(h01, rel=1e-12)
+    assert H[1, 0] == pytest.approx(h10, rel=1e-12)
+    assert np.isnan(H[0, 0]) and np.isnan(eps[0, 1, 0])
+    np.testing.assert_allclose(tau[:, 0, 1], [0.25, 0.5, 0.75])
+    assert hardness([0.25, 0.5, 0.75], [0.01, 0.015, e3]) == pytest.approx(h01)
+    assert np.isnan(hardness([0.5], [0.01]))
+    # The paper's grid: seven increasing budgets below Upsilon = 14.5%.
+    assert len(PAPER_HARDNESS_UPSILONS) == 7 and max(PAPER_HARDNESS_UPSILONS) < 0.145
+    assert np.all(np.diff(PAPER_HARDNESS_UPSILONS) > 0)
+    with pytest.raises(ValueError, match="one entry per run"):
+        hardness([0.1, 0.2], [0.01])

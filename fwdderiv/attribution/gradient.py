@@ -1,0 +1,79 @@
+r"""Gradient attributions: saliency and gradient x input.
+
+Simonyan, Vedaldi, Zisserman, "Deep Inside Convolutional Networks: Visualising Image
+Classification Models and Saliency Maps" (2014); Shrikumar et al., "Not Just a Black
+Box: Learning Important Features Through Propagating Activation Differences" (2016).
+Constructors and ``attribute`` arguments follow Captum's ``Saliency`` and
+``InputXGradient``.
+"""
+import numpy as np
+
+from ._common import ALL, Attribution, budget, gradients, prepare
+
+
+class Saliency(Attribution):
+    r"""The gradient of the target output, by default its absolute value.
+
+    .. math:: A_i = \left|\frac{\partial F_t}{\partial x_i}(x)\right|
+
+    Parameters
+    ----------
+    net : network
+        Its output ``(N, K)`` is what is explained (probabilities if it ends in Softmax).
+
+    Examples
+    --------
+    >>> import numpy as np, fwdderiv as fd
+    >>> sal = fd.attribution.Saliency(fd.models.digits_net())
+    >>> sal.attribute(np.ones((2, 1, 8, 8)), target=3).shape
+    (2, 1, 8, 8)
+    >>> sal.attribute(np.ones((2, 1, 8, 8)), target="all").shape
+    (2, 10, 1, 8, 8)
+    """
+
+    def attribute(self, inputs, target=None, abs=True, max_memory=None):
+        """Attributions of ``inputs``.
+
+        Parameters
+        ----------
+        inputs : ndarray of shape (N, *S)
+        target : int, sequence of N ints, "all" or None
+            The output explained: one class for all examples, one per example, every
+            class (results ``(N, K, *S)``, from one Jacobian), or None when the network
+            has a single output.
+        abs : bool, default True
+            Return ``|gradient|`` (Captum's default) instead of the signed gradient.
+        max_memory : int, optional
+            Bytes allowed for the derivative work (default
+            :data:`fwdderiv.config.DEFAULT_MAX_MEMORY`).
+
+        Returns
+        -------
+        ndarray of shape (N, *S), or (N, K, *S) for ``target="all"``
+        """
+        x, K, t = prepare(self, inputs, target)
+        g = gradients(self.net, x, t, K, budget(max_memory, self._where()))
+        return np.abs(g) if abs else g
+
+
+class InputXGradient(Attribution):
+    r"""Gradient times input, :math:`A_i = x_i\, \partial F_t/\partial x_i(x)`.
+
+    For a linear model :math:`F_t = w_t \cdot x + b_t` this is :math:`w_t \odot x`.
+    """
+
+    @property
+    def multiplies_by_inputs(self):
+        return True
+
+    def attribute(self, inputs, target=None, max_memory=None):
+        """Attributions of ``inputs``; ``target`` and ``max_memory`` as in
+        :meth:`Saliency.attribute`.
+
+        Returns
+        -------
+        ndarray of shape (N, *S), or (N, K, *S) for ``target="all"``
+        """
+        x, K, t = prepare(self, inputs, target)
+        g = gradients(self.net, x, t, K, budget(max_memory, self._where()))
+        return g * (x[:, None] if t is ALL else x)

@@ -1,0 +1,157 @@
+"""``fwdderiv attack``: accuracy of a model under FGSM and PGD as eps grows, and the FGSM
+figure (an image, its gradient sign, the adversarial image, with the predictions)."""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..attacks import fast_gradient_method, projected_gradient_descent
+from ..attacks.plots import require_matplotlib
+from ..gradients import loss_gradient
+from ..training.progress import make_bar, progress_enabled
+from ._classifier_args import add_model_arguments, model_and_data, short_name
+
+ATTACKS = ("fgsm", "pgd")
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "attack", help="accuracy under FGSM and PGD as eps grows (PNG + JSON)",
+        description="Attack a model with the fast gradient sign method (one L-inf step) and "
+                    "projected gradient descent (iterated steps projected onto the eps-ball), "
+                    "untargeted, on held-out images in [0, 1]; write the accuracy-versus-eps "
+                    "curve (accuracy_vs_eps.png, accuracy_vs_eps.json) and the FGSM figure of "
+                    "one image (fgsm_example.png).")
+    add_model_arguments(p, 300, "held-out images attacked (default: 300)")
+    p.add_argument("--eps", default="0,0.05,0.1,0.15,0.2,0.25,0.3",
+                   help="comma-separated L-inf radii (default: 0,0.05,...,0.3)")
+    p.add_argument("--attacks", default="fgsm,pgd", help="comma separated: fgsm, pgd")
+    p.add_argument("--pgd-steps", type=int, default=10, help="PGD iterations (default: 10)")
+    p.add_argument("--pgd-step-size", type=float, default=None,
+                   help="PGD step as a fraction of eps (default: 2.5 / pgd-steps, Madry et "
+                        "al.'s rule)")
+    p.add_argument("--attack-batch", type=int, default=128,
+                   help="images attacked together (default: 128)")
+    p.set_defaults(run=run)
+    return p
+
+
+def _floats(text, name):
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--{name} expected comma-separated numbers, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise ValueError(f"--{name} expected numbers >= 0, got {text!r}")
+    return values
+
+
+def accuracy_curve(net, x, y, eps_list, attacks, pgd_steps, step_fraction, batch, bar,
+                   seed=0):
+    """``{attack: [accuracy at each eps]}`` on ``(x, y)``, images clipped to [0, 1]."""
+    curves = {a: [] for a in attacks}
+    for attack in attacks:
+        for eps in eps_list:
+            correct = 0
+            for i in range(0, len(x), batch):
+                xb, yb = x[i:i + batch], y[i:i + batch]
+                if attack == "fgsm":
+                    adv = fast_gradient_method(net, xb, eps, np.inf, y=yb, clip_min=0.0,
+                                               clip_max=1.0)
+                else:
+                    adv = projected_gradient_descent(
+                        net, xb, eps, step_fraction * eps, pgd_steps, np.inf, y=yb,
+                        clip_min=0.0, clip_max=1.0, seed=seed + i)
+                correct += int((net(adv).argmax(axis=1) == yb).sum())
+                bar.update(len(xb))
+            curves[attack].append(correct / len(x))
+            bar.set_postfix_str(f"{attack} eps {eps:g}: accuracy {curves[attack][-1]:.3f}")
+    return curves
+
+
+def plot_curve(eps_list, curves, path, title):
+    plt = require_matplotlib("fwdderiv attack")
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for attack, acc in curves.items():
+        ax.plot(eps_list, acc, marker="o", label=attack.upper())
+    ax.set_xlabel("eps (L-inf, images in [0, 1])")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_fgsm_example(net, x, y, eps, path):
+    """Image, sign of the loss gradient, and the FGSM image, each with the network's
+    prediction and its probability."""
+    plt = require_matplotlib("fwdderiv attack")
+    sign = np.sign(loss_gradient(net, x[None], y[None]))
+    adv = np.clip(x[None] + eps * sign, 0, 1)
+    panels = [("image", x[None]), ("sign of the loss gradient", sign),
+              (f"image + {eps:g} x sign", adv)]
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.9))
+    for ax, (title, img) in zip(axes, panels):
+        p = net(img.astype(x.dtype))[0]
+        k = int(np.argmax(p))
+        ax.imshow(img[0, 0], cmap="gray" if title != panels[1][0] else "coolwarm",
+                  vmin=-1 if img is sign else 0, vmax=1)
+        ax.set_title(f"{title}\nprediction {k} (p = {p[k]:.2f})", fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _example(net, x, y, eps_list, fgsm_curve, clean):
+    """(index, eps) for the FGSM figure: the smallest eps that halves the accuracy (else
+    the largest), and the first correctly classified image it fools (else the first)."""
+    eps = max(eps_list) or 0.1
+    if fgsm_curve:
+        halved = [e for e, a in zip(eps_list, fgsm_curve) if e > 0 and a <= clean / 2]
+        eps = min(halved) if halved else eps
+    pred = net(x).argmax(axis=1)
+    adv = fast_gradient_method(net, x, eps, np.inf, y=y, clip_min=0.0, clip_max=1.0)
+    fooled = np.nonzero((pred == y) & (net(adv).argmax(axis=1) != y))[0]
+    return (int(fooled[0]) if len(fooled) else 0), eps
+
+
+def run(args):
+    eps_list = _floats(args.eps, "eps")
+    attacks = [a for a in args.attacks.split(",") if a]
+    bad = [a for a in attacks if a not in ATTACKS]
+    if bad or not attacks:
+        raise ValueError(f"--attacks expected names among {', '.join(ATTACKS)}, got "
+                         f"{args.attacks!r}")
+    if args.pgd_steps < 1 or args.attack_batch < 1:
+        raise ValueError("--pgd-steps and --attack-batch must be at least 1")
+    fraction = 2.5 / args.pgd_steps if args.pgd_step_size is None else args.pgd_step_size
+    net, x, y, name = model_and_data(args, args.batch)
+    out = Path(args.output or "attack")
+    out.mkdir(parents=True, exist_ok=True)
+    clean = float((net(x).argmax(axis=1) == y).mean())
+    print(f"model  {name}\nimages {len(x)}, clean accuracy {clean:.4f}")
+    total = len(x) * len(eps_list) * len(attacks)
+    bar = make_bar(total, "attack", progress_enabled(args.progress))
+    curves = accuracy_curve(net, x, y, eps_list, attacks, args.pgd_steps, fraction,
+                            args.attack_batch, bar, seed=args.seed)
+    bar.close()
+    print("eps     " + "  ".join(f"{a.upper():>6}" for a in attacks))
+    for i, eps in enumerate(eps_list):
+        print(f"{eps:<7g} " + "  ".join(f"{curves[a][i]:6.3f}" for a in attacks))
+    record = {"model": name, "images": len(x), "clean_accuracy": clean, "eps": eps_list,
+              "accuracy": curves, "pgd": {"nb_iter": args.pgd_steps,
+                                          "eps_iter_over_eps": fraction, "rand_init": True},
+              "norm": "inf", "clip": [0.0, 1.0]}
+    (out / "accuracy_vs_eps.json").write_text(json.dumps(record, indent=1))
+    plot_curve(eps_list, curves, out / "accuracy_vs_eps.png",
+               f"{short_name(name)}, {len(x)} images\nPGD: {args.pgd_steps} steps of "
+               f"{fraction:.3g} eps, random start")
+    n, example_eps = _example(net, x, y, eps_list, curves.get("fgsm"), clean)
+    plot_fgsm_example(net, x[n], y[n], example_eps, out / "fgsm_example.png")
+    print(f"wrote {out / 'accuracy_vs_eps.png'}, {out / 'accuracy_vs_eps.json'}, "
+          f"{out / 'fgsm_example.png'}")
+    return 0

@@ -1,0 +1,143 @@
+"""``fwdderiv attribute``: attribution heatmaps of a model for a few real images."""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..attacks.plots import require_matplotlib
+from ..attribution import InputXGradient, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
+from ..training.progress import make_bar, progress_enabled
+from ._classifier_args import add_model_arguments, model_and_data, short_name
+
+#: Method names of ``--methods``, in figure order.
+METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "occlusion", "smoothgrad")
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "attribute", help="attribution heatmaps (saliency, IG, occlusion, ...) as a PNG",
+        description="Attribute a model's output probabilities to the input pixels for a few "
+                    "held-out images with saliency (|gradient|), gradient x input, integrated "
+                    "gradients (black baseline), occlusion and SmoothGrad, for every class in "
+                    "one pass, and draw the figure of the attribution papers: the input, then "
+                    "one heatmap per method and class (attributions.png; the numbers in "
+                    "attributions.npz).")
+    add_model_arguments(p, 4, "held-out images (default: 4)")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"comma separated, among {', '.join(METHODS)} (default: all)")
+    p.add_argument("--classes", default="pred",
+                   help="'pred' (the predicted class), 'label', 'all', or comma-separated "
+                        "class indices (default: pred)")
+    p.add_argument("--n-steps", type=int, default=50, help="IG points (default: 50)")
+    p.add_argument("--window", type=int, default=None,
+                   help="occlusion window side in pixels (default: a seventh of the image "
+                        "side, at least 2) moved by half its side")
+    p.add_argument("--nt-samples", type=int, default=20, help="SmoothGrad samples (default 20)")
+    p.add_argument("--stdev", type=float, default=0.15,
+                   help="SmoothGrad noise standard deviation (default: 0.15)")
+    p.set_defaults(run=run)
+    return p
+
+
+def _classes(text, pred, labels, K):
+    if text in ("pred", "label"):
+        return None
+    if text == "all":
+        return list(range(K))
+    try:
+        cls = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise ValueError(f"--classes expected pred, label, all or class indices, got "
+                         f"{text!r}") from None
+    if not cls or min(cls) < 0 or max(cls) >= K:
+        raise ValueError(f"--classes expected indices in [0, {K}), got {text!r}")
+    return cls
+
+
+def attribute_all(net, x, methods, n_steps, window, nt_samples, stdev, bar, seed=0):
+    """``{method: (N, K, *S)}``: every class's attributions by each method."""
+    side = x.shape[-1]
+    w = window or max(2, side // 7)
+    occ_window = (x.shape[1], w, w)
+    makers = {
+        "saliency": lambda: Saliency(net).attribute(x, target="all"),
+        "input_x_gradient": lambda: InputXGradient(net).attribute(x, target="all"),
+        "integrated_gradients": lambda: IntegratedGradients(net).attribute(
+            x, target="all", n_steps=n_steps),
+        "occlusion": lambda: Occlusion(net).attribute(
+            x, occ_window, strides=(x.shape[1], max(1, w // 2), max(1, w // 2)),
+            target="all", perturbations_per_eval=64),
+        "smoothgrad": lambda: NoiseTunnel(Saliency(net)).attribute(
+            x, nt_samples=nt_samples, stdevs=stdev, target="all", abs=False, seed=seed),
+    }
+    out = {}
+    for m in methods:
+        out[m] = makers[m]()
+        bar.update(1)
+    return out
+
+
+def plot(x, attributions, rows, path, title):
+    """Rows (image, class) -> the input, then one heatmap per method (red positive, blue
+    negative; |A| scaled per panel)."""
+    plt = require_matplotlib("fwdderiv attribute")
+    methods = list(attributions)
+    fig, axes = plt.subplots(len(rows), 1 + len(methods),
+                             figsize=(1.7 * (1 + len(methods)), 1.8 * len(rows)),
+                             squeeze=False)
+    for r, (n, k, label) in enumerate(rows):
+        axes[r, 0].imshow(x[n, 0], cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_title(label, fontsize=7)
+        for c, m in enumerate(methods, 1):
+            a = attributions[m][n, k].sum(axis=0)
+            top = float(np.abs(a).max()) or 1.0
+            axes[r, c].imshow(a, cmap="bwr", vmin=-top, vmax=top)
+            if r == 0:
+                axes[r, c].set_title(m.replace("_", " "), fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args):
+    methods = [m for m in args.methods.split(",") if m]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ValueError(f"--methods expected names among {', '.join(METHODS)}, got "
+                         f"{args.methods!r}")
+    net, x, y, name = model_and_data(args, args.batch)
+    out = Path(args.output or "attribute")
+    out.mkdir(parents=True, exist_ok=True)
+    probs = net(x)
+    pred = probs.argmax(axis=1)
+    K = probs.shape[1]
+    classes = _classes(args.classes, pred, y, K)
+    bar = make_bar(len(methods), "attribute", progress_enabled(args.progress))
+    attributions = attribute_all(net, x, methods, args.n_steps, args.window, args.nt_samples,
+                                 args.stdev, bar, seed=args.seed)
+    bar.close()
+    rows = []
+    for n in range(len(x)):
+        for k in ([int(pred[n])] if args.classes == "pred" else
+                  [int(y[n])] if args.classes == "label" else classes):
+            rows.append((n, k, f"image {n}, label {y[n]}\nclass {k} (p = {probs[n, k]:.2f})"))
+    plot(x, attributions, rows, out / "attributions.png", short_name(name))
+    np.savez(out / "attributions.npz", x=x, labels=y, probabilities=probs,
+             **{m: a for m, a in attributions.items()})
+    summary = {m: {"shape": list(a.shape)} for m, a in attributions.items()}
+    if "integrated_gradients" in attributions:
+        ig = attributions["integrated_gradients"]
+        gain = probs - net(np.zeros_like(x))
+        delta = ig.reshape(ig.shape[:2] + (-1,)).sum(-1) - gain
+        summary["integrated_gradients"]["max_abs_convergence_delta"] = float(np.abs(delta).max())
+        print(f"integrated gradients: completeness |sum A - (F(x) - F(0))| <= "
+              f"{np.abs(delta).max():.2e} over {len(x)} images x {K} classes")
+    (out / "attributions.json").write_text(json.dumps({"model": name, "methods": summary},
+                                                      indent=1))
+    print(f"model {name}\nwrote {out / 'attributions.png'} ({len(rows)} rows x "
+          f"{1 + len(methods)} panels), {out / 'attributions.npz'}")
+    return 0
