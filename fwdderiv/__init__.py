@@ -19,6 +19,7 @@ from .layers import AdaptiveAvgPool2d, AdaptiveMaxPool2d, BatchNorm1d, GroupNorm
 from . import attacks, models, training  # noqa: E402  (they import the layers above)
 from .gradients import loss_gradient  # noqa: E402
 from . import attribution  # noqa: E402
+from . import regularization  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -27,7 +28,7 @@ __all__ = ["attacks", "training", "Add", "Concat", "Mul", "Pad", "Reshape", "Sca
            "Flatten", "Graph", "Layer", "Linear",
            "LogSoftmax", "MaxPool2d", "Pad2d", "ReLU", "Sequential", "Sigmoid", "Softmax",
            "Tanh", "Trace", "config", "datasets", "load", "models", "numeric", "save", "tune_process",
-           "loss_gradient", "attribution", "from_onnx", "from_torch", "to_torch"]
+           "loss_gradient", "attribution", "from_onnx", "from_torch", "to_torch", "regularization"]
 __all__ += ["ELU", "GELU", "Dropout2d", "Hardswish", "Hardtanh", "Identity", "LeakyReLU",
             "Mish", "ReLU6", "SiLU", "Softplus", "CircularPad2d", "ConstantPad2d",
             "ReflectionPad2d", "ReplicationPad2d", "ZeroPad2d", "AdaptiveAvgPool2d",

@@ -13,7 +13,7 @@ from fwdderiv.commands._common import (add_download_option, add_progress_options
 NOTICE_DELAY = 2.0
 
 #: Subcommands in the order ``--help`` lists them.
-COMMANDS = ["reproduce", "jacobian", "train", "attribute", "attack", "check"]
+COMMANDS = ["reproduce", "jacobian", "train", "attribute", "attack", "check", "robustness"]
 
 
 def build_parser():

@@ -61,3 +61,15 @@ class Elementwise(Layer):
 
     def kinks(self, x, tol):
         return sum(int(np.count_nonzero(np.abs(x - k) <= tol)) for k in self.kink_points)
+
+    # -- second order (fwdderiv.core.second_order) ----------------------------------
+    def second_slope(self, x):
+        """``f''(x)``, shaped like ``x``; needed only for second-order derivatives."""
+        raise NotImplementedError(
+            f"{self!r} does not implement second_slope(x) = f''(x), which second-order "
+            f"derivatives (Jacobian regularisation) need")
+
+    def jvp_grad(self, cache, x, dx, gdy):
+        r"""The gradient of :math:`\sum \langle g, f'(x)\,dx \rangle` in ``x``:
+        :math:`f''(x) \sum_d g_d\,dx_d`; no parameters."""
+        return self.second_slope(x) * np.einsum("nd...,nd...->n...", gdy, dx), {}

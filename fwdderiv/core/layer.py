@@ -116,6 +116,17 @@ class Layer:
         """Parameter gradients for cotangent ``gy`` of shape ``(N, *S_out)``, summed over N."""
         return {}
 
+    def jvp_grad(self, cache, x, dx, gdy):
+        """Gradient of ``sum <gdy, J(x) dx>`` with respect to ``x`` and the parameters
+        (:mod:`fwdderiv.core.second_order`): ``(gx or None, dict)``. The default serves
+        layers that are linear in ``x`` without parameters (the sum does not depend on
+        ``x``); any other layer must implement it for second-order uses."""
+        if self.linear and not self.param_names:
+            return None, {}
+        raise NotImplementedError(
+            f"{self!r} does not implement jvp_grad(cache, x, dx, gdy), which second-order "
+            f"derivatives (Jacobian regularisation) need; see fwdderiv.core.second_order")
+
     # -- optional fast paths (see the module doc); the defaults decline ------------------
     def window_rule(self, *windows):
         """The receptive-field window after this layer (given the window of each input),

@@ -20,6 +20,11 @@ class ReLU(Elementwise):
     def value_and_slope(self, x):
         return np.maximum(x, 0), (~(x <= 0)).astype(x.dtype)
 
+    def second_slope(self, x):
+        """Zero: ReLU is piecewise linear (its second derivative is zero everywhere but
+        at the kink 0, where it does not exist; PyTorch's double backward also gives 0)."""
+        return np.zeros_like(x)
+
 
 class Sigmoid(Elementwise):
     r"""Logistic function, :math:`y = 1/(1+e^{-x})`, :math:`y' = y(1-y)`."""
@@ -30,6 +35,11 @@ class Sigmoid(Elementwise):
         y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
         return y, y * (1 - y)
 
+    def second_slope(self, x):
+        r""":math:`y'' = y(1-y)(1-2y)`."""
+        y = self.value_and_slope(x)[0]
+        return y * (1 - y) * (1 - 2 * y)
+
 
 class Tanh(Elementwise):
     r"""Hyperbolic tangent, :math:`y' = 1 - y^2`."""
@@ -38,6 +48,10 @@ class Tanh(Elementwise):
         y = np.tanh(x)
         return y, 1 - y * y
 
+    def second_slope(self, x):
+        r""":math:`y'' = -2y(1-y^2)`."""
+        y = np.tanh(x)
+        return -2 * y * (1 - y * y)
 
 # -- the activations of torch.nn, same names, arguments and defaults ---------------------
 # ``inplace`` is accepted where PyTorch has it and ignored: it changes no value here.

@@ -328,3 +328,14 @@ class Conv2d(Layer):
         if self.bias is not None:
             grads["bias"] = gy.sum(axis=(0, 2, 3)).astype(self.bias.dtype, copy=False)
         return grads
+
+    def jvp_grad(self, cache, x, dx, gdy):
+        r"""Of :math:`\sum \langle g, \mathrm{conv}(dx, W)\rangle`: the weight gradient of
+        the tangents seen as a batch of ``N*D`` images (``param_vjp`` with the tangent's
+        columns); none in ``x`` or the bias."""
+        cols = im2col_t(np.ascontiguousarray(fold(dx)), self.kernel_size, self.stride,
+                        self.padding, self.dilation)
+        grads = self.param_vjp((cols, dx.shape[2:]), fold(gdy))
+        if self.bias is not None:
+            grads["bias"] = np.zeros_like(self.bias)
+        return None, grads

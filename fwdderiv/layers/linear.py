@@ -66,3 +66,11 @@ class Linear(Layer):
         if self.bias is not None:
             grads["bias"] = gy.sum(axis=0).astype(self.bias.dtype, copy=False)
         return grads
+
+    def jvp_grad(self, cache, x, dx, gdy):
+        r"""Of :math:`\sum \langle g, dx\,W^\top\rangle`: :math:`\partial W = \sum g^\top dx`;
+        none in ``x`` or ``b`` (the JVP does not depend on them)."""
+        grads = {"weight": (fold(gdy).T @ fold(dx)).astype(self.weight.dtype, copy=False)}
+        if self.bias is not None:
+            grads["bias"] = np.zeros_like(self.bias)
+        return None, grads

@@ -95,6 +95,12 @@ class Mul(Layer):
         a, b = cache
         return gy * b[:, None], gy * a[:, None]
 
+    def jvp_grad(self, cache, x, dx, gdy):
+        r"""Of :math:`\sum_d \langle g_d, da_d \odot b + a \odot db_d\rangle`:
+        :math:`\sum_d g_d \odot db_d` in ``a`` and :math:`\sum_d g_d \odot da_d` in ``b``."""
+        da, db = dx
+        return ((gdy * db).sum(axis=1), (gdy * da).sum(axis=1)), {}
+
 
 class Concat(Layer):
     """Concatenation of the inputs along ``dim`` (``torch.cat``; the batch axis is 0, so

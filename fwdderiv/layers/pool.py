@@ -161,6 +161,11 @@ class MaxPool2d(_Pool2d):
         gx = K.scatter(gy.reshape(N, Kc, C, argmax.shape[2]), argmax, H * W, slope)
         return gx.reshape(N, Kc, C, H, W)
 
+    def jvp_grad(self, cache, x, dx, gdy):
+        """Zero: the JVP selects entries of ``dx`` and does not change with ``x`` except at
+        ties, where it is not differentiable (PyTorch's double backward also gives 0)."""
+        return None, {}
+
 
 class AvgPool2d(_Pool2d):
     """Mean over each window. Linear, so the JVP is the forward map of the tangent.

@@ -82,6 +82,17 @@ class Softmax(_OverAxis):
 
     vjp = jvp
 
+    def jvp_grad(self, cache, x, dx, gdy):
+        r"""Gradient in ``x`` of :math:`s = \sum_d \langle a_d, y \odot (d_d - \langle y,
+        d_d\rangle)\rangle` (``a = gdy``, ``d = dx``): :math:`\partial s/\partial y = \sum_d
+        a_d \odot d_d - \langle a_d, y\rangle d_d - \langle y, d_d\rangle a_d`, pulled
+        back through the softmax's own (symmetric) Jacobian."""
+        a, ad = self._axes(cache.ndim)
+        y = cache[:, None]
+        g = (gdy * dx - (gdy * y).sum(axis=ad, keepdims=True) * dx
+             - (y * dx).sum(axis=ad, keepdims=True) * gdy).sum(axis=1)
+        return cache * (g - (cache * g).sum(axis=a, keepdims=True)), {}
+
 
 class LogSoftmax(_OverAxis):
     r"""Log-softmax over axis ``dim`` (as :class:`Softmax`), computed stably as
@@ -108,3 +119,11 @@ class LogSoftmax(_OverAxis):
     def vjp(self, cache, gy):
         _, a = self._axes(cache.ndim)
         return gy - cache[:, None] * gy.sum(axis=a, keepdims=True)
+
+    def jvp_grad(self, cache, x, dx, gdy):
+        r"""Gradient in ``x`` of :math:`s = \sum_d \langle a_d, d_d - \langle p, d_d\rangle
+        \rangle`: :math:`\partial s/\partial p = -\sum_d (\textstyle\sum_i a_{d,i})\, d_d`,
+        pulled back through the softmax ``p``."""
+        a, ad = self._axes(cache.ndim)
+        g = -(gdy.sum(axis=ad, keepdims=True) * dx).sum(axis=1)
+        return cache * (g - (cache * g).sum(axis=a, keepdims=True)), {}

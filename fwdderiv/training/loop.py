@@ -40,6 +40,9 @@ class History:
     val_accuracy: list = field(default_factory=list)
     lr: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
+    #: Mean Jacobian penalty 1/2 ||dZ/dx||_F^2 (as estimated) over the epoch's minibatches;
+    #: empty unless ``fit(..., jacobian_reg=...)``.
+    jacobian: list = field(default_factory=list)
 
 
 def logits_part(net):
@@ -222,6 +225,45 @@ def limited_threads(n):
         numba.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def train_mode(net):
+    """Layers that have a training form (``BatchNorm2d``: batch statistics and running
+    averages) use it inside the block, as PyTorch's ``model.train()``; the inference form
+    is restored after, whatever happens."""
+    layers = [layer for layer in net.layers if hasattr(type(layer), "training")]
+    for layer in layers:
+        layer.training = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("training", None)
+
+
+def _check_jacobian(reg, method, n_proj):
+    from fwdderiv.regularization import METHODS
+
+    if isinstance(reg, bool) or not isinstance(reg, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(reg) or reg < 0:
+        raise ValueError(f"fit expected jacobian_reg (lambda) as a finite number >= 0, got "
+                         f"{reg!r}; 0 turns Jacobian regularisation off")
+    if method not in METHODS:
+        raise ValueError(f"fit expected jacobian_method in {', '.join(map(repr, METHODS))}, "
+                         f"got {method!r}")
+    if isinstance(n_proj, bool) or not isinstance(n_proj, (int, np.integer)) or n_proj < 1:
+        raise ValueError(f"fit expected jacobian_proj as an integer >= 1, got {n_proj!r}")
+
+
+def _jacobian_step(net, x, method, n_proj, rng):
+    """The Jacobian penalty of the logits w.r.t. the raw input and its parameter gradients
+    (one dict per layer of ``net``)."""
+    from fwdderiv.regularization import jacobian_penalty
+    from fwdderiv.regularization.batch_stats import frozen_batch_statistics
+
+    with frozen_batch_statistics(net, x):
+        return jacobian_penalty(net, x, method=method, n_proj=n_proj, seed=rng, on="logits")
+
+
 def _check_hyper(epochs, batch_size, lr_decay, lr, momentum, weight_decay):
     check_int(epochs, "epochs", "fit", minimum=1)
     check_int(batch_size, "batch_size", "fit", minimum=1)
@@ -233,7 +275,8 @@ def _check_hyper(epochs, batch_size, lr_decay, lr, momentum, weight_decay):
 
 def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0,
         optimizer="sgd", seed=0, progress=None, x_val=None, y_val=None, checkpoint=None,
-        lr_decay=1.0, num_threads=None, callbacks=None):
+        lr_decay=1.0, num_threads=None, callbacks=None, jacobian_reg=0.0,
+        jacobian_method="output", jacobian_proj=1):
     """Train a classifier in place on softmax cross-entropy with minibatches.
 
     Parameter gradients come from each layer's ``param_vjp`` through
@@ -280,6 +323,17 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
     callbacks : sequence of callables, optional
         Each is called as ``cb(net, step)`` after every update (``step`` counts updates
         from 1), e.g. :class:`fwdderiv.attribution.AttributionRecorder`.
+    jacobian_reg : float, default 0
+        lambda of Jacobian regularisation (Hoffman, Roberts and Yaida 2019): the loss
+        becomes cross-entropy + lambda * 1/2 mean ||dZ/dx||_F^2, the penalty of
+        :func:`fwdderiv.regularization.jacobian_penalty` on the logits Z with respect to
+        the raw input ``x``. 0 turns it off (and draws no random numbers).
+    jacobian_method : {"output", "input", "exact"}, default "output"
+    jacobian_proj : int, default 1
+        Random projections per example for the penalty's estimate. BatchNorm2d layers train in their training
+        form (batch statistics, running averages with PyTorch's momentum and eps;
+        :func:`train_mode`); the penalty holds the minibatch's statistics fixed
+        (:func:`fwdderiv.regularization.batch_stats.frozen_batch_statistics`).
 
     Returns
     -------
@@ -295,6 +349,7 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
     >>> fd.training.evaluate(net, ds.x_test, ds.y_test)        # doctest: +SKIP
     """
     _check_hyper(epochs, batch_size, lr_decay, lr, momentum, weight_decay)
+    _check_jacobian(jacobian_reg, jacobian_method, jacobian_proj)
     _check_data("fit", net, x, y)
     y = np.asarray(y)
     if (x_val is None) != (y_val is None):
@@ -313,6 +368,8 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
     rng = np.random.default_rng(seed)
     history = History()
     n = len(x)
+    # the penalty's projections have their own stream: the data order does not change
+    jac_rng = np.random.default_rng([seed, 12])
     callbacks = list(callbacks or ())
     if not all(callable(cb) for cb in callbacks):
         raise TypeError("fit expected callbacks as a sequence of callables cb(net, step)")
@@ -322,13 +379,21 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
             opt.lr = lr * lr_decay ** epoch
             bar = make_bar(n, f"epoch {epoch + 1}/{epochs}", show)
             order = rng.permutation(n)
-            loss_sum, correct, seen = 0.0, 0, 0
+            loss_sum, correct, seen, jac_sum = 0.0, 0, 0, 0.0
             start = time.perf_counter()
             for lo in range(0, n, batch_size):
                 idx = order[lo:lo + batch_size]
                 xb, yb = x[idx], y[idx]
-                loss, z, grads = _step_grads(body, prefix, xb, yb)
-                opt.step([grads[i][name] for i, name in keys])
+                with train_mode(net):
+                    loss, z, grads = _step_grads(body, prefix, xb, yb)
+                steps = [grads[i][name] for i, name in keys]
+                if jacobian_reg:
+                    jac, jgrads = _jacobian_step(net, xb, jacobian_method, jacobian_proj,
+                                                 jac_rng)
+                    steps = [g + jacobian_reg * jgrads[first + i][name]
+                             for g, (i, name) in zip(steps, keys)]
+                    jac_sum += jac * len(idx)
+                opt.step(steps)
                 step += 1
                 for cb in callbacks:
                     cb(net, step)
@@ -336,11 +401,15 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
                 correct += int((z.argmax(axis=1) == yb).sum())
                 seen += len(idx)
                 bar.update(len(idx))
-                bar.set_postfix_str(f"loss {loss_sum / seen:.4f} acc {correct / seen:.4f}")
+                jac_text = f" jac {jac_sum / seen:.4f}" if jacobian_reg else ""
+                bar.set_postfix_str(f"loss {loss_sum / seen:.4f}{jac_text} "
+                                    f"acc {correct / seen:.4f}")
             history.seconds.append(time.perf_counter() - start)
             history.loss.append(loss_sum / n)
             history.accuracy.append(correct / n)
             history.lr.append(opt.lr)
+            if jacobian_reg:
+                history.jacobian.append(jac_sum / n)
             if x_val is not None:
                 val_loss, val_acc = _val_metrics(logits_part(net), x_val, y_val)
                 history.val_loss.append(val_loss)

@@ -1,0 +1,189 @@
+r"""Second-order pieces of the layer protocol: the gradient of a JVP.
+
+For a layer :math:`y = f(x; \theta)` with Jacobian :math:`J(x; \theta) = \partial f/\partial x`,
+the optional method ``jvp_grad(cache, x, dx, gdy)`` returns the gradient of the scalar
+
+.. math:: s(x, \theta) = \sum_{n, d} \langle g_{n,d},\; J(x_n; \theta)\, dx_{n,d} \rangle
+
+with respect to the input :math:`x` (per example) and to the parameters :math:`\theta`
+(summed over the batch), for fixed tangents ``dx`` ``(N, D, *S)`` and cotangents ``gdy``
+``(N, D, *S_out)``. Because :math:`\langle g, J\,dx\rangle = \langle J^\top g, dx\rangle`,
+it is also the gradient of a VJP paired with a fixed vector: the "double backward" of
+PyTorch and Chainer. Its gradients with respect to ``dx`` and ``gdy`` are the ordinary
+VJP and JVP, so they need no new method.
+
+It returns ``(gx, gparams)``: ``gx`` of shape ``(N, *S)``, or None where it is zero (every
+layer whose JVP does not depend on ``x``: Linear, Conv2d, pooling, reshapes; and, almost
+everywhere, the piecewise-linear ReLU and MaxPool2d), a tuple of them for a layer with
+several inputs; ``gparams`` a dict keyed like ``layer.params``.
+
+:func:`jvp_param_grads` runs a whole network: a forward pass carrying the primal and the
+tangent, then a reverse pass carrying two cotangents, one for the tangent (pulled back by
+each layer's ``vjp``) and one for the primal (fed by ``jvp_grad`` and pulled back by
+``vjp``); each layer's parameter gradient is its ``jvp_grad`` part plus its ``param_vjp``
+of the primal cotangent. :func:`jvp_grad_reference` is the dense reference every layer's
+``jvp_grad`` is tested against.
+"""
+import numpy as np
+
+from .._threads import blas_limited
+from .layer import cast_scope
+
+
+def _second_order(layer, cache, xs, dxs, gdy):
+    method = getattr(layer, "jvp_grad", None)
+    if method is None:
+        if getattr(layer, "linear", False) and not getattr(layer, "param_names", ()):
+            return None, {}          # a linear map without parameters: nothing to add
+        raise TypeError(f"{layer!r} does not implement jvp_grad(cache, x, dx, gdy), which "
+                        f"second-order derivatives (Jacobian regularisation) need; see "
+                        f"fwdderiv.core.second_order")
+    if getattr(layer, "multi_input", False):
+        return method(cache, tuple(xs), tuple(dxs), gdy)
+    return method(cache, xs[0], dxs[0], gdy)
+
+
+def _add(store, v, g):
+    if g is not None:
+        store[v] = g if v not in store else store[v] + g
+
+
+def jvp_param_grads(net, x, dx, gdy):
+    r"""Parameter gradients of :math:`\sum_{n,d} \langle g_{n,d}, J_n\, dx_{n,d}\rangle`.
+
+    ``J_n`` is the input Jacobian of ``net`` at example ``x[n]``, ``dx`` and ``gdy`` are
+    held fixed. Jacobian penalties reduce to this: see :mod:`fwdderiv.regularization`.
+
+    Parameters
+    ----------
+    net : Graph or Sequential
+        Every layer implements ``jvp_grad`` (or is linear without parameters).
+    x : ndarray of shape (N, *S_in)
+    dx : ndarray of shape (N, D, *S_in)
+    gdy : ndarray of shape (N, D, *S_out)
+
+    Returns
+    -------
+    list of dict
+        One dict per node of ``net`` (empty for layers without parameters), keyed like
+        ``layer.params``: the layout of ``net.backward``.
+    """
+    with blas_limited(net.uses_kernels), cast_scope():
+        return Linearization(net, x).param_grads(dx, gdy)
+
+
+class Linearization:
+    """``net`` at ``x``: one primal pass whose caches serve several derivative passes
+    (a VJP, then the second-order pass of the penalty, without recomputing the primal).
+
+    Parameters
+    ----------
+    net : Graph or Sequential
+    x : ndarray of shape (N, *S_in)
+    """
+
+    def __init__(self, net, x):
+        self.net, self._n = net, x.shape[0]
+        index, self._nodes = {"input": 0}, []
+        H, self._caches = [x], []
+        for k, (name, layer, inputs) in enumerate(net.nodes):
+            src = [index[i] for i in inputs]
+            h, cache = layer.forward(*[H[v] for v in src])
+            H.append(h)
+            self._caches.append(cache)
+            self._nodes.append((layer, src))
+            index[name] = k + 1
+        self._H = H
+
+    @property
+    def output(self):
+        return self._H[-1]
+
+    def vjp(self, gy):
+        """Cotangents ``gy`` (N, K, *S_out) pulled back to the input: (N, K, *S_in)."""
+        cot = {len(self._nodes): gy}
+        for k in range(len(self._nodes) - 1, -1, -1):
+            layer, src = self._nodes[k]
+            g = layer.vjp(self._caches[k], cot.pop(k + 1))
+            multi = getattr(layer, "multi_input", False)
+            for i, v in enumerate(src):
+                _add(cot, v, g[i] if multi else g)
+        return cot[0]
+
+    def param_grads(self, dx, gdy):
+        """See :func:`jvp_param_grads`."""
+        n, H, caches = self._n, self._H, self._caches
+        T = [np.broadcast_to(dx, (n,) + dx.shape[1:])]
+        for (layer, src), cache in zip(self._nodes, caches):
+            t = layer.jvp(cache, *[T[v] for v in src])
+            T.append(np.broadcast_to(t, (n,) + t.shape[1:]))
+        grads = [{} for _ in self._nodes]
+        g_tan, g_pri = {len(self._nodes): gdy}, {}
+        for k in range(len(self._nodes) - 1, -1, -1):
+            (layer, src), cache = self._nodes[k], caches[k]
+            gt, gp = g_tan.pop(k + 1), g_pri.pop(k + 1, None)
+            gx2, gparams = _second_order(layer, cache, [H[v] for v in src],
+                                         [T[v] for v in src], gt)
+            gparams = dict(gparams)
+            pulled_t = layer.vjp(cache, gt)
+            pulled_p = None
+            if gp is not None:
+                for name, g in layer.param_vjp(cache, gp).items():
+                    gparams[name] = gparams[name] + g if name in gparams else g
+                pulled_p = layer.vjp(cache, gp[:, None])
+            grads[k] = gparams
+            multi = getattr(layer, "multi_input", False)
+            for i, v in enumerate(src):
+                _add(g_tan, v, pulled_t[i] if multi else pulled_t)
+                if pulled_p is not None:
+                    _add(g_pri, v, (pulled_p[i] if multi else pulled_p)[:, 0])
+                _add(g_pri, v, gx2[i] if multi and gx2 is not None else gx2)
+        return grads
+
+
+def jvp_grad_reference(layer, x, dx, gdy, step=1e-6):
+    r"""Dense reference for ``layer.jvp_grad``: central differences, float64.
+
+    Differentiates :math:`s = \sum \langle g, \mathrm{jvp}(\mathrm{forward}(x), dx)\rangle`
+    entry by entry with respect to ``x`` and to every parameter array (perturbed in
+    place and restored). Slow (two JVPs per entry): for tests on small layers.
+
+    Parameters
+    ----------
+    layer : layer
+    x : ndarray of shape (N, *S), float64; a tuple of them for a multi-input layer
+    dx : ndarray of shape (N, D, *S); a tuple of them for a multi-input layer
+    gdy : ndarray of shape (N, D, *S_out)
+
+    Returns
+    -------
+    gx : ndarray of shape (N, *S), or a tuple of them
+    gparams : dict of ndarray
+        Keyed like ``layer.params``.
+    """
+    multi = getattr(layer, "multi_input", False)
+    xs = [np.array(a, dtype=np.float64) for a in (x if multi else (x,))]
+    dxs = tuple(dx) if multi else (dx,)
+
+    def s():
+        _, cache = layer.forward(*xs)
+        return float(np.sum(gdy * layer.jvp(cache, *dxs)))
+
+    def central(a):
+        g = np.zeros(a.shape)
+        flat, gflat = a.reshape(-1), g.reshape(-1)
+        for i in range(flat.size):
+            old = flat[i]
+            h = step * max(1.0, abs(old))
+            flat[i] = old + h
+            fp = s()
+            flat[i] = old - h
+            fm = s()
+            flat[i] = old
+            gflat[i] = (fp - fm) / (2 * h)
+        return g
+
+    gparams = {name: central(value) for name, value in layer.params.items()
+               if value is not None}
+    gxs = tuple(central(a) for a in xs)
+    return (gxs if multi else gxs[0]), gparams
