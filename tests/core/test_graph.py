@@ -15,8 +15,16 @@ SMOOTH = {
     "scale": lambda r: fd.Scale(float(r.uniform(-2, 2))),
     "avgpool": lambda r: fd.AvgPool2d(3, stride=1, padding=1),
     "bn": lambda r: fd.models.zoo._batchnorm(C, r),
+    "gelu": lambda r: fd.GELU(approximate=str(r.choice(["none", "tanh"]))),
+    "silu": lambda r: fd.SiLU(), "mish": lambda r: fd.Mish(), "softplus": lambda r: fd.Softplus(),
+    "elu": lambda r: fd.ELU(), "identity": lambda r: fd.Identity(),
+    "groupnorm": lambda r: fd.GroupNorm(2, C), "layernorm": lambda r: fd.LayerNorm([S, S]),
+    "reflect": lambda r: fd.Conv2d(C, C, 3, padding=1, padding_mode="reflect", seed=3),
 }
-KINKED = {"relu": lambda r: fd.ReLU(), "maxpool": lambda r: fd.MaxPool2d(3, stride=1, padding=1)}
+KINKED = {"relu": lambda r: fd.ReLU(), "maxpool": lambda r: fd.MaxPool2d(3, stride=1, padding=1),
+          "leaky": lambda r: fd.LeakyReLU(0.1), "hardtanh": lambda r: fd.Hardtanh(),
+          "relu6": lambda r: fd.ReLU6(), "hardswish": lambda r: fd.Hardswish(),
+          "adaptivemax": lambda r: fd.AdaptiveMaxPool2d(S)}
 
 
 @st.composite
