@@ -25,6 +25,7 @@ import zlib
 import numpy as np
 
 from ._schema import SchemaError, check_graph, check_sequential, check_layer
+from .core.layer import no_init
 from .core.graph import Graph
 from .core.sequential import Sequential
 from .layers import LAYER_TYPES
@@ -361,7 +362,8 @@ def load(path, *, allow_nonfinite=False, max_bytes=DEFAULT_MAX_BYTES):
     with zipfile.ZipFile(path) as zf:
         for label, type_name, config, arrays, *_ in entries:
             try:
-                layer = LAYER_TYPES[type_name](**config)
+                with no_init():                     # the file's arrays replace them
+                    layer = LAYER_TYPES[type_name](**config)
             except (TypeError, ValueError) as err:      # the schema missed a rule
                 raise _fail(path, f"has arguments that {label} ({type_name}) refuses: "
                             f"{err}") from None

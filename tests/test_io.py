@@ -100,3 +100,20 @@ def test_a_plain_npz_is_not_a_model(tmp_path):
     with pytest.raises(ValueError, match="not a fwdderiv model"):
         fd.load(path)
     assert zipfile.is_zipfile(path)
+
+
+def test_load_draws_no_random_weights(tmp_path, monkeypatch):
+    import fwdderiv.core.layer as layer_module
+    from fwdderiv.layers import conv, linear
+    fd.save(fd.models.lenet5(seed=3), tmp_path / "m.npz")
+
+    class NoDraws:
+        def uniform(self, *args, **kwargs):
+            raise AssertionError("load drew random initial weights")
+
+    for module in (conv, linear):
+        monkeypatch.setattr(module.np.random, "default_rng", lambda *a, **k: NoDraws())
+    net = fd.load(tmp_path / "m.npz")
+    monkeypatch.undo()
+    np.testing.assert_array_equal(net.layers[0].weight, fd.models.lenet5(seed=3).layers[0].weight)
+    assert not getattr(layer_module._loading, "active", False)

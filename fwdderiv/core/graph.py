@@ -10,6 +10,7 @@ case of the same runner.
 """
 import functools
 import math
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -493,6 +494,7 @@ class Graph:
             J = np.zeros((N,) + s_out + s_in, x.dtype)
             return (self.forward(x), J) if return_output else J
         steps, itemsize = self._steps(shapes), x.dtype.itemsize
+        _check_result_fits(N * K * D * itemsize, (N,) + s_out + s_in, name)
         windows, plan = [], None
         if mode == "forward" and windowed:
             windows = self._windows(shapes)
@@ -580,6 +582,24 @@ def _identity(n, k0, k1, shape, dtype):
     e = np.zeros((n, k1 - k0, K), dtype=dtype)
     e[:, np.arange(k1 - k0), np.arange(k0, k1)] = 1
     return e.reshape((n, k1 - k0) + tuple(shape))
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_result_fits(nbytes, shape, name):
+    """A Jacobian larger than the machine's memory fails before it is allocated, with
+    the size it needs (``max_memory`` bounds the work, not the result)."""
+    total = _physical_memory()
+    if total is not None and nbytes > total:
+        raise ValueError(
+            f"{name}: the Jacobian of shape {shape} needs {nbytes / 2**30:.1f} GiB, more than "
+            f"this machine's {total / 2**30:.1f} GiB of memory; pass fewer examples at a "
+            f"time, or take vjp/jvp products instead of the full matrix")
 
 
 def _budget(max_memory, name):

@@ -218,8 +218,25 @@ def cast_scope():
         _casts.cache = None
 
 
+_loading = threading.local()     # .active: layers are being rebuilt by fwdderiv.load
+
+
+@contextlib.contextmanager
+def no_init():
+    """Build layers without drawing initial weights: :func:`init_uniform` returns zeros
+    (``fwdderiv.load`` replaces every array with the file's right after)."""
+    _loading.active = True
+    try:
+        yield
+    finally:
+        _loading.active = False
+
+
 def init_uniform(rng, shape, fan_in):
     """PyTorch's default initialisation for Linear and Conv2d weights and biases:
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5) reduces to it)."""
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5) reduces to it).
+    Inside :func:`no_init`, zeros: no random numbers are drawn."""
+    if getattr(_loading, "active", False):
+        return np.zeros(shape, np.float32)
     bound = 1.0 / np.sqrt(fan_in) if fan_in > 0 else 0.0
     return rng.uniform(-bound, bound, size=shape).astype(np.float32)

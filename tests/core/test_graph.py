@@ -155,3 +155,12 @@ def test_zero_size_axes_give_empty_jacobians():
     for bad in ("1e6", 0, -5, 2.5):
         with pytest.raises((TypeError, ValueError), match="max_memory must be a positive int"):
             net.jacobian(np.ones((1, 1, 3)), max_memory=bad)
+
+
+def test_a_jacobian_larger_than_the_machine_fails_before_allocating(monkeypatch):
+    from fwdderiv.core import graph
+    monkeypatch.setattr(graph, "_physical_memory", lambda: 2**20)
+    net = fd.Sequential([fd.Flatten(), fd.Linear(300, 300)])
+    with pytest.raises(ValueError, match=r"needs 0.1 GiB, more than this machine's"):
+        net.jacobian(np.ones((200, 1, 300)))
+    assert net.jacobian(np.ones((1, 1, 300))).shape == (1, 300, 1, 300)
