@@ -41,9 +41,16 @@ def _one_line(err):
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def main(argv=None):
-    from .process import tune_process
-    tune_process()          # a program of fwdderiv's own: the process-wide tuning pays
+def main(argv=None, tune=None):
+    """Run ``fwdderiv`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status.
+
+    ``tune`` applies :func:`fwdderiv.tune_process` first; by default only when ``argv``
+    is None, i.e. when this is the ``fwdderiv`` program, whose process is fwdderiv's own.
+    A Python caller passing ``argv`` keeps its process as it was.
+    """
+    if tune if tune is not None else argv is None:
+        from .process import tune_process
+        tune_process()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -28,6 +28,8 @@ QUICK = {
     "attack": lambda tmp: ["--untrained", "--batch", "20", "--eps", "0,0.1", "--pgd-steps",
                            "2", "--output", str(tmp / "atk")],
     "check": lambda tmp: _check_files(tmp),
+    "robustness": lambda tmp: ["--epochs", "1", "--train-size", "64", "--output",
+                               str(tmp / "rob")],
 }
 
 
@@ -51,14 +53,6 @@ def _run(argv, cwd):
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100"}
     return subprocess.run([sys.executable, "-m", "fwdderiv", *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture(autouse=True)
-def _no_process_tuning(monkeypatch):
-    """cli.main tunes the process (allocator, threading layer); in-process calls here must
-    not change the test process for the tests that run after them."""
-    import fwdderiv.process
-    monkeypatch.setattr(fwdderiv.process, "tune_process", lambda *a, **k: {})
 
 
 def test_version_prints_the_package_version(capsys):

@@ -62,6 +62,24 @@ def test_tune_process_prefers_the_openmp_layer_and_import_does_not():
     plain, tuned = (subprocess.run([sys.executable, "-c", code.format(opt)], env=env,
                                    check=True, capture_output=True, text=True).stdout.split()
                     for opt in ("", "fd.tune_process()\n"))
-    import numba
-    assert plain[0] == numba.config.THREADING_LAYER_PRIORITY[0]   # Numba's own default
+    default = subprocess.run([sys.executable, "-c", "import numba\n"
+                              "print(numba.config.THREADING_LAYER_PRIORITY[0])"], env=env,
+                             check=True, capture_output=True, text=True).stdout.split()
+    assert plain[:1] == default          # Numba's own default, in a process of its own
     assert tuned == ["omp", "omp"]
+
+
+def test_cli_main_tunes_only_the_program():
+    """``fwdderiv`` (argv None) tunes its process; ``main([...])`` from Python does not."""
+    import subprocess
+    import sys
+    code = ("import contextlib, io, sys\nfrom fwdderiv import cli, process\n"
+            "sys.argv = ['fwdderiv']\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    cli.main({})\n"
+            "print(process.tuned()['threading_layer'])")
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("NUMBA_THREADING_LAYER", "FWDDERIV_TUNE_PROCESS")}
+    got = [subprocess.run([sys.executable, "-c", code.format(arg)], env=env, check=True,
+                          capture_output=True, text=True).stdout.split()[-1]
+           for arg in ("[]", "None")]
+    assert got == ["False", "True"]

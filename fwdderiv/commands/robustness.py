@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._common import add_download_option, add_progress_options, load_data
+
 #: Shares of pixels replaced by noise.
 NOISE = [round(0.05 * i, 2) for i in range(11)]
 #: The seed of the noise (the same noisy images for both networks).
@@ -43,8 +45,10 @@ def add_parser(subparsers):
                    help="estimator of ||J||_F^2 in training (default: output, n_proj 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, metavar="N")
+    p.add_argument("--train-size", type=int, default=None, metavar="N",
+                   help="train on the first N training images only (default: all)")
     p.add_argument("--output", "-o", default="robustness", metavar="DIR")
-    p.add_argument("--no-progress", action="store_true")
+    add_download_option(add_progress_options(p))
     p.set_defaults(run=run)
     return p
 
@@ -77,18 +81,19 @@ def run(args):
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     if not args.lam >= 0:
         raise ValueError(f"--lambda must be >= 0, got {args.lam}")
-    if args.data_dir:
-        ds = fd.datasets.load_dataset("mnist", data_dir=args.data_dir)
-    else:
-        ds = fd.datasets.load_dataset("digits")
+    if args.train_size is not None and args.train_size < 1:
+        raise ValueError(f"--train-size must be >= 1, got {args.train_size}")
+    ds = load_data("mnist" if args.data_dir or args.download else "digits", args.data_dir,
+                   download=args.download)
+    x_train, y_train = ds.x_train[:args.train_size], ds.y_train[:args.train_size]
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     nets, seconds = {}, {}
     for name, lam in (("reference", 0.0), ("jacobian_reg", args.lam)):
         net = worked_example_net(ds.x_train.shape[1:], seed=args.seed)
         start = time.perf_counter()
-        fit(net, ds.x_train, ds.y_train, epochs=args.epochs, batch_size=32, lr=0.01,
-            momentum=0.9, seed=args.seed, progress=False if args.no_progress else None,
+        fit(net, x_train, y_train, epochs=args.epochs, batch_size=32, lr=0.01,
+            momentum=0.9, seed=args.seed, progress=args.progress,
             num_threads=args.threads or None, jacobian_reg=lam, jacobian_method=args.method)
         seconds[name] = time.perf_counter() - start
         nets[name] = net
@@ -106,7 +111,7 @@ def run(args):
                **{f"{name}_{kind}": int(net(x).argmax()) for name, net in nets.items()
                   for kind, x in (("clean", x0), ("noisy", x0n))}}
     result = {"noise": NOISE, "accuracy": acc, "jacobian_norm": norms, "example": example,
-              "dataset": ds.name, "train_size": len(ds.x_train), "test_size": len(ds.x_test),
+              "dataset": ds.name, "train_size": len(x_train), "test_size": len(ds.x_test),
               "epochs": args.epochs, "lambda": args.lam, "method": args.method,
               "seed": args.seed, "noise_seed": NOISE_SEED, "train_seconds": seconds}
     (out / "robustness.json").write_text(json.dumps(result, indent=2))

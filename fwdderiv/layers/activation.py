@@ -87,6 +87,11 @@ class LeakyReLU(Elementwise):
         return np.where(pos, x, a * x), np.where(pos, x.dtype.type(1), a)
 
 
+    def second_slope(self, x):
+        """Zero: piecewise linear (PyTorch's double backward also gives 0 at the kinks)."""
+        return np.zeros_like(x)
+
+
 class ELU(Elementwise):
     r""":math:`y = x` for :math:`x > 0`, else :math:`\alpha (e^x - 1)`.
 
@@ -106,6 +111,12 @@ class ELU(Elementwise):
         neg = x <= 0
         xn = np.where(neg, x, 0)
         return np.where(neg, a * np.expm1(xn), x), np.where(neg, a * np.exp(xn), x.dtype.type(1))
+
+    def second_slope(self, x):
+        r""":math:`\alpha e^x` where :math:`x \le 0` (the slope's side at the kink), else 0."""
+        neg = x <= 0
+        return np.where(neg, x.dtype.type(self.alpha) * np.exp(np.where(neg, x, 0)),
+                        x.dtype.type(0))
 
 
 class GELU(Elementwise):
@@ -134,6 +145,19 @@ class GELU(Elementwise):
         pdf = np.exp(t(-0.5) * x * x) * t(1 / np.sqrt(2 * np.pi))
         return x * cdf, cdf + x * pdf
 
+    def second_slope(self, x):
+        r""":math:`\phi(x)(2 - x^2)`; with ``approximate='tanh'``, for
+        :math:`u = k(x + c x^3)`, :math:`t = \tanh u`:
+        :math:`(1 - t^2)\,(u' + \frac x2 (u'' - 2 t u'^2))`."""
+        t = x.dtype.type
+        if self.approximate == "tanh":
+            k, c = t(np.sqrt(2 / np.pi)), t(0.044715)
+            th = np.tanh(k * (x + c * x ** 3))
+            du, ddu = k * (1 + t(3) * c * x * x), t(6) * k * c * x
+            return (1 - th * th) * (du + t(0.5) * x * (ddu - t(2) * th * du * du))
+        pdf = np.exp(t(-0.5) * x * x) * t(1 / np.sqrt(2 * np.pi))
+        return pdf * (t(2) - x * x)
+
 
 class SiLU(Elementwise):
     r""":math:`y = x\,\sigma(x)`, :math:`y' = \sigma(x)(1 + x(1 - \sigma(x)))`. Smooth."""
@@ -144,6 +168,11 @@ class SiLU(Elementwise):
     def value_and_slope(self, x):
         s = _sigmoid(x)
         return x * s, s * (1 + x * (1 - s))
+
+    def second_slope(self, x):
+        r""":math:`\sigma(1 - \sigma)(2 + x(1 - 2\sigma))`."""
+        s = _sigmoid(x)
+        return s * (1 - s) * (2 + x * (1 - 2 * s))
 
 
 class Mish(Elementwise):
@@ -156,6 +185,13 @@ class Mish(Elementwise):
     def value_and_slope(self, x):
         th = np.tanh(np.logaddexp(x.dtype.type(0), x))
         return x * th, th + x * _sigmoid(x) * (1 - th * th)
+
+    def second_slope(self, x):
+        r"""With :math:`t = \tanh(\mathrm{softplus}(x))`: :math:`(1 - t^2)\,\sigma(x)
+        \,(2 + x(1 - \sigma(x) - 2 t \sigma(x)))`."""
+        th = np.tanh(np.logaddexp(x.dtype.type(0), x))
+        s = _sigmoid(x)
+        return (1 - th * th) * s * (2 + x * (1 - s - 2 * th * s))
 
 
 class Softplus(Elementwise):
@@ -184,6 +220,14 @@ class Softplus(Elementwise):
         y = np.where(lin, x, np.log1p(z) / t(self.beta))
         return y.astype(x.dtype, copy=False), np.where(lin, t(1), z / (z + 1))
 
+    def second_slope(self, x):
+        r""":math:`\beta\,\sigma(\beta x)(1 - \sigma(\beta x))`, and 0 on the identity
+        side of ``threshold``."""
+        t = x.dtype.type
+        bx = x * t(self.beta)
+        s = _sigmoid(bx)
+        return np.where(bx > t(self.threshold), t(0), t(self.beta) * s * (1 - s))
+
 
 class Hardtanh(Elementwise):
     r""":math:`y = \min(\max(x, a), b)` (``min_val`` a, ``max_val`` b).
@@ -208,6 +252,11 @@ class Hardtanh(Elementwise):
         a, b = t(self.min_val), t(self.max_val)
         flat = (x <= a) | (x >= b)
         return np.where(x < a, a, np.where(x > b, b, x)), (~flat).astype(x.dtype)
+
+
+    def second_slope(self, x):
+        """Zero: piecewise linear (PyTorch's double backward also gives 0 at the kinks)."""
+        return np.zeros_like(x)
 
 
 class ReLU6(Hardtanh):
@@ -238,3 +287,8 @@ class Hardswish(Elementwise):
         y = x * np.minimum(np.maximum(x + t(3), t(0)), t(6)) / t(6)
         slope = np.where(x <= t(-3), t(0), np.where(x < t(3), x / t(3) + t(0.5), t(1)))
         return y, slope.astype(x.dtype, copy=False)
+
+    def second_slope(self, x):
+        """1/3 where ``-3 < x < 3`` (the slope's linear piece), else 0."""
+        t = x.dtype.type
+        return np.where((x > t(-3)) & (x < t(3)), t(1) / t(3), t(0)).astype(x.dtype, copy=False)

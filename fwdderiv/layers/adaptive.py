@@ -129,6 +129,10 @@ class AdaptiveMaxPool2d(_Adaptive):
         gx = K.scatter(gy.reshape(N, Kc, C, argmax.shape[2]), argmax, H * W)
         return gx.reshape(N, Kc, C, H, W)
 
+    def jvp_grad(self, cache, x, dx, gdy):
+        """Zero, as :meth:`MaxPool2d.jvp_grad`: the JVP selects entries of ``dx``."""
+        return None, {}
+
     def kinks(self, x, tol):
         """Windows whose two largest values are within ``tol`` (ties)."""
         count = 0

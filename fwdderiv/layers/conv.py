@@ -333,7 +333,8 @@ class Conv2d(Layer):
         r"""Of :math:`\sum \langle g, \mathrm{conv}(dx, W)\rangle`: the weight gradient of
         the tangents seen as a batch of ``N*D`` images (``param_vjp`` with the tangent's
         columns); none in ``x`` or the bias."""
-        cols = im2col_t(np.ascontiguousarray(fold(dx)), self.kernel_size, self.stride,
+        t = np.ascontiguousarray(fold(dx))
+        cols = im2col_t(self._prepad(t, dx.shape[2:]), self.kernel_size, self.stride,
                         self.padding, self.dilation)
         grads = self.param_vjp((cols, dx.shape[2:]), fold(gdy))
         if self.bias is not None:

@@ -79,8 +79,14 @@ class BatchNorm2d(Layer):
     def param_vjp(self, cache, gy):
         if isinstance(cache, tuple):
             cache = cache[0]
-        return {"weight": (gy * cache).sum(axis=(0, 2, 3)).astype(self.weight.dtype, copy=False),
-                "bias": gy.sum(axis=(0, 2, 3)).astype(self.bias.dtype, copy=False)}
+        axes = (0,) + tuple(range(2, gy.ndim))
+        return {"weight": (gy * cache).sum(axis=axes).astype(self.weight.dtype, copy=False),
+                "bias": gy.sum(axis=axes).astype(self.bias.dtype, copy=False)}
+
+    @staticmethod
+    def _channels(a, ndim):
+        """``a`` of shape (C,) shaped to broadcast against a batch of ``ndim`` axes."""
+        return a.reshape(a.shape + (1,) * (ndim - 2))
 
     def jvp_grad(self, cache, x, dx, gdy):
         r"""Of :math:`\sum \langle g, \gamma\,dx/\sqrt{\sigma^2+\epsilon}\rangle`
@@ -113,16 +119,17 @@ class BatchNorm2d(Layer):
         Returns ``(y, (xhat, inv_std))``.
         """
         self.output_shape(x.shape[1:])
-        M = x.shape[0] * x.shape[2] * x.shape[3]
+        axes = (0,) + tuple(range(2, x.ndim))
+        M = x.size // x.shape[1]
         if M < 2:
             raise ValueError(f"{self!r} in training mode needs more than one value per "
                              f"channel (batch statistics), got input of shape {x.shape}; "
                              f"use a larger batch or the inference form (training=False)")
-        mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+        c = lambda a: self._channels(a, x.ndim)  # noqa: E731
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
         inv = 1 / np.sqrt(var + x.dtype.type(self.eps))
-        xhat = (x - mean[:, None, None]) * inv[:, None, None]
-        y = xhat * cast_param(self.weight, x.dtype)[:, None, None] \
-            + cast_param(self.bias, x.dtype)[:, None, None]
+        xhat = (x - c(mean)) * c(inv)
+        y = xhat * c(cast_param(self.weight, x.dtype)) + c(cast_param(self.bias, x.dtype))
         m = self.momentum
         self.running_mean[...] = (1 - m) * self.running_mean + m * mean
         self.running_var[...] = (1 - m) * self.running_var + m * var * (M / (M - 1))
@@ -133,14 +140,17 @@ class BatchNorm2d(Layer):
         every example at once; statistics over (N, H, W) per d and channel."""
         xhat, inv = cache
         xh = xhat[:, None]
-        mean_d = dx.mean(axis=(0, 3, 4), keepdims=True)
-        mean_dx = (dx * xh).mean(axis=(0, 3, 4), keepdims=True)
-        scale = (cast_param(self.weight, dx.dtype) * inv)[:, None, None]
+        axes = (0,) + tuple(range(3, dx.ndim))
+        mean_d = dx.mean(axis=axes, keepdims=True)
+        mean_dx = (dx * xh).mean(axis=axes, keepdims=True)
+        scale = self._channels(cast_param(self.weight, dx.dtype) * inv, dx.ndim - 1)
         return scale * (dx - mean_d - xh * mean_dx)
 
 class BatchNorm1d(BatchNorm2d):
     r"""Per-channel affine normalisation with running statistics (inference form) of
-    ``(N, C)`` or ``(N, C, L)`` inputs, as ``torch.nn.BatchNorm1d`` in ``eval()`` mode.
+    ``(N, C)`` or ``(N, C, L)`` inputs, as ``torch.nn.BatchNorm1d`` in ``eval()`` mode;
+    with ``training`` set, the training form of :class:`BatchNorm2d` (statistics over
+    the batch and ``L``).
 
     ``momentum`` is accepted and kept (it only matters for training statistics);
     ``affine=False`` and ``track_running_stats=False`` are refused (this layer is the
@@ -166,32 +176,31 @@ class BatchNorm1d(BatchNorm2d):
                                     "or 3-D batch; use BatchNorm2d for images")
         return in_shape
 
-    def _channels(self, a, ndim):
-        return a.reshape(a.shape + (1,) * (ndim - 2))
-
     def forward(self, x):
+        if self.training:
+            return self.forward_train(x)
         self.output_shape(x.shape[1:])
         c = lambda p: self._channels(cast_param(p, x.dtype), x.ndim)  # noqa: E731
         xhat = (x - c(self.running_mean)) / np.sqrt(c(self.running_var) + x.dtype.type(self.eps))
         return xhat * c(self.weight) + c(self.bias), xhat
 
     def jvp(self, cache, dx):
+        if isinstance(cache, tuple):
+            return self._batch_jvp(cache, dx)
         return dx * self._channels(self._scale(dx.dtype), dx.ndim - 1)
 
-    vjp = jvp
+    vjp = jvp                       # both forms' Jacobians are symmetric
 
     def jvp_grad(self, cache, x, dx, gdy):
         """As BatchNorm2d's (linear in inference form: only the weight has a gradient),
         summed over every axis but the channels of ``dx`` (N, D, C[, L])."""
+        if isinstance(cache, tuple):
+            return super().jvp_grad(cache, x, dx, gdy)      # its error: the training form
         inv = 1 / np.sqrt(cast_param(self.running_var, dx.dtype) + dx.dtype.type(self.eps))
         gw = (gdy * dx).sum(axis=(0, 1) + tuple(range(3, dx.ndim))) * inv
         return None, {"weight": gw.astype(self.weight.dtype, copy=False),
                       "bias": np.zeros_like(self.bias)}
 
-    def param_vjp(self, cache, gy):
-        axes = (0,) + tuple(range(2, gy.ndim))
-        return {"weight": (gy * cache).sum(axis=axes).astype(self.weight.dtype, copy=False),
-                "bias": gy.sum(axis=axes).astype(self.bias.dtype, copy=False)}
 
 
 def _standardise(x, axes, eps):
@@ -208,6 +217,28 @@ def _standardise_jvp(xhat, r, dx, axes):
     xh = xhat[:, None]
     return r[:, None] * (dx - dx.mean(axis=axes, keepdims=True)
                          - xh * (xh * dx).mean(axis=axes, keepdims=True))
+
+
+def _standardise_jvp_grad(xhat, r, dx, g, axes):
+    r"""The gradient in ``x`` of :math:`s = \sum_d \langle g_d, d\hat x_d\rangle`, the
+    tangents ``dx`` (N, D, ...) and cotangents ``g`` of :func:`_standardise_jvp` fixed.
+
+    With :math:`m` entries per group, :math:`b_d = \langle g_d, \hat x\rangle`,
+    :math:`c_d = \langle \hat x, dx_d\rangle / m`, :math:`s_d = \langle g_d,
+    d\hat x_d\rangle`, and :math:`dr = -r^2 \langle \hat x, dx\rangle / m`,
+    :math:`d\hat x = A\,dx` (:math:`A` the symmetric map of :func:`_standardise_jvp`):
+
+    .. math:: \nabla_x s = -\sum_d \Big(\frac{r}{m} s_d \hat x
+              + r\, A\big(c_d\, g_d + \frac{b_d}{m} dx_d\big)\Big)
+    """
+    m = int(np.prod([xhat.shape[a] for a in axes]))
+    xh = xhat[:, None]
+    b = (g * xh).sum(axis=axes, keepdims=True)
+    c = (dx * xh).mean(axis=axes, keepdims=True)
+    s = (g * _standardise_jvp(xhat, r, dx, axes)).sum(axis=axes, keepdims=True)
+    v = (c * g + (b / m) * dx).sum(axis=1, keepdims=True)
+    return -((r / m) * (s.sum(axis=1)) * xhat
+             + r * _standardise_jvp(xhat, r, v, axes)[:, 0])
 
 
 class LayerNorm(Layer):
@@ -278,6 +309,23 @@ class LayerNorm(Layer):
             grads["bias"] = gy.sum(axis=lead).astype(self.bias.dtype)
         return grads
 
+    def jvp_grad(self, cache, x, dx, gdy):
+        r"""Of :math:`\sum \langle g, \gamma\, d\hat x\rangle`: in ``x`` by
+        :func:`_standardise_jvp_grad` (the statistics move with ``x``); in
+        :math:`\gamma` the sum of :math:`g\, d\hat x`; none in :math:`\beta`."""
+        xhat, r = cache
+        axes = self._axes()
+        g = gdy if self.weight is None else gdy * cast_param(self.weight, gdy.dtype)
+        gx = _standardise_jvp_grad(xhat, r, dx, g, axes)
+        grads = {}
+        if self.weight is not None:
+            lead = tuple(range(gdy.ndim - len(self.normalized_shape)))
+            d = _standardise_jvp(xhat, r, dx, axes)
+            grads["weight"] = (gdy * d).sum(axis=lead).astype(self.weight.dtype)
+        if self.bias is not None:
+            grads["bias"] = np.zeros_like(self.bias)
+        return gx, grads
+
 
 class GroupNorm(Layer):
     r"""Normalisation of each example over groups of channels, ``torch.nn.GroupNorm``:
@@ -344,3 +392,21 @@ class GroupNorm(Layer):
         axes = (0,) + tuple(range(2, gy.ndim))
         return {"weight": (gy * xhat).sum(axis=axes).astype(self.weight.dtype),
                 "bias": gy.sum(axis=axes).astype(self.bias.dtype)}
+
+    def jvp_grad(self, cache, x, dx, gdy):
+        """As :meth:`LayerNorm.jvp_grad`, per group of channels."""
+        xhat, r = cache
+        if self.affine:
+            g = gdy * self._per_channel(self.weight, gdy.dtype, gdy.ndim - 1)
+        else:
+            g = gdy
+        N, D = dx.shape[:2]
+        shape = (N, D, self.num_groups, self._group_size(dx.shape[1:]))
+        gx = _standardise_jvp_grad(xhat, r, dx.reshape(shape), g.reshape(shape), (-1,))
+        grads = {}
+        if self.affine:
+            d = _standardise_jvp(xhat, r, dx.reshape(shape), (-1,)).reshape(dx.shape)
+            axes = (0, 1) + tuple(range(3, dx.ndim))
+            grads = {"weight": (gdy * d).sum(axis=axes).astype(self.weight.dtype),
+                     "bias": np.zeros_like(self.bias)}
+        return gx.reshape(x.shape), grads

@@ -7,6 +7,13 @@ holds the current minibatch's statistics fixed: each BatchNorm becomes the per-c
 affine map the training step applies to this batch, and the Jacobian of an example is
 that of the network the training step evaluates, minus the (order 1/batch) terms through
 the statistics. At test time the running statistics take their place (the inference form).
+
+The statistics are held fixed in the Jacobian, not in its parameter gradient: they are
+functions of the parameters (a convolution's weights before a BatchNorm set the variance
+the BatchNorm divides by), and :func:`add_statistics_path` adds that path. Without it the
+gradient of the penalty would see the factor gamma / sigma_B with sigma_B constant and keep
+shrinking the weights before every BatchNorm, which changes nothing the network computes
+(sigma_B shrinks with them) until the variance reaches eps and training collapses.
 """
 import contextlib
 
@@ -39,10 +46,87 @@ def frozen_batch_statistics(net, x):
             for name, layer, inputs in net.nodes:
                 xs = [values[i] for i in inputs]
                 if id(layer) in bns:
-                    layer.running_mean = xs[0].mean(axis=(0, 2, 3))
-                    layer.running_var = xs[0].var(axis=(0, 2, 3))
+                    axes = (0,) + tuple(range(2, xs[0].ndim))
+                    layer.running_mean = xs[0].mean(axis=axes)
+                    layer.running_var = xs[0].var(axis=axes)
                 values[name] = layer.forward(*xs)[0]
         yield
     finally:
         for layer, (mean, var) in zip(layers, saved):
             layer.running_mean, layer.running_var = mean, var
+
+
+def add_statistics_path(net, x, grads):
+    r"""Add to ``grads`` the derivative of a penalty through the batch statistics.
+
+    ``grads`` (one dict per node, as ``net.backward`` gives) holds the gradient of a
+    function :math:`F(\theta, S)` of the parameters with the statistics
+    :math:`S = (\mu_l, \sigma^2_l)` of each BatchNorm held fixed, as computed inside
+    :func:`frozen_batch_statistics` (call this inside the same block). The statistics are
+    functions of the parameters through the batch ``x``; this adds
+    :math:`\sum_l \partial F/\partial S_l \cdot dS_l/d\theta`, so that ``grads``
+    becomes the gradient of :math:`\theta \mapsto F(\theta, S(\theta))`.
+
+    A BatchNorm's output depends on :math:`(\gamma, \sigma^2)` only through
+    :math:`s = \gamma/\sqrt{\sigma^2+\epsilon}` and on :math:`(\beta, \mu)` only
+    through :math:`\beta - s\mu`, so :math:`\partial F/\partial\sigma^2 =
+    -\frac{\gamma}{2(\sigma^2+\epsilon)}\,\partial F/\partial\gamma` and
+    :math:`\partial F/\partial\mu = -s\,\partial F/\partial\beta`: no new layer
+    method. Those cotangents enter each BatchNorm's input as
+    :math:`(\partial F/\partial\mu + 2\,\partial F/\partial\sigma^2\,(x-\mu))/M`
+    and are pulled back by one reverse pass through the network in its training form,
+    whose BatchNorm VJPs carry the earlier statistics' own dependence on the parameters.
+    """
+    from fwdderiv.training.loop import train_mode
+
+    layers = {id(layer) for layer in _batchnorms(net)}
+    if not layers:
+        return grads
+    nodes = list(net.nodes)
+    index = {"input": 0}
+    inject = {}
+    for k, (name, layer, inputs) in enumerate(nodes):
+        index[name] = k + 1
+        if id(layer) in layers and grads[k]:
+            dtype = np.dtype(np.float64)
+            gamma = layer.weight.astype(dtype)
+            var = np.asarray(layer.running_var, dtype) + layer.eps
+            d_mean = -gamma / np.sqrt(var) * grads[k]["bias"]
+            d_var = -gamma / (2 * var) * grads[k]["weight"]
+            inject[k] = (d_mean, d_var)
+    if not inject:
+        return grads
+    saved = [(layer, layer.running_mean.copy(), layer.running_var.copy())
+             for layer in _batchnorms(net)]
+    H, caches = [x], []
+    try:
+        with train_mode(net):
+            for name, layer, inputs in nodes:
+                h, cache = layer.forward(*[H[index[i]] for i in inputs])
+                H.append(h)
+                caches.append(cache)
+    finally:
+        for layer, mean, var in saved:
+            layer.running_mean, layer.running_var = mean, var
+    cot = {}
+    for k in range(max(inject), -1, -1):
+        name, layer, inputs = nodes[k]
+        src = [index[i] for i in inputs]
+        g = cot.pop(k + 1, None)
+        if g is not None:
+            extra = layer.param_vjp(caches[k], g[:, 0]) if hasattr(layer, "param_vjp") else {}
+            for key, value in extra.items():
+                grads[k][key] = grads[k].get(key, 0) + value
+            gx = layer.vjp(caches[k], g)
+            for v, gv in zip(src, gx if getattr(layer, "multi_input", False) else (gx,)):
+                cot[v] = gv if v not in cot else cot[v] + gv
+        if k in inject:
+            xin = H[src[0]]
+            xhat, inv = caches[k]
+            c = lambda a: layer._channels(a, xin.ndim)  # noqa: E731
+            M = xin.size // xin.shape[1]
+            d_mean, d_var = inject[k]
+            gin = ((c(d_mean) + 2 * c(d_var) * xhat / c(inv)) / M).astype(xin.dtype)
+            v = src[0]
+            cot[v] = gin[:, None] if v not in cot else cot[v] + gin[:, None]
+    return grads

@@ -258,10 +258,12 @@ def _jacobian_step(net, x, method, n_proj, rng):
     """The Jacobian penalty of the logits w.r.t. the raw input and its parameter gradients
     (one dict per layer of ``net``)."""
     from fwdderiv.regularization import jacobian_penalty
-    from fwdderiv.regularization.batch_stats import frozen_batch_statistics
+    from fwdderiv.regularization.batch_stats import add_statistics_path, frozen_batch_statistics
 
     with frozen_batch_statistics(net, x):
-        return jacobian_penalty(net, x, method=method, n_proj=n_proj, seed=rng, on="logits")
+        value, grads = jacobian_penalty(net, x, method=method, n_proj=n_proj, seed=rng,
+                                        on="logits")
+        return value, add_statistics_path(net, x, grads)
 
 
 def _check_hyper(epochs, batch_size, lr_decay, lr, momentum, weight_decay):
@@ -330,10 +332,13 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
         the raw input ``x``. 0 turns it off (and draws no random numbers).
     jacobian_method : {"output", "input", "exact"}, default "output"
     jacobian_proj : int, default 1
-        Random projections per example for the penalty's estimate. BatchNorm2d layers train in their training
-        form (batch statistics, running averages with PyTorch's momentum and eps;
-        :func:`train_mode`); the penalty holds the minibatch's statistics fixed
-        (:func:`fwdderiv.regularization.batch_stats.frozen_batch_statistics`).
+        Random projections per example for the penalty's estimate. BatchNorm layers train
+        in their training form (batch statistics, running averages with PyTorch's
+        momentum and eps; :func:`train_mode`); the penalty's per-example Jacobian holds
+        the minibatch's statistics fixed
+        (:func:`fwdderiv.regularization.batch_stats.frozen_batch_statistics`), and its
+        parameter gradient follows them as they move with the parameters
+        (:func:`fwdderiv.regularization.batch_stats.add_statistics_path`).
 
     Returns
     -------

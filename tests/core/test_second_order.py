@@ -95,3 +95,19 @@ def test_layer_without_jvp_grad_is_named():
     from fwdderiv.core.second_order import jvp_param_grads
     with pytest.raises(NotImplementedError, match="Square.*second_slope"):
         jvp_param_grads(net, np.ones((1, 2)), np.ones((1, 1, 2)), np.ones((1, 1, 2)))
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (fd.LayerNorm(4), (2, 3, 4)),                              # last axis of three
+    (fd.LayerNorm(4, elementwise_affine=False), (2, 3, 4)),
+    (fd.LayerNorm([3, 4], bias=False), (2, 2, 3, 4)),
+    (fd.GroupNorm(2, 4, affine=False), (2, 4, 3)),
+    (fd.GroupNorm(1, 4), (2, 4, 3, 2)),
+], ids=repr)
+def test_normalisation_second_order_follows_the_statistics(layer, shape):
+    """The statistics move with x: jvp_grad has an input part, checked for each option."""
+    rng = np.random.default_rng(5)
+    if layer.weight is not None:
+        layer.weight = rng.normal(size=layer.weight.shape)
+    rx = compare(to_float64(layer), rng.normal(size=shape))
+    assert np.abs(rx).max() > 1e-3          # a real, non-zero input term was compared

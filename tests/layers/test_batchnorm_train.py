@@ -97,3 +97,28 @@ def test_frozen_batch_statistics_give_the_training_forms_output():
     for b, (mean, var) in zip((net[1], net[4]), after):
         np.testing.assert_array_equal(b.running_mean, mean)
         np.testing.assert_array_equal(b.running_var, var)
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5)])
+def test_batchnorm1d_training_form_equals_pytorch(shape):
+    rng = np.random.default_rng(4)
+    bn = fd.BatchNorm1d(3, eps=1e-3, momentum=0.2)
+    bn.weight, bn.bias = rng.normal(size=3), rng.normal(size=3)
+    bn.running_mean, bn.running_var = rng.normal(size=3), rng.uniform(0.5, 2, 3)
+    tb = torch.nn.BatchNorm1d(3, eps=1e-3, momentum=0.2).double().train()
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        getattr(tb, name).data = torch.from_numpy(getattr(bn, name).copy())
+    x = rng.normal(1.0, 2.0, size=shape)
+    with train_mode(fd.Sequential([bn])):
+        y, cache = bn.forward(x)
+    assert not bn.training
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = tb(xt)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bn.running_var, tb.running_var.numpy(), rtol=1e-12)
+    gy = rng.normal(size=y.shape)
+    (yt * torch.from_numpy(gy)).sum().backward()
+    np.testing.assert_allclose(bn.vjp(cache, gy[:, None])[:, 0], xt.grad.numpy(),
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(bn.param_vjp(cache, gy)["weight"], tb.weight.grad.numpy(),
+                               rtol=1e-10)
