@@ -192,12 +192,19 @@ def _run_on_cluster(distributed, net, x, targets, kwargs, bounds, todo, workers,
         # Workers of a cluster we started share this machine: split its cores.
         threads = max(1, (os.cpu_count() or 1) // n_workers) if workers is not None \
             and scheduler is None else 0
-        net_f = client.scatter(net, broadcast=True)
+        # hash=False: a key of its own for each run. A content-hashed key is the same for
+        # a rerun of the same network, and the interrupted run's release of it could
+        # remove the data under the rerun's tasks ("lost dependencies").
+        net_f = client.scatter(net, broadcast=True, hash=False)
         futures = {client.submit(_craft_shard, net_f, x[bounds[i][0]:bounds[i][1]],
                                  targets[bounds[i][0]:bounds[i][1]], kwargs, threads,
                                  pure=False): i for i in todo}
-        for fut in distributed.as_completed(futures):
-            finish(futures[fut], fut.result())
+        try:
+            for fut in distributed.as_completed(futures):
+                finish(futures[fut], fut.result())
+        except BaseException:
+            client.cancel(list(futures) + [net_f])   # interrupted: stop the shards left
+            raise
     finally:
         if own is not None:
             cluster = getattr(own, "cluster", None)
