@@ -188,3 +188,51 @@ def test_lenet_exact_penalty_equals_pytorch_double_backward():
         for name in layer.params:
             np.testing.assert_allclose(g[name], torch_grad(model[k], name),
                                        rtol=1e-9, atol=1e-12 * np.abs(g[name]).max())
+
+
+def pytorch_layers_net():
+    """The layers that came with PyTorch's options: padding modes, adaptive pools, the
+    activations and normalisations of today's models."""
+    rng = np.random.default_rng(7)
+    bn1 = fd.BatchNorm1d(6)
+    bn1.running_mean, bn1.running_var = rng.normal(size=6), rng.uniform(0.5, 2, 6)
+    layers = float64([
+        fd.Conv2d(1, 4, 3, padding=1, padding_mode="reflect", seed=1), fd.GELU(),
+        fd.GroupNorm(2, 4), fd.SiLU(), fd.Conv2d(4, 4, 3, padding="same",
+                                                 padding_mode="circular", seed=2),
+        fd.LeakyReLU(0.1), fd.AdaptiveMaxPool2d(3), fd.Mish(), fd.LayerNorm([4, 3, 3]),
+        fd.ELU(0.5), fd.AdaptiveAvgPool2d((2, 2)), fd.Softplus(beta=2.0), fd.Flatten(),
+        fd.Linear(16, 6, seed=3), bn1, fd.Hardswish(), fd.GELU(approximate="tanh"),
+        fd.Linear(6, 5, seed=4), fd.Hardtanh(-0.5, 0.5), fd.Linear(5, 3, seed=5),
+        fd.Softmax()])
+    for layer in layers:       # non-trivial affine parameters of the normalisations
+        if isinstance(layer, (fd.GroupNorm, fd.LayerNorm)):
+            layer.weight = 1 + 0.3 * rng.normal(size=layer.weight.shape)
+            layer.bias = 0.3 * rng.normal(size=layer.bias.shape)
+    return fd.Sequential(layers)
+
+
+@pytest.mark.parametrize("method", ["exact", "output"])
+def test_pytorch_layers_match_central_differences(method):
+    net = pytorch_layers_net()
+    x = np.random.default_rng(8).normal(size=(3, 1, 6, 6))
+    n = sum(1 for layer in net.layers for v in layer.params.values() if v is not None)
+    assert check_against_fd(net, x, method=method, n_proj=2, seed=13) == n
+
+
+def test_pytorch_layers_exact_penalty_equals_pytorch_double_backward():
+    net = pytorch_layers_net()
+    x = np.random.default_rng(9).normal(size=(3, 1, 6, 6))
+    value, grads = jacobian_penalty(net, x, method="exact")
+    model = fd.to_torch(fd.layers.heads.logits_net(net)).double().eval()
+    t_value, model = torch_exact_penalty(model, x)
+    assert value == pytest.approx(t_value, rel=1e-9)
+    modules = [m for m in model.modules() if not list(m.children())]
+    with_params = [(layer, g) for layer, g in zip(net.layers, grads) if layer.params]
+    torch_with_params = [m for m in modules if list(m.parameters(recurse=False))]
+    assert len(with_params) == len(torch_with_params)
+    for (layer, g), m in zip(with_params, torch_with_params):
+        for name in layer.params:
+            np.testing.assert_allclose(g[name], torch_grad(m, name), rtol=1e-9,
+                                       atol=1e-12 * np.abs(g[name]).max(),
+                                       err_msg=f"{layer!r} {name}")
