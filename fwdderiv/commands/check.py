@@ -15,8 +15,9 @@ def add_parser(sub):
         description="Compute the float64 Jacobian dF/dx of MODEL at the inputs and compare it "
                     "with J.npy (layout (N, *S_out, *S_in), as torch.func.vmap(jacfwd)) or, "
                     "without --jacobian, with PyTorch's and JAX's own (each when installed; "
-                    "a model one of them cannot run is reported as not comparable). Entries that differ only at "
-                    "kinks (ReLU at 0, max-pool ties) are reported apart. Exit 0 when every "
+                    "a model one of them cannot run is reported as not comparable). Entries "
+                    "that differ only at kinks (ReLU at 0, max-pool ties) are reported apart. "
+                    "Exit 0 when every "
                     f"other entry is within tolerance, {DISAGREE} otherwise.")
     p.add_argument("model", help="a fwdderiv .npz, an .onnx file, or file.py:factory "
                                  "returning a torch.nn.Module")
