@@ -43,19 +43,19 @@ def torch_jacobian(net, model, x):
 
 def jax_jacobian(net, x):
     """JAX's float64 Jacobian of ``net`` (translated by :func:`fwdderiv.to_jax`) at ``x``,
-    computed by ``jax.vmap(jax.jacfwd(f))`` in JAX's 64-bit mode (restored afterwards)."""
+    computed by ``jax.jit(jax.vmap(jax.jacfwd(f)))`` in JAX's 64-bit mode (restored afterwards)."""
     import jax
     from ..interop.jax_export import to_jax, x64
     with x64():
         f = to_jax(net, "float64")
-        J = jax.vmap(jax.jacfwd(lambda v: f(v[None])[0]))(jax.numpy.asarray(x))
+        J = jax.jit(jax.vmap(jax.jacfwd(lambda v: f(v[None])[0])))(jax.numpy.asarray(x))
         return np.asarray(J, dtype=np.float64)
 
 
 #: The frameworks compared without --jacobian: name, module needed, Jacobian function.
 PEERS = (("PyTorch", "torch", "torch.func.vmap(torch.func.jacfwd(f)), float64",
           lambda net, model, x: torch_jacobian(net, model, x)),
-         ("JAX", "jax", "jax.vmap(jax.jacfwd(f)) of fwdderiv.to_jax(net), float64",
+         ("JAX", "jax", "jax.jit(jax.vmap(jax.jacfwd(f))) of fwdderiv.to_jax(net), float64",
           lambda net, model, x: jax_jacobian(net, x)))
 
 

@@ -35,7 +35,7 @@ def graph_net():
 def jax_jacobian(net, x):
     with x64():
         f = fd.to_jax(net)
-        return np.asarray(jax.vmap(jax.jacfwd(lambda v: f(v[None])[0]))(x))
+        return np.asarray(jax.jit(jax.vmap(jax.jacfwd(lambda v: f(v[None])[0])))(x))
 
 
 def test_jacobians_equal_fwdderivs_in_float64():
