@@ -24,8 +24,9 @@ def _split_final_softmax(net):
     Returns
     -------
     logits_net : network
-        The network up to the input of a final Softmax or LogSoftmax (if there is a layer
-        before it), else ``net`` itself, whose output is then taken to be logits.
+        The network up to the input of a final Softmax or LogSoftmax over the class axis
+        (``dim`` 1 or -1, as a classifier's ``(N, C)`` output has it) if there is a layer
+        before it, else ``net`` itself, whose output is then taken to be logits.
     kind : {"softmax", "log_softmax", None}
         The final layer that was dropped, or None.
 
@@ -47,6 +48,8 @@ def _split_final_softmax(net):
         kind = LOG_SOFTMAX
     else:
         return net, None
+    if getattr(last, "dim", -1) not in (1, -1):
+        return net, None            # over another axis than the classes: not a head
     if isinstance(net, Sequential):
         return net[:-1], kind
     if isinstance(net, Graph):

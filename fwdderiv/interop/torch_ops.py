@@ -99,7 +99,9 @@ def _batch_norm(ctx, a):
     mean, var = ctx.param(a["running_mean"]), ctx.param(a["running_var"])
     c = mean.shape[0]
     name = {3: "BatchNorm2d", 1: "BatchNorm1d", 2: "BatchNorm1d"}.get(len(ctx.shape(x)))
-    layer = ctx.layer(name or "BatchNorm3d", num_features=c, eps=float(a["eps"]))
+    momentum = a.get("momentum")           # None (a cumulative average): keep the default
+    extra = {"momentum": float(momentum)} if isinstance(momentum, (int, float)) else {}
+    layer = ctx.layer(name or "BatchNorm3d", num_features=c, eps=float(a["eps"]), **extra)
     layer.running_mean, layer.running_var = mean, var
     layer.weight = ctx.param(a["weight"]) if a["weight"] is not None else mean * 0 + 1
     layer.bias = ctx.param(a["bias"]) if a["bias"] is not None else mean * 0

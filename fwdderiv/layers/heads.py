@@ -1,13 +1,6 @@
 """One rule for "the network without its final softmax" (the logits Z of a classifier)."""
 
 
-from .softmax import LogSoftmax, Softmax
-
-
-def _is_softmax(layer):
-    return isinstance(layer, (Softmax, LogSoftmax))
-
-
 def logits_net(net):
     """The network that outputs logits: ``net`` without a final Softmax or LogSoftmax.
 
@@ -37,8 +30,3 @@ def logits_net(net):
     from .._logits import _split_final_softmax     # the project's one rule for it
 
     return _split_final_softmax(net)[0]
-
-
-def ends_in_softmax(net):
-    """True if :func:`logits_net` would drop a final Softmax/LogSoftmax of ``net``."""
-    return len(net.layers) > 1 and _is_softmax(net.layers[-1])

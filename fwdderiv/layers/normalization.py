@@ -32,23 +32,27 @@ class BatchNorm2d(Layer):
     """
 
     training = False
-    momentum = 0.1
 
     linear = True
     pointwise = True
     param_names = ("weight", "bias")
     buffer_names = ("running_mean", "running_var")
 
-    def __init__(self, num_features, eps=1e-5):
-        self.num_features = positive_int(num_features, "num_features", "BatchNorm2d")
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        self.num_features = positive_int(num_features, "num_features", type(self).__name__)
         self.eps = float(eps)
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
+                or not 0 <= momentum <= 1:
+            raise ValueError(f"{type(self).__name__}: momentum must be a number in [0, 1] "
+                             f"(PyTorch's default 0.1), got {momentum!r}")
+        self.momentum = float(momentum)
         self.weight = np.ones(num_features, np.float32)
         self.bias = np.zeros(num_features, np.float32)
         self.running_mean = np.zeros(num_features, np.float32)
         self.running_var = np.ones(num_features, np.float32)
 
     def get_config(self):
-        return {"num_features": self.num_features, "eps": self.eps}
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
 
     def output_shape(self, in_shape):
         return chw(self, in_shape, self.num_features)
@@ -161,12 +165,11 @@ class BatchNorm1d(BatchNorm2d):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True):
-        super().__init__(num_features, eps)
+        super().__init__(num_features, eps, momentum)
         if not affine or not track_running_stats:
             raise ValueError("BatchNorm1d: affine=False and track_running_stats=False are not "
                              "supported (inference form with weight, bias and running "
                              "statistics); use the defaults")
-        self.momentum = momentum
 
     def output_shape(self, in_shape):
         in_shape = tuple(in_shape)

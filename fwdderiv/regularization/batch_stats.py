@@ -26,8 +26,8 @@ def _batchnorms(net):
 
 
 @contextlib.contextmanager
-def frozen_batch_statistics(net, x):
-    """Inside the block, every BatchNorm2d of ``net`` uses the batch statistics of ``x``
+def frozen_batch_statistics(net, x, activations=None):
+    """Inside the block, every BatchNorm of ``net`` uses the batch statistics of ``x``
     (its inference form with ``running_mean``/``running_var`` set to the batch's mean and
     biased variance, as the training form normalises); restored after.
 
@@ -36,6 +36,10 @@ def frozen_batch_statistics(net, x):
     net : Sequential or Graph
     x : ndarray of shape (N, *S)
         The minibatch.
+    activations : list of ndarray, optional
+        ``net``'s values at ``x`` in its training form, input first (as
+        :func:`training_forward` returns them): the statistics are read from them
+        instead of running the network once more.
     """
     layers = _batchnorms(net)
     saved = [(layer.running_mean, layer.running_var) for layer in layers]
@@ -43,13 +47,14 @@ def frozen_batch_statistics(net, x):
         if layers:
             bns = {id(layer) for layer in layers}
             values = {"input": x}
-            for name, layer, inputs in net.nodes:
+            for k, (name, layer, inputs) in enumerate(net.nodes):
                 xs = [values[i] for i in inputs]
                 if id(layer) in bns:
                     axes = (0,) + tuple(range(2, xs[0].ndim))
                     layer.running_mean = xs[0].mean(axis=axes)
                     layer.running_var = xs[0].var(axis=axes)
-                values[name] = layer.forward(*xs)[0]
+                values[name] = layer.forward(*xs)[0] if activations is None \
+                    else activations[k + 1]
         yield
     finally:
         for layer, (mean, var) in zip(layers, saved):
@@ -71,62 +76,91 @@ def add_statistics_path(net, x, grads):
     :math:`s = \gamma/\sqrt{\sigma^2+\epsilon}` and on :math:`(\beta, \mu)` only
     through :math:`\beta - s\mu`, so :math:`\partial F/\partial\sigma^2 =
     -\frac{\gamma}{2(\sigma^2+\epsilon)}\,\partial F/\partial\gamma` and
-    :math:`\partial F/\partial\mu = -s\,\partial F/\partial\beta`: no new layer
-    method. Those cotangents enter each BatchNorm's input as
-    :math:`(\partial F/\partial\mu + 2\,\partial F/\partial\sigma^2\,(x-\mu))/M`
-    and are pulled back by one reverse pass through the network in its training form,
-    whose BatchNorm VJPs carry the earlier statistics' own dependence on the parameters.
+    :math:`\partial F/\partial\mu = -s\,\partial F/\partial\beta` (see
+    :func:`statistics_cotangents`): no new layer method. They enter each BatchNorm's
+    input and are pulled back by one reverse pass through the network in its training
+    form (:func:`training_backward`), whose BatchNorm VJPs carry the earlier statistics'
+    own dependence on the parameters. The running statistics are left as they were.
     """
-    from fwdderiv.training.loop import train_mode
-
-    layers = {id(layer) for layer in _batchnorms(net)}
-    if not layers:
-        return grads
-    nodes = list(net.nodes)
-    index = {"input": 0}
-    inject = {}
-    for k, (name, layer, inputs) in enumerate(nodes):
-        index[name] = k + 1
-        if id(layer) in layers and grads[k]:
-            dtype = np.dtype(np.float64)
-            gamma = layer.weight.astype(dtype)
-            var = np.asarray(layer.running_var, dtype) + layer.eps
-            d_mean = -gamma / np.sqrt(var) * grads[k]["bias"]
-            d_var = -gamma / (2 * var) * grads[k]["weight"]
-            inject[k] = (d_mean, d_var)
+    inject = statistics_cotangents(net, grads)
     if not inject:
         return grads
     saved = [(layer, layer.running_mean.copy(), layer.running_var.copy())
              for layer in _batchnorms(net)]
-    H, caches = [x], []
     try:
-        with train_mode(net):
-            for name, layer, inputs in nodes:
-                h, cache = layer.forward(*[H[index[i]] for i in inputs])
-                H.append(h)
-                caches.append(cache)
+        caches = training_forward(net, x)[1]
     finally:
         for layer, mean, var in saved:
             layer.running_mean, layer.running_var = mean, var
-    cot = {}
-    for k in range(max(inject), -1, -1):
-        name, layer, inputs = nodes[k]
+    extra = training_backward(net, caches, None, inject)
+    for k, g in enumerate(extra):
+        for key, value in g.items():
+            grads[k][key] = grads[k].get(key, 0) + value
+    return grads
+
+
+def statistics_cotangents(net, grads, scale=1.0):
+    r"""``{node index: (dF/dmu, dF/dsigma2)}`` of every BatchNorm of ``net``, each of
+    shape (C,), from the frozen-statistics gradients ``grads`` of its weight and bias
+    (times ``scale``); call inside :func:`frozen_batch_statistics`, whose batch variance
+    they use."""
+    layers = {id(layer) for layer in _batchnorms(net)}
+    inject = {}
+    for k, (_, layer, _) in enumerate(net.nodes):
+        if id(layer) in layers and grads[k]:
+            gamma = np.asarray(layer.weight, np.float64)
+            var = np.asarray(layer.running_var, np.float64) + layer.eps
+            inject[k] = (-scale * gamma / np.sqrt(var) * grads[k]["bias"],
+                         -scale * gamma / (2 * var) * grads[k]["weight"])
+    return inject
+
+
+def training_forward(net, x):
+    """``(y, caches, activations)``: ``net`` at ``x`` in its training form, one cache per
+    node and every node's value, input first (the BatchNorms update their running
+    statistics, as in a training step)."""
+    from fwdderiv.training.loop import train_mode
+
+    index, H, caches = {"input": 0}, [x], []
+    with train_mode(net):
+        for k, (name, layer, inputs) in enumerate(net.nodes):
+            h, cache = layer.forward(*[H[index[i]] for i in inputs])
+            H.append(h)
+            caches.append(cache)
+            index[name] = k + 1
+    return H[-1], caches, H
+
+
+def training_backward(net, caches, gy, inject):
+    r"""Parameter gradients (one dict per node) of one reverse pass through the training
+    form of ``net`` (``caches`` from :func:`training_forward`): the output cotangent ``gy``
+    (N, *S_out), or None, plus the statistics cotangents ``inject`` of
+    :func:`statistics_cotangents` entering each BatchNorm's input as
+    :math:`(\partial F/\partial\mu + 2\,\partial F/\partial\sigma^2\,(x-\mu))/M`."""
+    nodes = list(net.nodes)
+    index = {"input": 0}
+    for k, (name, _, _) in enumerate(nodes):
+        index[name] = k + 1
+    grads = [{} for _ in nodes]
+    cot = {} if gy is None else {len(nodes): gy[:, None]}
+    for k in range(len(nodes) - 1, -1, -1):
+        _, layer, inputs = nodes[k]
         src = [index[i] for i in inputs]
         g = cot.pop(k + 1, None)
         if g is not None:
-            extra = layer.param_vjp(caches[k], g[:, 0]) if hasattr(layer, "param_vjp") else {}
-            for key, value in extra.items():
-                grads[k][key] = grads[k].get(key, 0) + value
+            if hasattr(layer, "param_vjp"):
+                grads[k] = layer.param_vjp(caches[k], g[:, 0])
+            if all(v == 0 for v in src):
+                continue                       # the input's cotangent is not needed
             gx = layer.vjp(caches[k], g)
             for v, gv in zip(src, gx if getattr(layer, "multi_input", False) else (gx,)):
                 cot[v] = gv if v not in cot else cot[v] + gv
-        if k in inject:
-            xin = H[src[0]]
+        if k in inject and src[0] != 0:
             xhat, inv = caches[k]
-            c = lambda a: layer._channels(a, xin.ndim)  # noqa: E731
-            M = xin.size // xin.shape[1]
-            d_mean, d_var = inject[k]
-            gin = ((c(d_mean) + 2 * c(d_var) * xhat / c(inv)) / M).astype(xin.dtype)
+            c = lambda a: layer._channels(a, xhat.ndim)  # noqa: E731
+            M = xhat.size // xhat.shape[1]
+            d_mean, d_var = (a.astype(xhat.dtype) / M for a in inject[k])
+            gin = c(d_mean) + (2 * c(d_var) / c(inv)) * xhat
             v = src[0]
             cot[v] = gin[:, None] if v not in cot else cot[v] + gin[:, None]
     return grads

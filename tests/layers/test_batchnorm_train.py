@@ -122,3 +122,16 @@ def test_batchnorm1d_training_form_equals_pytorch(shape):
                                rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(bn.param_vjp(cache, gy)["weight"], tb.weight.grad.numpy(),
                                rtol=1e-10)
+
+
+@pytest.mark.parametrize("cls", [fd.BatchNorm2d, fd.BatchNorm1d])
+def test_momentum_is_saved_imported_and_exported(cls, tmp_path):
+    net = fd.Sequential([cls(3, momentum=0.3)])
+    fd.save(net, tmp_path / "bn.npz")
+    assert fd.load(tmp_path / "bn.npz").layers[0].momentum == 0.3
+    assert any(getattr(m, "momentum", None) == 0.3 for m in fd.to_torch(net).modules())
+    tb = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3, momentum=0.25))
+    imported = fd.from_torch(tb.eval(), torch.zeros(1, 1, 5, 5))
+    assert imported.layers[1].momentum == 0.25
+    with pytest.raises(ValueError, match="momentum must be a number in"):
+        cls(3, momentum=1.5)

@@ -80,3 +80,27 @@ def test_without_batchnorm_nothing_is_added():
     for a, b in zip(after, before):
         for key in b:
             np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_the_training_step_pulls_both_terms_back_in_one_pass():
+    """fit's step (one reverse pass for the cross-entropy and the statistics path) gives
+    the cross-entropy's gradient plus lambda times the penalty's, computed apart."""
+    from fwdderiv.training.loop import _penalised_step, loss_and_grads, train_mode
+    net = net_with_batchnorms(seed=4)
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(6, 1, 6, 6)), rng.integers(0, 3, 6)
+    state = [(b.running_mean.copy(), b.running_var.copy())
+             for b in net.layers if hasattr(b, "running_var")]
+    loss, z, value, grads = _penalised_step(net, x, y, 0.7, "output", 2,
+                                            np.random.default_rng(9))
+    for b, (m, v) in zip([b for b in net.layers if hasattr(b, "running_var")], state):
+        assert not np.allclose(b.running_mean, m)        # one training step's update
+        b.running_mean, b.running_var = m, v
+    with train_mode(net):
+        loss2, ce = loss_and_grads(net, x, y)
+    jac, jgrads = _jacobian_step(net, x, "output", 2, np.random.default_rng(9))
+    assert loss == pytest.approx(loss2, rel=1e-12) and value == pytest.approx(jac, rel=1e-12)
+    for k, layer in enumerate(net.layers):
+        for name in layer.params:
+            np.testing.assert_allclose(grads[k][name], ce[k][name] + 0.7 * jgrads[k][name],
+                                       rtol=1e-9, atol=1e-12, err_msg=f"{k} {name}")
