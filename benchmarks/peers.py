@@ -1,7 +1,7 @@
 """The methods compared: fwdderiv itself and its PyTorch, JAX and finite-difference peers.
 
 The peers compute the same function with the same weights: :func:`to_torch` and
-:func:`to_jax` translate a fwdderiv ``Sequential`` or ``Graph`` node by node, copying the parameters
+:func:`to_jax` (:func:`fwdderiv.to_jax`) translate a fwdderiv ``Sequential`` or ``Graph`` node by node, copying the parameters
 (PyTorch layout: Conv2d weight (out, in/groups, kh, kw), Linear weight (out, in)) cast to
 the benchmark dtype. Each peer differentiates ``f(x) = net(x[None])[0]``, one example
 of shape ``S_in`` to its output ``S_out``, vectorised over the batch with vmap, so every
@@ -200,91 +200,15 @@ def _TorchGraph(mods, inputs):
 
 
 def to_jax(net, dtype):
-    """A JAX function computing ``net`` on batches (N, *S_in), weights as constants.
+    """A JAX function computing ``net`` on batches (N, *S_in): :func:`fwdderiv.to_jax`.
 
-    Convolutions are ``lax.conv_general_dilated`` (NCHW / OIHW), max-pooling is
-    ``lax.reduce_window`` with -inf padding, ReLU is ``jax.nn.relu`` (relu'(0) = 0).
-    Enables ``jax_enable_x64`` so float64 stays float64.
+    Turns on ``jax_enable_x64`` for the whole benchmark process, so that float64 inputs
+    placed with ``jax.device_put`` stay float64.
     """
     import jax
     jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
-    from jax import lax
-
-    hi = lax.Precision.HIGHEST
-    fns = []
-    for layer in net.layers:
-        kind = type(layer).__name__
-        p = {k: jnp.asarray(np.array(v, dtype=dtype)) for k, v in layer.params.items()}
-        if kind == "Linear":
-            def fn(x, W=p["weight"], b=p.get("bias")):
-                y = jnp.matmul(x, W.T, precision=hi)
-                return y if b is None else y + b
-        elif kind == "Conv2d":
-            cfg = _conv_cfg(layer)
-
-            def fn(x, W=p["weight"], b=p.get("bias"), cfg=cfg):
-                y = lax.conv_general_dilated(
-                    x, W, cfg["stride"], [(q, q) for q in cfg["padding"]],
-                    rhs_dilation=cfg["dilation"], feature_group_count=cfg["groups"],
-                    dimension_numbers=("NCHW", "OIHW", "NCHW"), precision=hi)
-                return y if b is None else y + b[None, :, None, None]
-        elif kind in ("MaxPool2d", "AvgPool2d"):
-            k, s, pad = _pool_cfg(layer)
-            win, strides = (1, 1) + k, (1, 1) + s
-            pads = ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1]))
-            if kind == "MaxPool2d":
-                def fn(x, win=win, strides=strides, pads=pads):
-                    return lax.reduce_window(x, -jnp.inf, lax.max, win, strides, pads)
-            else:
-                def fn(x, win=win, strides=strides, pads=pads, n=k[0] * k[1]):
-                    return lax.reduce_window(x, 0.0, lax.add, win, strides, pads) / n
-        elif kind == "Pad2d":
-            left, right, top, bottom = _pad4(layer.padding)
-
-            def fn(x, pw=((0, 0), (0, 0), (top, bottom), (left, right))):
-                return jnp.pad(x, pw)
-        elif kind == "BatchNorm2d":
-            mean = jnp.asarray(np.array(layer.running_mean, dtype=dtype))[None, :, None, None]
-            var = jnp.asarray(np.array(layer.running_var, dtype=dtype))[None, :, None, None]
-            eps = float(getattr(layer, "eps", 1e-5))
-
-            def fn(x, mean=mean, var=var, eps=eps, W=p.get("weight"), b=p.get("bias")):
-                y = (x - mean) / jnp.sqrt(var + eps)
-                if W is not None:
-                    y = y * W[None, :, None, None]
-                return y if b is None else y + b[None, :, None, None]
-        else:
-            simple = {"ReLU": jax.nn.relu, "Sigmoid": jax.nn.sigmoid, "Tanh": jnp.tanh,
-                      "Softmax": lambda x: jax.nn.softmax(x, axis=-1),
-                      "LogSoftmax": lambda x: jax.nn.log_softmax(x, axis=-1),
-                      "Flatten": lambda x: x.reshape(x.shape[0], -1),
-                      "Dropout": lambda x: x}
-            ops = {"Add": lambda *xs: sum(xs[1:], xs[0]), "Mul": lambda a, b: a * b,
-                   "Concat": lambda *xs, d=getattr(layer, "dim", 1): jnp.concatenate(xs, d),
-                   "Scale": lambda x, c=getattr(layer, "factor", 1.0): x * c}
-            if kind == "Slice":
-                def fn(x, layer=layer):
-                    return x[(slice(None),) + layer._index(tuple(x.shape[1:]))]
-            elif kind == "Pad":
-                def fn(x, layer=layer):
-                    widths = [(0, 0)] + layer._widths(x.ndim - 1)
-                    return jnp.pad(x, widths, constant_values=layer.value)
-            elif kind in ops:
-                fn = ops[kind]
-            elif kind in simple:
-                fn = simple[kind]
-            else:
-                raise _unsupported(layer, "JAX")
-        fns.append(fn)
-    inputs = [node.inputs for node in net._nodes]
-
-    def forward(x):
-        values = [x]
-        for fn, ins in zip(fns, inputs):
-            values.append(fn(*[values[v] for v in ins]))
-        return values[-1]
-    return forward
+    from fwdderiv.interop.jax_export import to_jax as _to_jax
+    return _to_jax(net, dtype)
 
 
 def fd_central(forward, x, h, chunk, xp=np):

@@ -8,6 +8,7 @@ from .process import tune_process
 from .core import Elementwise, Graph, Layer, Sequential, Trace
 from .io import load, save
 from .interop import from_onnx, from_torch, to_torch
+from .interop import to_jax
 from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, LogSoftmax,
                      MaxPool2d, Pad2d, ReLU, Sigmoid, Softmax, Tanh)
 from .layers import Add, Concat, Mul, Pad, Reshape, Scale, Slice
@@ -33,3 +34,4 @@ __all__ += ["ELU", "GELU", "Dropout2d", "Hardswish", "Hardtanh", "Identity", "Le
             "Mish", "ReLU6", "SiLU", "Softplus", "CircularPad2d", "ConstantPad2d",
             "ReflectionPad2d", "ReplicationPad2d", "ZeroPad2d", "AdaptiveAvgPool2d",
             "AdaptiveMaxPool2d", "BatchNorm1d", "GroupNorm", "LayerNorm"]
+__all__ += ["to_jax"]

@@ -1,19 +1,19 @@
 """Model and data options shared by ``fwdderiv attribute`` and ``fwdderiv attack``."""
 from pathlib import Path
 
-from .. import datasets
-from ..io import load
+from ._common import CommandError, load_data
 from ._inputs import model_and_images
+from ._model import MODEL_HELP, check_inputs, load_model, model_kind
 
 
 def add_model_arguments(p, batch_default, batch_help):
     p.add_argument("--model", default=None,
-                   help="zoo model: lenet5, lenet_mnist, mnist_convnet, mlp, digits_net "
-                        "(default: digits_net on the digits, lenet5 with --data-dir); "
-                        "trained once with the project's recipe, then cached")
+                   help=f"the model: {MODEL_HELP} (default: digits_net on the digits, lenet5 "
+                        "with --data-dir); a zoo model is trained once with the project's "
+                        "recipe, then cached")
     p.add_argument("--weights", default=None, metavar="NPZ",
-                   help="a network saved with fwdderiv.save / fwdderiv train --output, "
-                        "instead of a zoo model")
+                   help="a network saved with fwdderiv.save / fwdderiv train --output (the "
+                        "same as --model NPZ)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="directory with MNIST IDX files; default: scikit-learn's 8x8 digits "
                         "(offline)")
@@ -26,26 +26,32 @@ def add_model_arguments(p, batch_default, batch_help):
 
 
 def model_and_data(args, n):
-    """(net, x, y, description): the model and ``n`` held-out images with labels."""
+    """(net, x, y, description): the model and ``n`` held-out images with labels.
+
+    ``--model`` is a zoo name or a model file (.npz, .onnx, file.py:factory: see
+    :mod:`fwdderiv.commands._model`); ``--weights`` is the older spelling for an .npz.
+    """
     if n < 1:
         raise ValueError(f"--batch must be at least 1, got {n}")
-    if args.weights:
-        path = Path(args.weights)
-        if not path.exists():
-            raise FileNotFoundError(f"--weights {path} does not exist; save a network with "
-                                    "fwdderiv.save(net, path) or fwdderiv train --output")
-        net = load(path)
+    if args.weights and args.model:
+        raise CommandError("give either --model or --weights, not both (--model also takes "
+                           "an .npz)")
+    option, spec = ("--weights", args.weights) if args.weights else ("--model", args.model)
+    if args.weights and not Path(args.weights).exists():
+        raise FileNotFoundError(f"--weights {args.weights} does not exist; save a network "
+                                "with fwdderiv.save(net, path) or fwdderiv train --output")
+    if spec is not None and model_kind(spec, option) != "zoo":
         dataset = "mnist" if args.data_dir else "digits"
-        from ._common import load_data
         ds = load_data(dataset, args.data_dir, getattr(args, "download", False))
         x, y = ds.x_test[:n], ds.y_test[:n]
+        loaded = load_model(spec, x, option=option)
         try:
-            net.output_shape(x.shape[1:])
-        except ValueError as err:
-            raise ValueError(f"the network in {path} does not take {dataset} images of shape "
-                             f"{x.shape[1:]} ({err}); pass --data-dir for MNIST or the "
-                             "matching weights") from None
-        return net, x, y, f"{path.name} on {ds.description}"
+            check_inputs(loaded.net, x, spec, option=option, expected=loaded.input_shape)
+        except CommandError as err:
+            raise CommandError(f"{err} ({dataset} images); pass --data-dir for MNIST or a "
+                               "model for these images") from None
+        file = Path(spec.rpartition(":")[0] if loaded.kind == "torch" else spec)
+        return loaded.net, x, y, f"{file.name} on {ds.description}"
     net, x, y, ds = model_and_images(args.model, args.data_dir, n, trained=not args.untrained,
                                      seed=args.seed, progress=None)
     name = args.model or ("lenet5" if args.data_dir else "digits_net")

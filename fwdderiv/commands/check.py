@@ -14,42 +14,21 @@ def add_parser(sub):
         "check", help="check another framework's Jacobian against the float64 reference",
         description="Compute the float64 Jacobian dF/dx of MODEL at the inputs and compare it "
                     "with J.npy (layout (N, *S_out, *S_in), as torch.func.vmap(jacfwd)) or, "
-                    "without --jacobian, with PyTorch's own. Entries that differ only at "
-                    "kinks (ReLU at 0, max-pool ties) are reported apart. Exit 0 when every "
+                    "without --jacobian, with PyTorch's and JAX's own (each when installed; "
+                    "a model one of them cannot run is reported as not comparable). Entries "
+                    "that differ only at kinks (ReLU at 0, max-pool ties) are reported apart. "
+                    "Exit 0 when every "
                     f"other entry is within tolerance, {DISAGREE} otherwise.")
     p.add_argument("model", help="a fwdderiv .npz, an .onnx file, or file.py:factory "
                                  "returning a torch.nn.Module")
     p.add_argument("--inputs", required=True, help="X.npy of shape (N, *S)")
-    p.add_argument("--jacobian", default=None, help="J.npy to check (default: PyTorch's)")
+    p.add_argument("--jacobian", default=None,
+                   help="J.npy to check (default: PyTorch's and JAX's)")
     p.add_argument("--tol", type=float, default=1e-8,
                    help="tolerance relative to the largest |J| (default: 1e-8)")
     p.add_argument("--json", default=None, help="write the full report to this file")
     p.set_defaults(run=run)
     return p
-
-
-def load_model(spec, x):
-    """(fwdderiv network, torch module or None) from an .npz, .onnx or file.py:factory."""
-    import fwdderiv as fd
-    if spec.endswith(".npz"):
-        return fd.load(spec), None
-    if spec.endswith(".onnx"):
-        return fd.from_onnx(spec), None
-    path, _, factory = spec.rpartition(":")
-    if not path.endswith(".py") or not factory:
-        raise ValueError(f"check: MODEL must be a .npz, an .onnx or file.py:factory, got {spec!r}")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"check: no such file {path!r}")
-    module_spec = importlib.util.spec_from_file_location(Path(path).stem, path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    model = getattr(module, factory, None)
-    if model is None:
-        raise ValueError(f"check: {path} defines no {factory!r}")
-    model = model()
-    import torch
-    model = model.eval()
-    return fd.from_torch(model, torch.from_numpy(x[:2]).to(next(model.parameters()).dtype)), model
 
 
 def torch_jacobian(net, model, x):
@@ -62,29 +41,99 @@ def torch_jacobian(net, model, x):
         return torch.func.vmap(torch.func.jacfwd(f))(torch.from_numpy(x)).numpy()
 
 
+def jax_jacobian(net, x):
+    """JAX's float64 Jacobian of ``net`` (translated by :func:`fwdderiv.to_jax`) at ``x``,
+    computed by ``jax.jit(jax.vmap(jax.jacfwd(f)))`` in JAX's 64-bit mode (restored afterwards)."""
+    import jax
+    from ..interop.jax_export import to_jax, x64
+    with x64():
+        f = to_jax(net, "float64")
+        J = jax.jit(jax.vmap(jax.jacfwd(lambda v: f(v[None])[0])))(jax.numpy.asarray(x))
+        return np.asarray(J, dtype=np.float64)
+
+
+#: The frameworks compared without --jacobian: name, module needed, Jacobian function.
+PEERS = (("PyTorch", "torch", "torch.func.vmap(torch.func.jacfwd(f)), float64",
+          lambda net, model, x: torch_jacobian(net, model, x)),
+         ("JAX", "jax", "jax.jit(jax.vmap(jax.jacfwd(f))) of fwdderiv.to_jax(net), float64",
+          lambda net, model, x: jax_jacobian(net, x)))
+
+
+def peer_reports(net, model, x, tol):
+    """Each installed peer's Jacobian against fwdderiv's; a peer that cannot run the model
+    is reported as ``{"comparable": False, "reason": ...}`` instead of failing."""
+    from ..interop.check import compare
+    reports = {}
+    for name, needs, how, jac in PEERS:
+        if importlib.util.find_spec(needs) is None:
+            reports[name] = {"comparable": False, "reason": f"{needs} is not installed",
+                             "checked": how}
+            continue
+        try:
+            other = jac(net, model, x)
+        except (TypeError, ValueError, NotImplementedError, RuntimeError) as err:
+            reports[name] = {"comparable": False, "checked": how,
+                             "reason": " ".join(str(err).split())}
+            continue
+        reports[name] = {"comparable": True, "checked": how, **compare(net, x, other, tol=tol)}
+    return reports
+
+
+def report_lines(report, tol):
+    """The printed summary of one :func:`fwdderiv.interop.check.compare` report."""
+    if "message" in report:
+        return [report["message"]]
+    lines = [f"max abs error {report['max_abs']:.3e}, relative {report['max_rel']:.3e} "
+             f"(tolerance {tol:g} x max|J| = {tol * report['scale']:.3e})",
+             f"beyond tolerance: {report['beyond_tolerance']} entries, "
+             f"{report['kink_explained']} explained by kinks, {report['unexplained']} "
+             "unexplained"]
+    for w in sorted(report["worst_per_output"], key=lambda w: -w["abs_error"])[:5]:
+        lines.append(f"output {tuple(w['output'])}: worst abs {w['abs_error']:.3e} at example "
+                     f"{w['example']}, input {tuple(w['input'])}")
+    return lines
+
+
 def run(args):
     from ..interop.check import compare
-    x = np.load(args.inputs, allow_pickle=False).astype(np.float64)
-    net, model = load_model(args.model, x)
+    from ._model import check_inputs, load_inputs, load_model, model_kind
+    x = load_inputs(args.inputs)
+    if model_kind(args.model) == "zoo":
+        raise ValueError(f"check: MODEL {args.model} is a zoo name; check takes a model file: "
+                         "a .npz, an .onnx or file.py:factory (save a zoo model with "
+                         f"fwdderiv train --model {args.model} --output {args.model}.npz)")
+    loaded = load_model(args.model, x, option="MODEL")
+    check_inputs(loaded.net, x, args.model, expected=loaded.input_shape)
+    x = x.astype(np.float64)
+    net, model = loaded.net, loaded.module
+    print(f"fwdderiv check: {args.model} at {x.shape[0]} inputs")
     if args.jacobian:
-        other, source = np.load(args.jacobian, allow_pickle=False), args.jacobian
+        other = load_inputs(args.jacobian, option="--jacobian")
+        reports = {args.jacobian: {**compare(net, x, other, tol=args.tol),
+                                   "checked": args.jacobian}}
+        report = dict(reports[args.jacobian])     # also flat, as before the peers
     else:
-        other, source = torch_jacobian(net, model, x), "PyTorch (torch.func.jacfwd, float64)"
-    report = compare(net, x, other, tol=args.tol)
-    report["checked"] = source
-    print(f"fwdderiv check: {args.model} at {x.shape[0]} inputs; checked: {source}")
-    if "message" in report:
-        print(f"  {report['message']}")
+        reports = peer_reports(net, model, x, args.tol)
+        report = {"tolerance": args.tol}
+    verdicts = []
+    for name, r in reports.items():
+        if r.get("comparable", True) is False:
+            print(f"{name}: not comparable: {r['reason']}")
+            continue
+        print(f"{name} ({r['checked']}):" if name != r["checked"] else f"{name}:")
+        for line in report_lines(r, args.tol):
+            print(f"  {line}")
+        verdicts.append((name, r))
+    ok = bool(verdicts) and all(r["ok"] for _, r in verdicts)
+    if not verdicts:
+        print("FAIL: nothing to compare with (give --jacobian J.npy, or install torch or jax)")
+    elif ok:
+        print("PASS")
     else:
-        print(f"  max abs error {report['max_abs']:.3e}, relative {report['max_rel']:.3e} "
-              f"(tolerance {args.tol:g} x max|J| = {report['scale']:.3e})")
-        print(f"  beyond tolerance: {report['beyond_tolerance']} entries, "
-              f"{report['kink_explained']} explained by kinks, {report['unexplained']} unexplained")
-        for w in sorted(report["worst_per_output"], key=lambda w: -w["abs_error"])[:5]:
-            print(f"  output {tuple(w['output'])}: worst abs {w['abs_error']:.3e} at example "
-                  f"{w['example']}, input {tuple(w['input'])}")
-    verdict = "PASS" if report["ok"] else f"FAIL: {report['verdict']}"
-    print(verdict)
+        print("FAIL: " + "; ".join(f"{name}: {r['verdict']}" for name, r in verdicts
+                                   if not r["ok"]))
+    report.update({"model": args.model, "inputs_shape": list(x.shape), "ok": ok,
+                   "comparisons": reports})
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
-    return 0 if report["ok"] else DISAGREE
+    return 0 if ok else DISAGREE

@@ -70,6 +70,10 @@ def add_parser(subparsers):
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                    help="MNIST directory (IDX files); default: the offline digits")
+    p.add_argument("--model", default=None, metavar="MODEL",
+                   help="the attacked model: a zoo name, a fwdderiv .npz, an .onnx file or "
+                        "file.py:factory returning a torch.nn.Module (default: digits_net on "
+                        "the digits, lenet5 with --data-dir, trained once and cached)")
     p.add_argument("--samples", type=int, default=100, metavar="S",
                    help="benign source samples; each is crafted towards 9 targets "
                         "(default: %(default)s)")
@@ -145,19 +149,31 @@ def select_sources(y, pred, n, n_classes=10):
 
 
 def _load(args):
-    from fwdderiv.models.trained import pretrained
+    from fwdderiv.models.trained import RECIPES, pretrained
+    from ._common import CommandError
+    from ._model import check_inputs, load_model, model_kind
 
     show = show_progress(args)
-    if args.data_dir is None:
-        ds = load_data("digits")
-        net = pretrained("digits_net", "digits", seed=args.seed, progress=show)
-        model = "digits_net"
-    else:
-        ds = load_data("mnist", args.data_dir, download=args.download)
-        net = pretrained("lenet5", "mnist", data_dir=args.data_dir, seed=args.seed,
-                         progress=show)
-        model = "lenet5(in_size=28)"
-    return ds, net, model
+    dataset = "mnist" if args.data_dir is not None else "digits"
+    ds = load_data("digits") if dataset == "digits" else \
+        load_data("mnist", args.data_dir, download=args.download)
+    spec = args.model or ("digits_net" if dataset == "digits" else "lenet5")
+    if model_kind(spec, "--model") == "zoo":
+        if (spec, dataset) not in RECIPES:
+            fits = sorted(m for m, d in RECIPES if d == dataset)
+            raise CommandError(f"--model {spec} has no training recipe for the {dataset} "
+                               f"images; use --model {' or '.join(fits)} or a model file")
+        net = pretrained(spec, dataset, data_dir=args.data_dir, seed=args.seed, progress=show)
+        model = "lenet5(in_size=28)" if spec == "lenet5" and dataset == "mnist" else spec
+        return ds, net, model
+    loaded = load_model(spec, ds.x_test[:2], option="--model")
+    check_inputs(loaded.net, ds.x_test[:2], spec, option="--model",
+                 expected=loaded.input_shape)
+    out = loaded.net.output_shape(ds.x_test.shape[1:])
+    if tuple(out) != (10,):
+        raise CommandError(f"--model {spec}: expected 10 class outputs for the {dataset} "
+                           f"images, got output shape {tuple(out)}")
+    return ds, loaded.net, spec
 
 
 def _nan_to_none(a):

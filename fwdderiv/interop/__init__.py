@@ -24,3 +24,18 @@ def from_onnx(model):
 
 
 __all__ = ["from_onnx", "from_torch", "to_torch"]
+
+
+def to_jax(net, dtype="float64"):
+    """Export a fwdderiv network as a JAX function; see :func:`fwdderiv.interop.jax_export.to_jax`."""
+    from .jax_export import to_jax as _to_jax
+    return _to_jax(net, dtype)
+
+
+def x64():
+    """JAX's 64-bit mode inside a ``with`` block; see :func:`fwdderiv.interop.jax_export.x64`."""
+    from .jax_export import x64 as _x64
+    return _x64()
+
+
+__all__ += ["to_jax", "x64"]

@@ -49,8 +49,60 @@ def kink_band(net, x, ref):
     return lo, hi
 
 
-def compare(net, x, other, tol=1e-8):
+#: Points of each finite-difference segment [x - h e_i, x + h e_i] where the band of
+#: :func:`segment_band` samples the derivative, as fractions of h.
+SEGMENT_POINTS = (-1.0, -0.5, -1e-6, 1e-6, 0.5, 1.0)
+
+
+def segment_band(net, x, ref, steps, chunk=256):
+    """Per entry (j, i), the smallest and largest d F_j / d x_i along the segment that a
+    central difference in x_i spans, ``x + t e_i`` for t in ``SEGMENT_POINTS`` x h_i.
+
+    A central difference is the mean of that derivative over the segment, so where the
+    segment crosses kinks (ReLU inputs changing sign, max-pool winners changing) it lies
+    between the sampled extremes, up to the finite difference's own error.
+
+    Parameters
+    ----------
+    net : Sequential or Graph
+    x : ndarray of shape (N, *S_in), float64
+    ref : ndarray of shape (N, *S_out, *S_in)
+        The Jacobian at ``x`` (included in the band).
+    steps : ndarray of shape (N, *S_in)
+        The finite difference's step per input.
+    chunk : int
+        Inputs perturbed per network call.
+
+    Returns
+    -------
+    lo, hi : ndarrays shaped like ``ref``
+    """
+    n, s_in = x.shape[0], x.shape[1:]
+    d = int(np.prod(s_in))
+    k = ref.size // (n * d)
+    lo, hi = ref.reshape(n, k, d).copy(), ref.reshape(n, k, d).copy()
+    flat, h = x.reshape(n, d), np.asarray(steps, np.float64).reshape(n, d)
+    for d0 in range(0, d, max(1, chunk // max(n, 1))):
+        idx = np.arange(d0, min(d, d0 + max(1, chunk // max(n, 1))))
+        m = len(idx)
+        seed = np.zeros((n, m, 1, d))
+        seed[:, np.arange(m), 0, idx] = 1.0
+        for t in SEGMENT_POINTS:
+            xp = np.repeat(flat[:, None, :], m, axis=1)
+            xp[:, np.arange(m), idx] += t * h[:, idx]
+            _, dy = net.jvp(xp.reshape((n * m,) + s_in), seed.reshape((n * m, 1) + s_in))
+            col = np.asarray(dy, np.float64).reshape(n, m, k).transpose(0, 2, 1)
+            lo[:, :, idx] = np.minimum(lo[:, :, idx], col)
+            hi[:, :, idx] = np.maximum(hi[:, :, idx], col)
+    return lo.reshape(ref.shape), hi.reshape(ref.shape)
+
+
+def compare(net, x, other, tol=1e-8, fd_steps=None):
     """Compare ``other`` (N, *S_out, *S_in) with the reference Jacobian of ``net`` at ``x``.
+
+    Kinks at ``x`` explain a disagreement (:func:`kink_band`). When ``other`` is a central
+    finite difference, pass its steps ``fd_steps`` (N, *S_in): the kinks its segments
+    cross explain disagreements as well (:func:`segment_band`).
 
     Returns
     -------
@@ -77,6 +129,9 @@ def compare(net, x, other, tol=1e-8):
     err = np.abs(other64 - ref)
     beyond = err > tol * scale
     lo, hi = kink_band(net, x, ref) if beyond.any() else (ref, ref)
+    if fd_steps is not None and beyond.any():
+        slo, shi = segment_band(net, x, ref, fd_steps)
+        lo, hi = np.minimum(lo, slo), np.maximum(hi, shi)
     explained = beyond & (hi - lo > tol * scale) & (other64 >= lo - tol * scale) & \
         (other64 <= hi + tol * scale)
     unexplained = beyond & ~explained
