@@ -23,21 +23,10 @@ from fwdderiv.training.loop import limited_threads
 
 
 def torch_net(net):
-    nn, mods = torch.nn, []
-    for layer in net.layers[:-1]:
-        if isinstance(layer, fd.Conv2d):
-            m = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
-                          padding=layer.padding)
-        elif isinstance(layer, fd.BatchNorm2d):
-            m = nn.BatchNorm2d(layer.num_features, eps=layer.eps)
-        elif isinstance(layer, fd.Linear):
-            m = nn.Linear(layer.in_features, layer.out_features)
-        else:
-            m = {fd.ReLU: nn.ReLU, fd.Flatten: nn.Flatten}[type(layer)]()
-        for name, value in layer.params.items():
-            getattr(m, name).data = torch.from_numpy(value.copy())
-        mods.append(m)
-    return nn.Sequential(*mods)
+    """The logits part of ``net`` as a ``torch.nn.Module`` with copies of its weights."""
+    from fwdderiv.layers.heads import logits_net
+
+    return fd.to_torch(logits_net(net))
 
 
 def torch_epoch(model, x, y, lam, seed):
