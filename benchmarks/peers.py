@@ -1,9 +1,9 @@
 """The methods compared: fwdderiv itself and its PyTorch, JAX and finite-difference peers.
 
-The peers compute the same function with the same weights: :func:`to_torch` and
-:func:`to_jax` (:func:`fwdderiv.to_jax`) translate a fwdderiv ``Sequential`` or ``Graph`` node by node, copying the parameters
-(PyTorch layout: Conv2d weight (out, in/groups, kh, kw), Linear weight (out, in)) cast to
-the benchmark dtype. Each peer differentiates ``f(x) = net(x[None])[0]``, one example
+The peers compute the same function with the same weights: :func:`to_torch`
+(:func:`fwdderiv.to_torch`) and :func:`to_jax` (:func:`fwdderiv.to_jax`) translate a
+fwdderiv ``Sequential`` or ``Graph`` node by node with every layer option, copying the
+parameters cast to the benchmark dtype. Each peer differentiates ``f(x) = net(x[None])[0]``, one example
 of shape ``S_in`` to its output ``S_out``, vectorised over the batch with vmap, so every
 method returns a Jacobian of shape (N, *S_out, *S_in).
 
@@ -61,142 +61,25 @@ class Method:
     label: str = ""                        # table name when it differs from ``name``
 
 
-def _pair(v):
-    if isinstance(v, (tuple, list)):
-        return tuple(int(a) for a in v) if len(v) > 1 else (int(v[0]),) * 2
-    return (int(v), int(v))
-
-
-def _conv_cfg(layer):
-    return dict(stride=_pair(getattr(layer, "stride", 1)),
-                padding=_pair(getattr(layer, "padding", 0)),
-                dilation=_pair(getattr(layer, "dilation", 1)),
-                groups=int(getattr(layer, "groups", 1)))
-
-
-def _pool_cfg(layer):
-    k = _pair(layer.kernel_size)
-    stride = getattr(layer, "stride", None)
-    return k, (k if stride is None else _pair(stride)), _pair(getattr(layer, "padding", 0))
-
-
-def _pad4(padding):
-    """Pad2d padding as (left, right, top, bottom), the order of torch's ZeroPad2d."""
-    if isinstance(padding, (tuple, list)) and len(padding) == 4:
-        return tuple(int(p) for p in padding)
-    ph, pw = _pair(padding)
-    return (pw, pw, ph, ph)
-
-
-def _unsupported(layer, target):
-    return TypeError(
-        f"benchmarks: cannot translate layer {type(layer).__name__} to {target}; expected "
-        "Linear, Conv2d, ReLU, Sigmoid, Tanh, Softmax, LogSoftmax, Flatten, MaxPool2d, "
-        "AvgPool2d, Pad2d, Dropout, BatchNorm2d or a graph joint (Add, Mul, Concat, Scale, "
-        "Reshape, Slice, Pad); add a rule in benchmarks/peers.py")
-
-
 def to_torch(net, dtype):
-    """A torch.nn.Sequential computing ``net`` on batches (N, *S_in), weights copied.
+    """A ``torch.nn.Module`` computing ``net`` on batches (N, *S_in): :func:`fwdderiv.to_torch`
+    (every layer option the package supports), cast to ``dtype``, in eval mode, with
+    parameters that do not require grad.
 
     Parameters
     ----------
-    net : fwdderiv.Sequential
+    net : fwdderiv.Sequential or fwdderiv.Graph
     dtype : str or numpy dtype
-        "float32" or "float64"; parameters are cast to it and do not require grad.
+        "float32" or "float64".
     """
     import torch
-    from torch import nn
 
-    tdt = getattr(torch, np.dtype(dtype).name)
-    mods = []
-    for layer in net.layers:
-        kind = type(layer).__name__
-        p = {k: torch.from_numpy(np.array(v, dtype=dtype)) for k, v in layer.params.items()}
-        if kind == "Linear":
-            W = p["weight"]
-            m = nn.Linear(W.shape[1], W.shape[0], bias="bias" in p)
-        elif kind == "Conv2d":
-            W, cfg = p["weight"], _conv_cfg(layer)
-            m = nn.Conv2d(W.shape[1] * cfg["groups"], W.shape[0], tuple(W.shape[2:]),
-                          bias="bias" in p, **cfg)
-        elif kind == "BatchNorm2d":
-            m = nn.BatchNorm2d(len(layer.running_mean), eps=float(getattr(layer, "eps", 1e-5)))
-            m.running_mean = torch.from_numpy(np.array(layer.running_mean, dtype=dtype))
-            m.running_var = torch.from_numpy(np.array(layer.running_var, dtype=dtype))
-        elif kind in ("MaxPool2d", "AvgPool2d"):
-            k, s, pad = _pool_cfg(layer)
-            m = (nn.MaxPool2d(k, s, pad) if kind == "MaxPool2d"
-                 else nn.AvgPool2d(k, s, pad, count_include_pad=True))
-        elif kind == "Pad2d":
-            m = nn.ZeroPad2d(_pad4(layer.padding))
-        elif kind in _TORCH_OPS:
-            m = _TorchOp(_TORCH_OPS[kind](layer))
-        else:
-            simple = {"ReLU": nn.ReLU, "Sigmoid": nn.Sigmoid, "Tanh": nn.Tanh,
-                      "Softmax": lambda: nn.Softmax(dim=-1),
-                      "LogSoftmax": lambda: nn.LogSoftmax(dim=-1),
-                      "Flatten": lambda: nn.Flatten(1), "Dropout": nn.Identity}
-            if kind not in simple:
-                raise _unsupported(layer, "PyTorch")
-            m = simple[kind]()
-        m = m.to(tdt)
-        with torch.no_grad():
-            for name, value in p.items():
-                getattr(m, name).copy_(value)
-        mods.append(m)
-    model = (nn.Sequential(*mods) if type(net).__name__ == "Sequential"
-             else _TorchGraph(mods, [node.inputs for node in net._nodes])).eval()
+    import fwdderiv as fd
+
+    model = fd.to_torch(net).to(getattr(torch, np.dtype(dtype).name)).eval()
     for q in model.parameters():
         q.requires_grad_(False)
     return model
-
-
-#: Graph joints and tensor ops: fwdderiv layer -> a function of the input tensors.
-_TORCH_OPS = {
-    "Add": lambda layer: lambda *xs: sum(xs[1:], xs[0]),
-    "Mul": lambda layer: lambda a, b: a * b,
-    "Concat": lambda layer: lambda *xs: __import__("torch").cat(xs, dim=layer.dim),
-    "Scale": lambda layer: lambda x: x * layer.factor,
-    "Reshape": lambda layer: lambda x: x.reshape((x.shape[0],) + layer.output_shape(x.shape[1:])),
-    "Slice": lambda layer: lambda x: x[(slice(None),) + layer._index(tuple(x.shape[1:]))],
-    "Pad": lambda layer: lambda x: __import__("torch").nn.functional.pad(x, layer.pad,
-                                                                         value=layer.value),
-}
-
-
-def _torch_module():
-    from torch import nn
-
-    class TorchOp(nn.Module):
-        def __init__(self, fn):
-            super().__init__()
-            self.fn = fn
-
-        def forward(self, *xs):
-            return self.fn(*xs)
-
-    class TorchGraph(nn.Module):
-        """Evaluates the nodes in order; value 0 is the input, value k+1 node k's output."""
-
-        def __init__(self, mods, inputs):
-            super().__init__()
-            self.mods, self.inputs = nn.ModuleList(mods), inputs
-
-        def forward(self, x):
-            values = [x]
-            for m, ins in zip(self.mods, self.inputs):
-                values.append(m(*[values[v] for v in ins]))
-            return values[-1]
-    return TorchOp, TorchGraph
-
-
-def _TorchOp(fn):
-    return _torch_module()[0](fn)
-
-
-def _TorchGraph(mods, inputs):
-    return _torch_module()[1](mods, inputs)
 
 
 def to_jax(net, dtype):
