@@ -83,21 +83,41 @@ class Linearization:
     """
 
     def __init__(self, net, x):
-        self.net, self._n = net, x.shape[0]
-        index, self._nodes = {"input": 0}, []
+        self._index(net, x)
         H, self._caches = [x], []
-        for k, (name, layer, inputs) in enumerate(net.nodes):
-            src = [index[i] for i in inputs]
+        for layer, src in self._nodes:
             h, cache = layer.forward(*[H[v] for v in src])
             H.append(h)
             self._caches.append(cache)
-            self._nodes.append((layer, src))
-            index[name] = k + 1
         self._H = H
+
+    def _index(self, net, x):
+        self.net, self._n = net, x.shape[0]
+        index, self._nodes = {"input": 0}, []
+        for k, (name, layer, inputs) in enumerate(net.nodes):
+            self._nodes.append((layer, [index[i] for i in inputs]))
+            index[name] = k + 1
+
+    @classmethod
+    def from_pass(cls, net, values, caches):
+        """A linearization from a primal pass already made: ``values`` every node's value,
+        the input first, and ``caches`` each node's forward cache (one per node)."""
+        self = cls.__new__(cls)
+        self._index(net, values[0])
+        if len(values) != len(self._nodes) + 1 or len(caches) != len(self._nodes):
+            raise ValueError(f"Linearization.from_pass: expected {len(self._nodes) + 1} "
+                             f"values and {len(self._nodes)} caches for {len(self._nodes)} "
+                             f"nodes, got {len(values)} and {len(caches)}")
+        self._H, self._caches = list(values), list(caches)
+        return self
 
     @property
     def output(self):
         return self._H[-1]
+
+    @property
+    def input(self):
+        return self._H[0]
 
     def vjp(self, gy):
         """Cotangents ``gy`` (N, K, *S_out) pulled back to the input: (N, K, *S_in)."""

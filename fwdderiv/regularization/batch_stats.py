@@ -115,6 +115,16 @@ def statistics_cotangents(net, grads, scale=1.0):
     return inject
 
 
+def inference_caches(net, caches):
+    """``caches`` of :func:`training_forward` with each BatchNorm's training cache
+    ``(xhat, inv_std)`` replaced by its inference-form cache ``xhat``: inside
+    :func:`frozen_batch_statistics` (the batch's statistics as running statistics) the
+    inference form computes the same ``xhat``, so its pass need not be run again."""
+    layers = {id(layer) for layer in _batchnorms(net)}
+    return [cache[0] if id(layer) in layers else cache
+            for (_, layer, _), cache in zip(net.nodes, caches)]
+
+
 def training_forward(net, x):
     """``(y, caches, activations)``: ``net`` at ``x`` in its training form, one cache per
     node and every node's value, input first (the BatchNorms update their running

@@ -182,12 +182,20 @@ def jacobian_penalty(net, x, method="output", n_proj=1, seed=None, on="logits"):
     [['bias', 'weight'], [], ['bias', 'weight'], []]
     """
     target, x, C, rng = _setup("jacobian_penalty", net, x, method, n_proj, seed, on)
-    N = x.shape[0]
-    if N == 0:
+    if x.shape[0] == 0:
         raise ValueError("jacobian_penalty: expected at least one example, got an empty x")
     with blas_limited(target.uses_kernels), cast_scope():
-        lin = Linearization(target, x)
-        est, dx, gdy = _estimate(target, x, method, n_proj, rng, C, lin)
-        grads = lin.param_grads(dx, gdy / x.dtype.type(N))
+        value, grads = penalty_at(target, Linearization(target, x), method, n_proj, rng, C)
     grads += [{} for _ in range(len(net.layers) - len(grads))]
+    return value, grads
+
+
+def penalty_at(target, lin, method, n_proj, rng, C):
+    """:func:`jacobian_penalty` of ``target`` (its output the logits, C of them) from its
+    :class:`~fwdderiv.core.second_order.Linearization` ``lin`` at the batch: the primal
+    pass is made (or reused, as the training step does) by the caller."""
+    x = lin.input
+    with blas_limited(target.uses_kernels), cast_scope():
+        est, dx, gdy = _estimate(target, x, method, n_proj, rng, C, lin)
+        grads = lin.param_grads(dx, gdy / x.dtype.type(x.shape[0]))
     return 0.5 * float(est.mean()), grads

@@ -271,24 +271,28 @@ def _penalised_step(net, x, y, lam, method, n_proj, rng):
     times the Jacobian penalty, ``grads`` one dict per node of ``net``.
 
     The same gradient as :func:`_step_grads` plus ``lam`` times :func:`_jacobian_step`,
-    with one reverse pass of the training form instead of two: the cross-entropy's
-    output cotangent and the penalty's cotangents on the batch statistics
-    (:func:`fwdderiv.regularization.batch_stats.statistics_cotangents`) are pulled back
-    together."""
-    from fwdderiv.regularization import jacobian_penalty
+    from one primal pass: the training form's forward gives the logits, the batch
+    statistics and (BatchNorm caches read in inference form) the linearization of the
+    penalty; and one reverse pass of the training form pulls back the cross-entropy's
+    output cotangent together with the penalty's cotangents on the statistics
+    (:func:`fwdderiv.regularization.batch_stats.statistics_cotangents`)."""
+    from fwdderiv.core.second_order import Linearization
     from fwdderiv.regularization.batch_stats import (frozen_batch_statistics,
+                                                     inference_caches,
                                                      statistics_cotangents,
                                                      training_backward, training_forward)
+    from fwdderiv.regularization.jacobian import penalty_at
 
     body = logits_part(net)
     z, caches, values = training_forward(body, x)
     with frozen_batch_statistics(body, x, activations=values):
-        value, jgrads = jacobian_penalty(net, x, method=method, n_proj=n_proj, seed=rng,
-                                         on="logits")
-        inject = statistics_cotangents(net, jgrads, scale=lam)
+        lin = Linearization.from_pass(body, values, inference_caches(body, caches))
+        value, jgrads = penalty_at(body, lin, method, n_proj, rng, z.shape[1])
+        inject = statistics_cotangents(body, jgrads, scale=lam)
     loss, g_z = softmax_cross_entropy(z, y)
     grads = training_backward(body, caches, g_z, inject)
-    grads += [{} for _ in range(len(jgrads) - len(grads))]
+    grads += [{} for _ in range(len(net.layers) - len(grads))]
+    jgrads += [{} for _ in range(len(net.layers) - len(jgrads))]
     total = [{name: g.get(name, 0) + lam * jg[name] for name in jg}
              for g, jg in zip(grads, jgrads)]
     return loss, z, value, total
