@@ -145,13 +145,14 @@ class Linearization:
             gx2, gparams = _second_order(layer, cache, [H[v] for v in src],
                                          [T[v] for v in src], gt)
             gparams = dict(gparams)
-            pulled_t = layer.vjp(cache, gt)
-            pulled_p = None
             if gp is not None:
                 for name, g in layer.param_vjp(cache, gp).items():
                     gparams[name] = gparams[name] + g if name in gparams else g
-                pulled_p = layer.vjp(cache, gp[:, None])
             grads[k] = gparams
+            if all(v == 0 for v in src):
+                continue                 # the input's cotangents are not needed
+            pulled_t = layer.vjp(cache, gt)
+            pulled_p = None if gp is None else layer.vjp(cache, gp[:, None])
             multi = getattr(layer, "multi_input", False)
             for i, v in enumerate(src):
                 _add(g_tan, v, pulled_t[i] if multi else pulled_t)
