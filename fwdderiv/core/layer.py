@@ -38,6 +38,9 @@ runs on its dense ``jvp``/``vjp`` and gives the same numbers:
 - ``uses_kernels = True``: the layer runs Numba kernels, and BLAS is kept
   single-threaded while its network computes (:mod:`fwdderiv._threads`).
 - ``work_size(in_shape)``: workspace per example, for the memory planner.
+- ``jvp_cached(cache, dx) -> (dy, tangent_cache)``: the JVP and what the layer's
+  ``jvp_grad`` would compute again from the same tangent (a convolution's tangent
+  columns); the second-order pass passes it back as ``jvp_grad(..., tangent_cache=)``.
 
 Layers with several inputs (residual addition, concatenation) set ``multi_input = True``:
 ``output_shape(*in_shapes)``, ``forward(*xs)``, ``jvp(cache, *dxs)``, and ``vjp(cache,

@@ -30,7 +30,7 @@ from .._threads import blas_limited
 from .layer import cast_scope
 
 
-def _second_order(layer, cache, xs, dxs, gdy):
+def _second_order(layer, cache, xs, dxs, gdy, tangent_cache=None):
     method = getattr(layer, "jvp_grad", None)
     if method is None:
         if getattr(layer, "linear", False) and not getattr(layer, "param_names", ()):
@@ -38,9 +38,10 @@ def _second_order(layer, cache, xs, dxs, gdy):
         raise TypeError(f"{layer!r} does not implement jvp_grad(cache, x, dx, gdy), which "
                         f"second-order derivatives (Jacobian regularisation) need; see "
                         f"fwdderiv.core.second_order")
+    extra = {} if tangent_cache is None else {"tangent_cache": tangent_cache}
     if getattr(layer, "multi_input", False):
-        return method(cache, tuple(xs), tuple(dxs), gdy)
-    return method(cache, xs[0], dxs[0], gdy)
+        return method(cache, tuple(xs), tuple(dxs), gdy, **extra)
+    return method(cache, xs[0], dxs[0], gdy, **extra)
 
 
 def _add(store, v, g):
@@ -133,9 +134,14 @@ class Linearization:
     def param_grads(self, dx, gdy):
         """See :func:`jvp_param_grads`."""
         n, H, caches = self._n, self._H, self._caches
-        T = [np.broadcast_to(dx, (n,) + dx.shape[1:])]
+        T, kept = [np.broadcast_to(dx, (n,) + dx.shape[1:])], []
         for (layer, src), cache in zip(self._nodes, caches):
-            t = layer.jvp(cache, *[T[v] for v in src])
+            ins = [T[v] for v in src]
+            if hasattr(layer, "jvp_cached"):     # keeps what its jvp_grad needs again
+                t, tc = layer.jvp_cached(cache, *ins)
+            else:
+                t, tc = layer.jvp(cache, *ins), None
+            kept.append(tc)
             T.append(np.broadcast_to(t, (n,) + t.shape[1:]))
         grads = [{} for _ in self._nodes]
         g_tan, g_pri = {len(self._nodes): gdy}, {}
@@ -143,7 +149,8 @@ class Linearization:
             (layer, src), cache = self._nodes[k], caches[k]
             gt, gp = g_tan.pop(k + 1), g_pri.pop(k + 1, None)
             gx2, gparams = _second_order(layer, cache, [H[v] for v in src],
-                                         [T[v] for v in src], gt)
+                                         [T[v] for v in src], gt, kept[k])
+            kept[k] = None
             gparams = dict(gparams)
             if gp is not None:
                 for name, g in layer.param_vjp(cache, gp).items():

@@ -25,6 +25,8 @@ SCATTER_DENSITY = 0.2
 SCATTER_MAX_WORK = 150
 SCATTER_NHWC_CHANNELS = 4
 SCATTER_NHWC_DENSITY = 0.4
+#: Bytes of tangent columns :meth:`Conv2d.jvp_cached` keeps for the second-order pass.
+KEEP_TANGENT_COLS = 64 << 20
 
 
 class Conv2d(Layer):
@@ -215,6 +217,15 @@ class Conv2d(Layer):
         dx = self._prepad(fold(dx), dx.shape[2:]) if self.prepad is not None else fold(dx)
         return unfold(self._apply(dx, bias=False)[0], *dx_nd)
 
+    def jvp_cached(self, cache, dx):
+        """:meth:`jvp` and the tangent's im2col columns, which :meth:`jvp_grad` would
+        otherwise compute again (second-order pass); None when they exceed
+        :data:`KEEP_TANGENT_COLS` bytes."""
+        dx_nd = dx.shape[:2]
+        t = self._prepad(fold(dx), dx.shape[2:]) if self.prepad is not None else fold(dx)
+        y, cols = self._apply(t, bias=False)
+        return unfold(y, *dx_nd), (cols if cols.nbytes <= KEEP_TANGENT_COLS else None)
+
     @staticmethod
     def _nonzeros(g):
         """The number of non-zero entries of ``g``, counted on every 8th entry of a large
@@ -331,13 +342,15 @@ class Conv2d(Layer):
             grads["bias"] = gy.sum(axis=(0, 2, 3)).astype(self.bias.dtype, copy=False)
         return grads
 
-    def jvp_grad(self, cache, x, dx, gdy):
+    def jvp_grad(self, cache, x, dx, gdy, tangent_cache=None):
         r"""Of :math:`\sum \langle g, \mathrm{conv}(dx, W)\rangle`: the weight gradient of
         the tangents seen as a batch of ``N*D`` images (``param_vjp`` with the tangent's
-        columns); none in ``x`` or the bias."""
-        t = np.ascontiguousarray(fold(dx))
-        cols = im2col_t(self._prepad(t, dx.shape[2:]), self.kernel_size, self.stride,
-                        self.padding, self.dilation)
+        columns, from :meth:`jvp_cached` when given); none in ``x`` or the bias."""
+        cols = tangent_cache
+        if cols is None:
+            t = np.ascontiguousarray(fold(dx))
+            cols = im2col_t(self._prepad(t, dx.shape[2:]), self.kernel_size, self.stride,
+                            self.padding, self.dilation)
         grads = self.param_vjp((cols, dx.shape[2:]), fold(gdy))
         if self.bias is not None:
             grads["bias"] = np.zeros_like(self.bias)
