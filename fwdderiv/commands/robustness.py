@@ -40,7 +40,10 @@ def add_parser(subparsers):
                         "only); default: scikit-learn's 8x8 digits, offline")
     p.add_argument("--epochs", type=int, default=15, metavar="N")
     p.add_argument("--lambda", dest="lam", type=float, default=1.0, metavar="L",
-                   help="weight of the penalty (default 1.0)")
+                   help="weight of the penalty (default 1.0, the worked example's). The "
+                        "penalty is on the raw pixels in [0, 1]; on inputs standardised "
+                        "by a pixel std s the same L weighs ||J||^2 1/s^2 times less "
+                        "(MNIST: s = 0.3081, so L = 0.1 here is about their L = 1)")
     p.add_argument("--method", default="output", choices=("output", "input", "exact"),
                    help="estimator of ||J||_F^2 in training (default: output, n_proj 1)")
     p.add_argument("--seed", type=int, default=0)
