@@ -10,12 +10,12 @@
     python -m benchmarks.jacobian_reg --data-dir ../shared/data/mnist --train 960 --rounds 3
 """
 import argparse
-import time
 
 import numpy as np
 import torch
 
 import fwdderiv as fd
+from benchmarks.attribution import alternate as timed_rounds
 from fwdderiv.commands.robustness import worked_example_net
 from fwdderiv.regularization import jacobian_norm
 from fwdderiv.training import fit
@@ -58,12 +58,9 @@ def torch_norm(model, x):
 
 
 def alternate(a, b, rounds):
-    ta, tb = [], []
-    for _ in range(rounds):
-        for fn, t in ((a, ta), (b, tb)):
-            t0 = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - t0)
+    """Medians of ``a()`` and ``b()`` timed in alternating rounds, and the per-round
+    ratio a/b: median, min, max."""
+    ta, tb = timed_rounds(a, b, rounds)
     ratio = np.array(ta) / np.array(tb)
     return np.median(ta), np.median(tb), np.median(ratio), ratio.min(), ratio.max()
 
