@@ -120,6 +120,16 @@ class Linearization:
     def input(self):
         return self._H[0]
 
+    @property
+    def values(self):
+        """Every node's value at the input, the input first."""
+        return self._H
+
+    @property
+    def caches(self):
+        """Every node's forward cache."""
+        return self._caches
+
     def vjp(self, gy):
         """Cotangents ``gy`` (N, K, *S_out) pulled back to the input: (N, K, *S_in)."""
         cot = {len(self._nodes): gy}

@@ -213,17 +213,14 @@ class Conv2d(Layer):
         return y, (cols, xp.shape[1:])
 
     def jvp(self, cache, dx):
-        dx_nd = dx.shape[:2]
-        dx = self._prepad(fold(dx), dx.shape[2:]) if self.prepad is not None else fold(dx)
-        return unfold(self._apply(dx, bias=False)[0], *dx_nd)
+        return self.jvp_cached(cache, dx)[0]
 
     def jvp_cached(self, cache, dx):
         """:meth:`jvp` and the tangent's im2col columns, which :meth:`jvp_grad` would
         otherwise compute again (second-order pass); None when they exceed
         :data:`KEEP_TANGENT_COLS` bytes."""
         dx_nd = dx.shape[:2]
-        t = self._prepad(fold(dx), dx.shape[2:]) if self.prepad is not None else fold(dx)
-        y, cols = self._apply(t, bias=False)
+        y, cols = self._apply(self._prepad(fold(dx), dx.shape[2:]), bias=False)
         return unfold(y, *dx_nd), (cols if cols.nbytes <= KEEP_TANGENT_COLS else None)
 
     @staticmethod

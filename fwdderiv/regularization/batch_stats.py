@@ -129,16 +129,12 @@ def training_forward(net, x):
     """``(y, caches, activations)``: ``net`` at ``x`` in its training form, one cache per
     node and every node's value, input first (the BatchNorms update their running
     statistics, as in a training step)."""
+    from fwdderiv.core.second_order import Linearization
     from fwdderiv.training.loop import train_mode
 
-    index, H, caches = {"input": 0}, [x], []
     with train_mode(net):
-        for k, (name, layer, inputs) in enumerate(net.nodes):
-            h, cache = layer.forward(*[H[index[i]] for i in inputs])
-            H.append(h)
-            caches.append(cache)
-            index[name] = k + 1
-    return H[-1], caches, H
+        lin = Linearization(net, x)
+    return lin.output, lin.caches, lin.values
 
 
 def training_backward(net, caches, gy, inject):
