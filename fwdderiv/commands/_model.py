@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.zoo import ZOO as _ZOO
 from ._common import CommandError
 
 #: What a MODEL argument may be, for help texts and errors.
-MODEL_HELP = ("a zoo name (lenet5, lenet_mnist, mnist_convnet, mlp, digits_net), a fwdderiv "
+MODEL_HELP = (f"a zoo name ({', '.join(_ZOO)}), a fwdderiv "
               ".npz (fwdderiv.save, fwdderiv train --output), an .onnx file, or "
               "file.py:factory (a function returning a torch.nn.Module)")
 
