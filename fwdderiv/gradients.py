@@ -5,6 +5,8 @@ exact answer by reverse mode: one forward pass and one vector-Jacobian product p
 whatever the number of pixels. :func:`fwdderiv.numeric.loss_gradient_fd` computes the
 same thing by the difference quotient, one (or two) losses per pixel, for comparison.
 """
+import functools
+
 import numpy as np
 
 from ._classifier import check_images, check_labels, n_outputs
@@ -94,8 +96,26 @@ def loss_gradient(net, x, y, loss="cross_entropy", reduction="sum", return_loss=
     (4, 3)
     """
     x, y = _prepare(net, x, y, loss, reduction, "loss_gradient")
-    logits_net, _ = _split_final_softmax(net)
-    z = logits_net.forward(x)
+    gx, total, _ = _loss_pass(net, x, y, reduction)
+    return (gx, total) if return_loss else gx
+
+
+def _loss_pass(net, x, y, reduction="sum"):
+    """``(gx, total, y)`` from one forward pass of the logits and one pull-back.
+
+    ``y`` None takes the network's predictions at ``x`` from that same pass (the argmax of
+    its output, final softmax included), so that an untargeted attack needs no separate
+    pass to label its images.
+    """
+    logits_net, kind = _split_final_softmax(net)
+    if hasattr(logits_net, "forward_cached") and hasattr(logits_net, "pullback"):
+        z, caches = logits_net.forward_cached(x)
+        pull = functools.partial(logits_net.pullback, caches)
+    else:                                   # any network with the plain protocol
+        z = logits_net.forward(x)
+        pull = lambda g: logits_net.vjp(x, g)[1]      # noqa: E731
+    if y is None:
+        y = np.argmax(net.layers[-1].forward(z)[0] if kind else z, axis=1)
     log_p = log_softmax(z)
     rows = np.arange(len(y))
     g_z = np.exp(log_p)
@@ -104,6 +124,4 @@ def loss_gradient(net, x, y, loss="cross_entropy", reduction="sum", return_loss=
     if reduction == "mean":
         g_z /= len(y)
         total /= len(y)
-    _, gx = logits_net.vjp(x, g_z[:, None])
-    gx = gx[:, 0]
-    return (gx, total) if return_loss else gx
+    return pull(g_z[:, None])[:, 0], total, y

@@ -15,7 +15,7 @@ import numbers
 import numpy as np
 
 from .._classifier import check_images, check_labels, n_outputs
-from ..gradients import loss_gradient
+from ..gradients import _loss_pass
 
 #: Floor on a squared L2 norm before dividing by its root (cleverhans's
 #: ``avoid_zero_div``): a zero gradient gives a zero step instead of NaN.
@@ -59,13 +59,14 @@ def _clip(x, clip_min, clip_max):
 
 
 def _labels(net, x, y, targeted, where):
-    """The labels the loss uses: ``y``, or the model's predictions when untargeted."""
+    """The labels the loss uses: ``y`` checked, or None for the model's predictions
+    (untargeted), which :func:`_fgm` takes from its own forward pass."""
     K = n_outputs(net, x.shape[1:], where)
     if y is None:
         if targeted:
             raise ValueError(f"{where} with targeted=True needs y, the target classes; "
                              "pass y=np.array([...]) (one target per example)")
-        return np.argmax(net.forward(x), axis=1)
+        return None                    # the predictions, from the gradient's own pass
     return check_labels(y, x.shape[0], K, where, "y")
 
 
@@ -196,14 +197,16 @@ def fast_gradient_method(net, x, eps, norm, y=None, targeted=False, clip_min=Non
     norm = _check_norm(norm, where)
     _check_clip(clip_min, clip_max, where)
     y = _labels(net, x, y, targeted, where)
-    return _fgm(net, x, eps, norm, y, targeted, clip_min, clip_max)
+    return _fgm(net, x, eps, norm, y, targeted, clip_min, clip_max)[0]
 
 
 def _fgm(net, x, eps, norm, y, targeted, clip_min, clip_max):
-    g = loss_gradient(net, x, y)
+    """One step; ``y`` None labels ``x`` by the model's predictions. Returns the new
+    images and the labels used."""
+    g, _, y = _loss_pass(net, x, y)
     if targeted:
         g = -g
-    return _clip(x + optimize_linear(g, eps, norm), clip_min, clip_max)
+    return _clip(x + optimize_linear(g, eps, norm), clip_min, clip_max), y
 
 
 def projected_gradient_descent(net, x, eps, eps_iter, nb_iter, norm, y=None, targeted=False,
@@ -255,6 +258,8 @@ def projected_gradient_descent(net, x, eps, eps_iter, nb_iter, norm, y=None, tar
     rand_minmax = eps if rand_minmax is None else _check_nonneg(rand_minmax, "rand_minmax",
                                                                 where)
     y = _labels(net, x, y, targeted, where)
+    if y is None:                           # fixed on the clean images
+        y = np.argmax(net.forward(x), axis=1)
     if rand_init:
         rng = np.random.default_rng(seed)
         eta = rng.uniform(-rand_minmax, rand_minmax, size=x.shape).astype(x.dtype)
@@ -263,6 +268,6 @@ def projected_gradient_descent(net, x, eps, eps_iter, nb_iter, norm, y=None, tar
         eta = np.zeros_like(x)
     x_adv = _clip(x + eta, clip_min, clip_max)
     for _ in range(int(nb_iter)):
-        x_adv = _fgm(net, x_adv, eps_iter, norm, y, targeted, clip_min, clip_max)
+        x_adv = _fgm(net, x_adv, eps_iter, norm, y, targeted, clip_min, clip_max)[0]
         x_adv = _clip(x + clip_eta(x_adv - x, norm, eps), clip_min, clip_max)
     return x_adv

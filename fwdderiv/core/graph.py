@@ -404,6 +404,30 @@ class Graph:
         gx = self._pull(caches, gy[:, None], grads=grads, need_input=input_grad)
         return (gx[:, 0] if input_grad else None), grads
 
+    @_call
+    def pullback(self, caches, gy):
+        """Reverse mode from a pass already made: :meth:`vjp` without its forward pass.
+
+        Parameters
+        ----------
+        caches : list
+            From :meth:`forward_cached` (the output decides what to pull back, e.g. a
+            loss gradient, without a second primal pass).
+        gy : ndarray of shape (N, K, *S_out)
+
+        Returns
+        -------
+        gx : ndarray of shape (N, K, *S_in)
+        """
+        if len(caches) != len(self._nodes):
+            raise ValueError(f"{self._kind}.pullback expected the {len(self._nodes)} caches "
+                             f"of this network's forward_cached, got {len(caches)}")
+        if np.ndim(gy) < 2:
+            raise ValueError(f"{self._kind}.pullback expected gy of shape (N, K, *S_out), "
+                             f"got {shape_str(np.shape(gy))}; add a cotangent axis with "
+                             "gy[:, None]")
+        return self._pull(caches, gy)
+
     # -- derivatives -------------------------------------------------------------------
     @_call
     def jvp(self, x, dx):

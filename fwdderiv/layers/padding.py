@@ -54,8 +54,22 @@ def pad2d(x, padding, mode="constant", value=0.0):
     out = np.full(x.shape[:-2] + (len(r), len(c)), value, dtype=x.dtype)
     rk, ck = np.flatnonzero(r >= 0), np.flatnonzero(c >= 0)
     if rk.size and ck.size:
-        out[..., rk[:, None], ck[None, :]] = x[..., r[rk][:, None], c[ck][None, :]]
+        rows, cols = _as_slice(rk, r), _as_slice(ck, c)
+        if rows is not None and cols is not None:        # a plain copy (constant mode)
+            out[..., rows[0], cols[0]] = x[..., rows[1], cols[1]]
+        else:
+            out[..., rk[:, None], ck[None, :]] = x[..., r[rk][:, None], c[ck][None, :]]
     return out
+
+
+def _as_slice(keep, table):
+    """``(destination, source)`` slices when the positions ``keep`` and their sources
+    ``table[keep]`` are both runs of consecutive indices, else None: a slice copy is
+    many times faster than fancy indexing."""
+    src = table[keep]
+    if (np.diff(keep) != 1).any() or (np.diff(src) != 1).any():
+        return None
+    return slice(keep[0], keep[-1] + 1), slice(src[0], src[-1] + 1)
 
 
 def pad2d_adjoint(g, padding, mode, hw):
@@ -64,6 +78,12 @@ def pad2d_adjoint(g, padding, mode, hw):
     left, right, top, bottom = padding
     (H, W) = hw
     r, c = _table(H, top, bottom, mode), _table(W, left, right, mode)
+    rk, ck = np.flatnonzero(r >= 0), np.flatnonzero(c >= 0)
+    if mode == "constant" and rk.size and ck.size:   # a slice: each input read once
+        rows, cols = _as_slice(rk, r), _as_slice(ck, c)
+        out = np.zeros(g.shape[:-2] + (H, W), dtype=g.dtype)
+        out[..., rows[1], cols[1]] = g[..., rows[0], cols[0]]
+        return out
     R = (r[:, None] == np.arange(H)[None, :]).astype(g.dtype)      # (Hp, H) one-hot
     C = (c[:, None] == np.arange(W)[None, :]).astype(g.dtype)      # (Wp, W)
     return np.ascontiguousarray(np.matmul(np.matmul(R.T, g), C))

@@ -184,3 +184,23 @@ def test_nan_image(case):
     x[0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="projected_gradient_descent expected finite values"):
         projected_gradient_descent(net, x, 0.1, 0.01, 2, np.inf)
+
+
+def test_untargeted_fgsm_labels_and_differentiates_from_one_forward_pass(case):
+    net, x = case
+    first = net.layers[0]
+    calls = []
+    plain = first.forward
+
+    def counted(*args):
+        calls.append(1)
+        return plain(*args)
+
+    first.forward = counted
+    try:
+        got = fast_gradient_method(net, x, 0.1, np.inf)
+        assert len(calls) == 1      # the predictions come from the gradient's own pass
+    finally:
+        del first.forward
+    y = np.argmax(net.forward(x), axis=1)
+    np.testing.assert_array_equal(got, fast_gradient_method(net, x, 0.1, np.inf, y=y))

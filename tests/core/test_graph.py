@@ -164,3 +164,16 @@ def test_a_jacobian_larger_than_the_machine_fails_before_allocating(monkeypatch)
     with pytest.raises(ValueError, match=r"needs 0.1 GiB, more than this machine's"):
         net.jacobian(np.ones((200, 1, 300)))
     assert net.jacobian(np.ones((1, 1, 300))).shape == (1, 300, 1, 300)
+
+
+def test_pullback_of_a_cached_pass_equals_vjp():
+    net = fd.models.digits_net(seed=1)
+    rng = np.random.default_rng(2)
+    x, g = rng.normal(size=(3, 1, 8, 8)), rng.normal(size=(3, 4, 10))
+    y, caches = net.forward_cached(x)
+    _, expected = net.vjp(x, g)
+    np.testing.assert_array_equal(net.pullback(caches, g), expected)
+    with pytest.raises(ValueError, match="pullback expected the .* caches"):
+        net.pullback(caches[:-1], g)
+    with pytest.raises(ValueError, match=r"add a cotangent axis with gy\[:, None\]"):
+        net.pullback(caches, g[:, 0, 0])
