@@ -126,15 +126,17 @@ def to_torch(net):
         return nn.Sequential(*[_torch_layer(layer) for layer in net.layers]).eval()
 
     class GraphModule(nn.Module):
+        # a ModuleList by position: node names may hold "." (``conv1.bn`` in the zoo's
+        # ResNet), which torch forbids in module names
         def __init__(self, nodes):
             super().__init__()
             self.steps = [(name, tuple(inputs)) for name, _, inputs in nodes]
-            self.layers = nn.ModuleDict({name: _torch_layer(layer) for name, layer, _ in nodes})
+            self.layers = nn.ModuleList([_torch_layer(layer) for _, layer, _ in nodes])
 
         def forward(self, x):
             values = {"input": x}
-            for name, inputs in self.steps:
-                values[name] = self.layers[name](*[values[i] for i in inputs])
+            for (name, inputs), module in zip(self.steps, self.layers):
+                values[name] = module(*[values[i] for i in inputs])
             return values[self.steps[-1][0]]
 
     return GraphModule(net.nodes).eval()

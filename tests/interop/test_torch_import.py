@@ -278,3 +278,14 @@ def test_training_mode_is_imported_in_eval_mode_from_a_copy():
 def test_non_module_is_a_type_error():
     with pytest.raises(TypeError, match="torch.nn.Module"):
         fd.from_torch(lambda x: x, torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("shortcut", ["A", "B"])
+def test_to_torch_of_the_zoo_resnet_whose_node_names_hold_dots(shortcut):
+    net = fd.models.resnet20(shortcut=shortcut)
+    assert any("." in name for name, _, _ in net.nodes)      # torch forbids them in names
+    x = np.random.default_rng(1).standard_normal((2, 3, 32, 32))
+    module = fd.to_torch(net).double()
+    with torch.no_grad():
+        np.testing.assert_allclose(module(torch.from_numpy(x)).numpy(), net.forward(x),
+                                   rtol=1e-10, atol=1e-10)
