@@ -5,12 +5,103 @@ products. Multi-threaded OpenBLAS keeps its workers spinning for a while after e
 product, on the cores the next Numba kernel needs; with BLAS single-threaded for the
 duration of the call, the two never compete. Pure dense networks are left alone: their
 time is in large products that do use the threads.
+
+Inside such a call BLAS runs on one thread, so :func:`matmul` splits a large product
+itself: the rows (or the stacked matrices) are divided among the cores and each part is
+one single-threaded BLAS call on a thread of a small pool. No thread is left spinning
+after the product, and the product is 1.7-1.9x faster on two cores (measured on the
+convolutions of LeNet-5 and ResNet-20).
 """
 import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 from . import config
 
 _controller = None       # threadpoolctl's BLAS controller, False if unavailable
+
+#: Multiply-adds below which :func:`matmul` does not split a product (a thread hand-off
+#: costs about 20 microseconds).
+SPLIT_MIN_WORK = 1 << 19
+
+#: An operand not in row order is copied first when its size is at most this share of
+#: the product's multiply-adds.
+CONTIGUOUS_COPY_SHARE = 16
+
+_state = threading.local()          # .split: parts for products in this thread's scope
+_pool = None
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                      # not on Linux
+        return os.cpu_count() or 1
+
+
+def _reset_pool():
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):             # a forked child has no pool threads
+    os.register_at_fork(after_in_child=_reset_pool)
+
+
+def _executor(parts):
+    global _pool
+    if _pool is None or _pool._max_workers < parts - 1:
+        _pool = ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="fwdderiv")
+    return _pool
+
+
+def _contiguous(m, work):
+    if m.flags.c_contiguous or m.size * CONTIGUOUS_COPY_SHARE > work:
+        return m
+    return np.ascontiguousarray(m)
+
+
+def matmul(a, b):
+    """``np.matmul(a, b)``, split across the cores when BLAS is held to one thread, and
+    with a small operand made contiguous first.
+
+    Outside a :func:`blas_limited` scope, or for a small product, this is ``np.matmul``.
+    Inside one, the leading axis of the result (the stacked matrices, or the rows of a
+    2-D product) is cut into one part per core and the parts are multiplied at once.
+    The numbers are those of ``np.matmul``: each entry is the same BLAS dot product.
+    """
+    if a.ndim < 2 or b.ndim < 2:
+        return np.matmul(a, b)
+    out_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    work = int(np.prod(out_shape, dtype=np.int64)) * a.shape[-1]
+    # a transposed operand (x @ W.T) halves numpy's speed on tall products (measured:
+    # 645 against 298 ms for (100352, 400) @ (400, 120) float32): copy a small one first
+    a = _contiguous(a, work)
+    b = _contiguous(b, work)
+    parts = getattr(_state, "split", 1)
+    lead = out_shape[0]
+    if parts < 2 or work < SPLIT_MIN_WORK or lead < 2 * parts:
+        return np.matmul(a, b)
+    out = np.empty(out_shape, dtype=np.result_type(a, b))
+    if len(out_shape) == 2:              # rows of a
+        def piece(i, j):
+            np.matmul(a[i:j], b, out=out[i:j])
+    else:                                # stacked matrices; an operand may be shared
+        sa, sb = a.ndim == len(out_shape) and a.shape[0] > 1, \
+            b.ndim == len(out_shape) and b.shape[0] > 1
+
+        def piece(i, j):
+            np.matmul(a[i:j] if sa else a, b[i:j] if sb else b, out=out[i:j])
+    cuts = [lead * k // parts for k in range(parts + 1)]
+    pool = _executor(parts)
+    futures = [pool.submit(piece, cuts[k], cuts[k + 1]) for k in range(1, parts)]
+    piece(cuts[0], cuts[1])
+    for f in futures:
+        f.result()
+    return out
 
 
 def _blas():
@@ -37,6 +128,18 @@ def blas_threads(n):
         yield
 
 
+@contextlib.contextmanager
 def blas_limited(numba_heavy):
-    """Run the block with ``config.KERNEL_BLAS_THREADS`` BLAS threads if ``numba_heavy``."""
-    return blas_threads(config.KERNEL_BLAS_THREADS if numba_heavy else None)
+    """Run the block with ``config.KERNEL_BLAS_THREADS`` BLAS threads if ``numba_heavy``;
+    with one, :func:`matmul` splits large products across the cores itself."""
+    if not numba_heavy:
+        yield
+        return
+    before = getattr(_state, "split", 1)
+    one = config.KERNEL_BLAS_THREADS == 1 and _blas()
+    _state.split = _cores() if one else 1
+    try:
+        with blas_threads(config.KERNEL_BLAS_THREADS):
+            yield
+    finally:
+        _state.split = before

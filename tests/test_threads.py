@@ -83,3 +83,24 @@ def test_cli_main_tunes_only_the_program():
                           capture_output=True, text=True).stdout.split()[-1]
            for arg in ("[]", "None")]
     assert got == ["False", "True"]
+
+
+@pytest.mark.parametrize("shapes", [((37, 9), (9, 5)), ((6, 4), (11, 4, 7)),
+                                    ((11, 7, 4), (4, 6)), ((11, 3, 4), (11, 4, 2))])
+def test_split_products_equal_numpy_and_run_on_the_pool(monkeypatch, shapes):
+    from fwdderiv import _threads
+    rng = np.random.default_rng(3)
+    a, b = rng.random(shapes[0]), rng.random(shapes[1])
+    monkeypatch.setattr(_threads, "SPLIT_MIN_WORK", 0)
+    outside = _threads.matmul(a, np.asfortranarray(b))  # not in row order
+    np.testing.assert_allclose(outside, np.matmul(a, b), rtol=1e-13)
+    seen = []
+    real = _threads._executor
+    monkeypatch.setattr(_threads, "_executor", lambda parts: seen.append(parts) or real(parts))
+    with _threads.blas_limited(True):
+        inside = _threads.matmul(a, b)
+    np.testing.assert_allclose(inside, np.matmul(a, b), rtol=1e-13)
+    assert seen == [_threads._cores()] if _threads._cores() > 1 else seen == []
+    seen.clear()
+    _threads.matmul(a, b)                             # outside the scope: not split
+    assert seen == []

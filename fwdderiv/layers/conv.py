@@ -1,6 +1,7 @@
 """2-D convolution (cross-correlation, as in PyTorch) by im2col and BLAS products."""
 import numpy as np
 
+from .._threads import matmul
 from ..core import local
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ..kernels.conv import col2im, col2im_t, conv_vjp_scatter, im2col_t, out_size
@@ -189,15 +190,18 @@ class Conv2d(Layer):
         if out_shape[1:] == (1, 1) and x.shape[2:] == self.kernel_size and \
                 self.padding == (0, 0):
             cols = x.reshape(M, Kg * G, 1)          # one window: no copy, one product
-            y = np.empty((M, Co), dtype=x.dtype)
-            for g in range(G):
-                y[:, g * Cog:(g + 1) * Cog] = (cols[:, g * Kg:(g + 1) * Kg, 0]
-                                               @ W[g * Cog:(g + 1) * Cog].T)
+            if G == 1:
+                y = matmul(cols[:, :, 0], W.T)
+            else:
+                y = np.empty((M, Co), dtype=x.dtype)
+                for g in range(G):
+                    y[:, g * Cog:(g + 1) * Cog] = matmul(cols[:, g * Kg:(g + 1) * Kg, 0],
+                                                         W[g * Cog:(g + 1) * Cog].T)
             y = y[:, :, None]
         else:
             cols = im2col_t(x, self.kernel_size, self.stride, self.padding, self.dilation)
             if G == 1:
-                y = np.matmul(W, cols)
+                y = matmul(W, cols)
             else:
                 y = np.empty((M, Co, cols.shape[2]), dtype=x.dtype)
                 for g in range(G):
@@ -310,7 +314,7 @@ class Conv2d(Layer):
         # is (the transpose of im2col_t's product in the forward pass)
         g = g.reshape(M, Co, P)
         if G == 1:
-            gcols = np.matmul(W.T, g)
+            gcols = matmul(W.T, g)
         else:
             gcols = np.empty((M, Kg * G, P), dtype=gy.dtype)
             for i in range(G):
@@ -333,7 +337,7 @@ class Conv2d(Layer):
             else:
                 # as (cols[n] @ g[n].T).T: the long side K first is 2x faster in BLAS than
                 # g[n] @ cols[n].T with its few output channels (measured, 20x576x180)
-                gW[i * Cog:(i + 1) * Cog] = np.matmul(ci, gi.transpose(0, 2, 1)).sum(axis=0).T
+                gW[i * Cog:(i + 1) * Cog] = matmul(ci, gi.transpose(0, 2, 1)).sum(axis=0).T
         grads = {"weight": gW.reshape(self.weight.shape).astype(self.weight.dtype, copy=False)}
         if self.bias is not None:
             grads["bias"] = gy.sum(axis=(0, 2, 3)).astype(self.bias.dtype, copy=False)

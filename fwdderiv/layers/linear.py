@@ -1,6 +1,7 @@
 """Fully connected layer: y = x W^T + b."""
 import numpy as np
 
+from .._threads import matmul
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ._util import positive_int
 
@@ -48,17 +49,17 @@ class Linear(Layer):
 
     def forward(self, x):
         self.output_shape(x.shape[1:])
-        y = x @ cast_param(self.weight, x.dtype).T
+        y = matmul(x, cast_param(self.weight, x.dtype).T)
         if self.bias is not None:
             y += cast_param(self.bias, x.dtype)
         return y, x
 
     def jvp(self, cache, dx):
         # linear layer: the JVP is the forward map without its bias
-        return unfold(fold(dx) @ cast_param(self.weight, dx.dtype).T, *dx.shape[:2])
+        return unfold(matmul(fold(dx), cast_param(self.weight, dx.dtype).T), *dx.shape[:2])
 
     def vjp(self, cache, gy):
-        return unfold(fold(gy) @ cast_param(self.weight, gy.dtype), *gy.shape[:2])
+        return unfold(matmul(fold(gy), cast_param(self.weight, gy.dtype)), *gy.shape[:2])
 
     def param_vjp(self, cache, gy):
         x = cache
