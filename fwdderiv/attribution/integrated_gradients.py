@@ -107,7 +107,10 @@ class IntegratedGradients(Attribution):
             points = (b[None] + a * diff[None]).reshape((-1,) + S)     # step-major
             tt = t if t is ALL else np.tile(t, s1 - s0)
             g = gradients(self.net, points, tt, K, memory)
-            acc += np.tensordot(weights[s0:s1], g.reshape((s1 - s0, N) + g.shape[1:]), axes=1)
+            # the weighted sum of this chunk's steps in the gradients' dtype (a float64
+            # tensordot would first copy float32 gradients to float64), added in float64
+            w = weights[s0:s1].astype(g.dtype)
+            acc += (w @ g.reshape(s1 - s0, -1)).reshape(acc.shape)
         acc = acc.astype(x.dtype)
         attr = acc * (diff[:, None] if t is ALL else diff) if self._multiply_by_inputs else acc
         if return_convergence_delta:
