@@ -234,7 +234,9 @@ class Graph:
         examples run is shared by all of them, and stays shared through linear layers.
         The first ``len(windows)`` nodes carry windowed tangents (:mod:`fwdderiv.core.local`;
         ``windows[k]`` is the window of node k's value); leaving them, ``dense(T, window)``
-        converts every windowed value still to be read. An elementwise layer before a
+        (a :class:`~fwdderiv.core.local.Densify`) converts every windowed value still to be
+        read, except one that the next node, its only reader, turns into its own dense
+        tangent (``window_dense_jvp``). An elementwise layer before a
         layer that ``takes_slope`` is applied inside it.
         ``record(k, h, dh)`` sees every node's value and dense tangent (fusion off).
         Returns ``(y, dy, caches or None)``.
@@ -247,6 +249,13 @@ class Graph:
         n_win = len(windows)
         win = [local.Window((1, 1), (1, 1), (0, 0))] + list(windows)   # per windowed value
         fused = None               # the slope of an elementwise node taken ahead
+        # the node after the windowed region reads the last windows itself, when it is
+        # their only reader and declares window_dense_jvp (its value's index = its own)
+        from_windows = n_win if (dx is not None and record is None and 0 < n_win < L and
+                                 self._nodes[n_win].inputs == (n_win,) and
+                                 self._uses[n_win] == 1 and
+                                 hasattr(self._nodes[n_win].layer, "window_dense_jvp")) \
+            else -1
         for k, node in enumerate(nodes):
             layer = node.layer
             if caches is None:
@@ -274,6 +283,11 @@ class Graph:
                     T[k + 1] = layer.window_jvp(cache, T[v], win[v], win[k + 1], n)
                 if record is not None:
                     record(k, H[k + 1], dense(T[k + 1], win[k + 1]))
+            elif dx is not None and k == from_windows:
+                v = node.inputs[0]
+                T[k + 1] = layer.window_dense_jvp(cache, T[v], win[v], dense)
+                if T[k + 1] is None:                    # the layer declined: go dense
+                    T[k + 1] = self._jvp_node(layer, cache, [dense(T[v], win[v])], n)
             elif dx is not None:
                 T[k + 1] = self._jvp_node(layer, cache, [T[v] for v in node.inputs], n)
                 if record is not None:
@@ -284,7 +298,7 @@ class Graph:
                     H[v] = T[v] = None
             if dx is not None and k + 1 == n_win:       # leaving the windowed region
                 for v in range(n_win + 1):
-                    if T[v] is not None:
+                    if T[v] is not None and v != from_windows:
                         T[v] = dense(T[v], win[v])
         return H[-1], T[-1], kept
 
@@ -582,7 +596,7 @@ class Graph:
         a dense seed shared by every example, or a windowed one with its converter."""
         if windows:
             return {"dx": local.seed(s_in, dtype, d0, d1), "windows": windows,
-                    "dense": lambda T, w: local.to_dense(T, w, s_in, n, d0, d1)}
+                    "dense": local.Densify(tuple(s_in), n, d0, d1)}
         return {"dx": _identity(1, d0, d1, s_in, dtype)}
 
     def _trace(self, x, shapes, windowed):

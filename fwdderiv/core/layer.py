@@ -28,6 +28,11 @@ runs on its dense ``jvp``/``vjp`` and gives the same numbers:
 - ``window_rule(window)`` and ``window_jvp(cache, T, window, nxt, n, slope=None)``: the
   receptive-field window after the layer and the windowed tangent through it
   (:mod:`fwdderiv.core.local`); ``window_rule`` returns None where there is no rule.
+- ``window_dense_jvp(cache, T, window, dense)``: for the node right after the windowed
+  run, when it is the last windowed value's only reader: its dense output tangent
+  ``(n, d1 - d0, *S_out)`` straight from that value's windowed tangent ``T``, where
+  ``dense`` (a :class:`~fwdderiv.core.local.Densify`) gives ``in_shape``, ``n``, ``d0``,
+  ``d1``; returns None to decline, and the runner converts ``T`` first.
 - ``selection(cache)``: for layers whose every output copies one input entry
   (max-pooling): ``(index, (H, W))``, each output's flat index into its input plane.
 - ``vjp_through(cache, gy, nxt, nxt_cache, slope)``: a pull-back fused with the layer

@@ -23,14 +23,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..kernels.local import to_dense  # noqa: F401  (the runner's conversion)
+from ..kernels.local import to_dense
 
 #: Windows stop growing past this share of the image: the windowed kernels beat dense
 #: tangents only while windows are small. Measured on ResNet-20 (float32, one example):
 #: windows up to 15x15 of a 32x32 image (22%, the first stage), then dense: 15% faster
-#: than dense throughout; windows grown to 29x29 (82%) in the second stage: 20x slower.
-#: LeNet-5's largest window, 16x16 of 32x32 (25%), stays windowed.
-MAX_SHARE = 0.25
+#: than dense throughout; windows grown to 29x29 (82%) in the second stage: 20x slower;
+#: 17x17 (28%, three more nodes): no change. LeNet-5's largest window, 16x16, is 25% of a
+#: 32x32 input but 33% of MNIST's 28x28: at a limit of 25% the MNIST LeNet-5 went dense
+#: one max-pool early, with 1,600 dense values per direction instead of 256 windowed,
+#: and its forward Jacobian (float32, B=128) was 2.2x slower than at 1/3 (mnist_convnet,
+#: B=16: 1.12x slower).
+MAX_SHARE = 1 / 3
 
 
 class Window(NamedTuple):
@@ -100,6 +104,19 @@ def plan_graph(nodes, shapes):
             break
         wins.append(nxt)
     return wins[1:]
+
+
+class Densify(NamedTuple):
+    """Converts windowed tangents to the dense tangent ``(n, d1 - d0, *S)`` of the input
+    directions ``d0 <= d < d1`` of an input of shape ``in_shape``; a layer's
+    ``window_dense_jvp`` reads the same fields."""
+    in_shape: tuple
+    n: int
+    d0: int
+    d1: int
+
+    def __call__(self, T, window):
+        return to_dense(T, window, self.in_shape, self.n, self.d0, self.d1)
 
 
 def union(windows):

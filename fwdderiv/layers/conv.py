@@ -5,7 +5,7 @@ from .._threads import matmul
 from ..core import local
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ..kernels.conv import col2im, col2im_t, conv_vjp_scatter, im2col_t, out_size
-from ..kernels.local import conv_window
+from ..kernels.local import conv_window, window_linear
 from ._util import chw, pair, positive_int
 from .padding import pad2d, pad2d_adjoint
 
@@ -260,6 +260,19 @@ class Conv2d(Layer):
     def window_jvp(self, cache, T, window, nxt, n, slope=None):
         _, Ho, Wo = self.output_shape((T.shape[6],) + T.shape[1:3])
         return conv_window(T, self, (Ho, Wo), window, nxt.size)
+
+    def window_dense_jvp(self, cache, T, window, dense):
+        """The dense tangent of the output straight from the input's windowed tangent,
+        when the kernel covers the whole input (one output position, as LeNet-5's
+        16 x 5 x 5 -> 120 layer): a linear map of every window entry, without the dense
+        input tangent. None otherwise (the runner converts the windows first)."""
+        _, in_shape = cache
+        if self.prepad is not None or self.padding != (0, 0) or self.groups != 1 or \
+                self.dilation != (1, 1) or tuple(in_shape[1:]) != self.kernel_size:
+            return None
+        dy = window_linear(T, self.weight, window, dense.in_shape, dense.n, dense.d0,
+                           dense.d1)
+        return dy.reshape(dy.shape + (1, 1))
 
     def vjp_through(self, cache, gy, nxt, nxt_cache, slope=None):
         """The VJP of this conv and a selecting layer right after it (a max-pool: it

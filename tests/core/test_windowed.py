@@ -105,3 +105,60 @@ def test_windowed_direction_chunks_match_dense():
     assert plan is not None and len(plan.direction_chunks) > 1
     np.testing.assert_allclose(net.jacobian(x, max_memory=budget),
                                net.jacobian(x, windowed=False), rtol=1e-12, atol=1e-18)
+
+
+def test_mnist_lenet5_keeps_its_last_pool_windowed():
+    # 16x16 is a quarter of 32x32 but a third of 28x28: both stay windowed
+    net = fd.models.lenet5(in_size=28)
+    k, windows = local.plan(net.layers, net.shapes((1, 28, 28)))
+    assert k == 7 and windows[-1].size == (16, 16)
+
+
+class _Spy:
+    """Counts Conv2d.window_dense_jvp calls that did not decline."""
+
+    def __init__(self, monkeypatch):
+        self.used = 0
+        real = fd.Conv2d.window_dense_jvp
+
+        def spy(layer, *args):
+            out = real(layer, *args)
+            self.used += out is not None
+            return out
+        monkeypatch.setattr(fd.Conv2d, "window_dense_jvp", spy)
+
+
+@pytest.mark.parametrize("side,n", [(28, 1), (28, 3), (32, 2)])
+def test_whole_input_conv_takes_the_windows_itself(monkeypatch, side, n):
+    net = fd.models.lenet5(in_size=side, seed=2)
+    x = np.random.default_rng(5).random((n, 1, side, side))
+    spy = _Spy(monkeypatch)
+    Jw = net.jacobian(x)
+    assert spy.used == 1                 # the third conv read the windows, no dense copy
+    np.testing.assert_allclose(Jw, net.jacobian(x, windowed=False), rtol=1e-12, atol=1e-18)
+    np.testing.assert_allclose(Jw, net.jacobian(x, mode="reverse"), rtol=1e-12, atol=1e-18)
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_window_dense_jvp_on_random_heads_and_direction_chunks(seed):
+    rng = np.random.default_rng(seed)
+    c, size = int(rng.integers(1, 3)), int(rng.integers(9, 13))
+    conv = fd.Conv2d(c, int(rng.integers(1, 4)), 3, stride=int(rng.integers(1, 3)),
+                     seed=int(rng.integers(99)))
+    body = fd.Sequential([conv, fd.ReLU(), fd.MaxPool2d(2)])
+    co, h, w = body.output_shape((c, size, size))
+    # a kernel over the whole input (declares), or with padding / groups (declines)
+    head = [fd.Conv2d(co, 5, (h, w), seed=3), fd.Conv2d(co, 5, (h, w), padding=1, seed=3),
+            fd.Conv2d(co, 2 * co, (h, w), groups=co, seed=3)][int(rng.integers(3))]
+    net = fd.Sequential(body.layers + [head, fd.Tanh(), fd.Flatten()])
+    x = rng.normal(size=(int(rng.integers(1, 4)), c, size, size))
+    dense = net.jacobian(x, windowed=False)
+    np.testing.assert_allclose(net.jacobian(x), dense, rtol=1e-12, atol=1e-15)
+    budget = 16_000                    # the smallest that runs: many direction chunks
+    while True:
+        try:
+            chunked = net.jacobian(x, max_memory=budget)
+            break
+        except ValueError:
+            budget *= 2
+    np.testing.assert_allclose(chunked, dense, rtol=1e-12, atol=1e-15)
