@@ -11,7 +11,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..config import NUMBA_PARALLEL_OPTS
+from ..config import NUMBA_OPTS, NUMBA_PARALLEL_OPTS
 
 
 @njit(**NUMBA_PARALLEL_OPTS)
@@ -126,6 +126,17 @@ def _maxpool_window(T, argmax, slope, W, sh, sw, ph, pw, Sh, Sw, out):
                                 out[n, py, px, c0, oy + i, ox + j, c] = s * T[m, iy, ix, c0, i, j, c]
 
 
+@njit(**NUMBA_OPTS)
+def _direction(y, x, c0, i, j, Sh, Sw, Ph, Pw, H0, W0):
+    # the flat input pixel (the direction) of window entry (c0, i, j) at position (y, x),
+    # or a negative number where the window reaches outside the image
+    Y = y * Sh - Ph + i
+    X = x * Sw - Pw + j
+    if Y < 0 or Y >= H0 or X < 0 or X >= W0:
+        return -(1 << 62)
+    return (c0 * H0 + Y) * W0 + X
+
+
 @njit(**NUMBA_PARALLEL_OPTS)
 def _to_dense(T, Sh, Sw, Ph, Pw, H0, W0, d0, out):
     # out (N, d1 - d0, C, H, W), zero-filled by the caller; directions [d0, d1) only
@@ -137,14 +148,8 @@ def _to_dense(T, Sh, Sw, Ph, Pw, H0, W0, d0, out):
             for x in range(W):
                 for c0 in range(C0):
                     for i in range(Rh):
-                        Y = y * Sh - Ph + i
-                        if Y < 0 or Y >= H0:
-                            continue
                         for j in range(Rw):
-                            X = x * Sw - Pw + j
-                            if X < 0 or X >= W0:
-                                continue
-                            d = (c0 * H0 + Y) * W0 + X - d0
+                            d = _direction(y, x, c0, i, j, Sh, Sw, Ph, Pw, H0, W0) - d0
                             if d < 0 or d >= D:
                                 continue
                             for c in range(C):
@@ -172,14 +177,8 @@ def _window_linear(T, Wl, Sh, Sw, Ph, Pw, H0, W0, d0, slices, out):
             for x in range(W):
                 for c0 in range(C0):
                     for i in range(Rh):
-                        Y = y * Sh - Ph + i
-                        if Y < 0 or Y >= H0:
-                            continue
                         for j in range(Rw):
-                            X = x * Sw - Pw + j
-                            if X < 0 or X >= W0:
-                                continue
-                            d = (c0 * H0 + Y) * W0 + X - d0
+                            d = _direction(y, x, c0, i, j, Sh, Sw, Ph, Pw, H0, W0) - d0
                             if d < lo or d >= hi:
                                 continue
                             tb = ((((m * H + y) * W + x) * C0 + c0) * Rh + i) * Rw + j
