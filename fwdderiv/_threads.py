@@ -32,7 +32,7 @@ SPLIT_MIN_WORK = 1 << 19
 CONTIGUOUS_COPY_SHARE = 16
 
 _state = threading.local()          # .split: parts for products in this thread's scope
-_pool = None
+_pool, _pool_workers = None, 0
 
 
 def _cores():
@@ -43,8 +43,8 @@ def _cores():
 
 
 def _reset_pool():
-    global _pool
-    _pool = None
+    global _pool, _pool_workers
+    _pool, _pool_workers = None, 0
 
 
 if hasattr(os, "register_at_fork"):             # a forked child has no pool threads
@@ -52,9 +52,10 @@ if hasattr(os, "register_at_fork"):             # a forked child has no pool thr
 
 
 def _executor(parts):
-    global _pool
-    if _pool is None or _pool._max_workers < parts - 1:
+    global _pool, _pool_workers
+    if _pool is None or _pool_workers < parts - 1:
         _pool = ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="fwdderiv")
+        _pool_workers = parts - 1
     return _pool
 
 

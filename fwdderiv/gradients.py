@@ -96,12 +96,12 @@ def loss_gradient(net, x, y, loss="cross_entropy", reduction="sum", return_loss=
     (4, 3)
     """
     x, y = _prepare(net, x, y, loss, reduction, "loss_gradient")
-    gx, total, _ = _loss_pass(net, x, y, reduction)
+    gx, total = _loss_pass(net, x, y, reduction)
     return (gx, total) if return_loss else gx
 
 
 def _loss_pass(net, x, y, reduction="sum"):
-    """``(gx, total, y)`` from one forward pass of the logits and one pull-back.
+    """``(gx, total)`` from one forward pass of the logits and one pull-back.
 
     ``y`` None takes the network's predictions at ``x`` from that same pass (the argmax of
     its output, final softmax included), so that an untargeted attack needs no separate
@@ -124,4 +124,4 @@ def _loss_pass(net, x, y, reduction="sum"):
     if reduction == "mean":
         g_z /= len(y)
         total /= len(y)
-    return pull(g_z[:, None])[:, 0], total, y
+    return pull(g_z[:, None])[:, 0], total

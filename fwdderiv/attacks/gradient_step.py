@@ -197,16 +197,15 @@ def fast_gradient_method(net, x, eps, norm, y=None, targeted=False, clip_min=Non
     norm = _check_norm(norm, where)
     _check_clip(clip_min, clip_max, where)
     y = _labels(net, x, y, targeted, where)
-    return _fgm(net, x, eps, norm, y, targeted, clip_min, clip_max)[0]
+    return _fgm(net, x, eps, norm, y, targeted, clip_min, clip_max)
 
 
 def _fgm(net, x, eps, norm, y, targeted, clip_min, clip_max):
-    """One step; ``y`` None labels ``x`` by the model's predictions. Returns the new
-    images and the labels used."""
-    g, _, y = _loss_pass(net, x, y)
+    """One step; ``y`` None labels ``x`` by the model's predictions (same pass)."""
+    g, _ = _loss_pass(net, x, y)
     if targeted:
         g = -g
-    return _clip(x + optimize_linear(g, eps, norm), clip_min, clip_max), y
+    return _clip(x + optimize_linear(g, eps, norm), clip_min, clip_max)
 
 
 def projected_gradient_descent(net, x, eps, eps_iter, nb_iter, norm, y=None, targeted=False,
@@ -268,6 +267,6 @@ def projected_gradient_descent(net, x, eps, eps_iter, nb_iter, norm, y=None, tar
         eta = np.zeros_like(x)
     x_adv = _clip(x + eta, clip_min, clip_max)
     for _ in range(int(nb_iter)):
-        x_adv = _fgm(net, x_adv, eps_iter, norm, y, targeted, clip_min, clip_max)[0]
+        x_adv = _fgm(net, x_adv, eps_iter, norm, y, targeted, clip_min, clip_max)
         x_adv = _clip(x + clip_eta(x_adv - x, norm, eps), clip_min, clip_max)
     return x_adv
