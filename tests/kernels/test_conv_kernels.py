@@ -79,3 +79,36 @@ def test_conv_vjp_scatter_matches_gemm_path(g, groups, density, nhwc):
     scat = conv_vjp_scatter(gy, conv.weight, in_shape, conv.stride, conv.padding,
                             conv.dilation, conv.groups, nhwc=nhwc)
     np.testing.assert_allclose(scat, dense, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("groups, stride, prepad", [(1, 1, 0), (2, 3, 0), (1, 2, 1)])
+def test_vjp_of_a_kernel_covering_its_input_is_the_adjoint_of_the_jvp(groups, stride,
+                                                                       prepad):
+    # One window that is the whole input (LeNet-5's 16 x 5 x 5 -> 120 layer): the VJP
+    # reshapes the product's columns instead of adding them up with col2im. It must stay
+    # the adjoint of the JVP, <gy, J dx> = <J^T gy, dx>, and equal the col2im path.
+    from fwdderiv.layers import Conv2d
+    rng = np.random.default_rng(groups + stride)
+    in_shape = (2 * groups, 4, 3)
+    padding_mode = "zeros" if not prepad else "reflect"
+    conv = Conv2d(2 * groups, 3 * groups, (4 + 2 * prepad, 3 + 2 * prepad), stride=stride,
+                  padding=prepad, padding_mode=padding_mode, groups=groups, seed=groups)
+    assert conv.output_shape(in_shape)[1:] == (1, 1)
+    x = rng.normal(size=(2,) + in_shape)
+    _, cache = conv.forward(x)
+    dx = rng.normal(size=(2, 5) + in_shape)
+    gy = rng.normal(size=(2, 4) + conv.output_shape(in_shape))
+    jdx = conv.jvp(cache, dx)
+    gx = conv.vjp(cache, gy)
+    lhs = np.einsum("nka,nda->nkd", gy.reshape(2, 4, -1), jdx.reshape(2, 5, -1))
+    rhs = np.einsum("nka,nda->nkd", gx.reshape(2, 4, -1), dx.reshape(2, 5, -1))
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-12)
+    if not prepad:
+        cols = (gy.reshape(8, 3 * groups, 1) * 1.0).transpose(0, 2, 1)
+        W = conv.weight.reshape(3 * groups, -1)
+        Cog, Kg = 3, W.shape[1]
+        gcols = np.concatenate([cols[:, :, i * Cog:(i + 1) * Cog] @ W[i * Cog:(i + 1) * Cog]
+                                for i in range(groups)], axis=2)
+        ref = col2im(gcols, in_shape, conv.kernel_size, conv.stride, conv.padding,
+                     conv.dilation)
+        np.testing.assert_allclose(gx.reshape(ref.shape), ref, rtol=1e-13, atol=1e-14)
