@@ -112,3 +112,39 @@ def test_vjp_of_a_kernel_covering_its_input_is_the_adjoint_of_the_jvp(groups, st
         ref = col2im(gcols, in_shape, conv.kernel_size, conv.stride, conv.padding,
                      conv.dilation)
         np.testing.assert_allclose(gx.reshape(ref.shape), ref, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("N, K, dtype", [(1, 10, np.float64), (6, 10, np.float64),
+                                         (5, 5, np.float64), (7, 10, np.float32)])
+@pytest.mark.parametrize("stride, padding", [(1, 0), (1, 2), (2, 1)])
+def test_pooled_scatter_of_a_one_channel_conv_equals_the_unpooled_one(N, K, dtype, stride,
+                                                                      padding):
+    # Through a max-pool, the K cotangent rows of an example share argmax and slope: a
+    # one-channel conv accumulates them together, rows last (_scatter_rows_last, from 4
+    # rows per task), the others row by row. Either way the result is the plain scatter
+    # of the conv's output cotangent, unpooled by hand.
+    from fwdderiv.kernels.conv import ROWS_LAST_MIN, conv_vjp_scatter
+    from fwdderiv.kernels.pool import maxpool_forward
+    from fwdderiv.layers import Conv2d
+    rng = np.random.default_rng(N * K + stride + padding)
+    conv = Conv2d(1, 3, 3, stride=stride, padding=padding, seed=K)
+    in_shape = (1, 9, 10)
+    Co, Ho, Wo = conv.output_shape(in_shape)
+    z = rng.normal(size=(N, Co, Ho, Wo))
+    slope = (z > 0).astype(dtype) * rng.uniform(0.5, 2.0, size=z.shape).astype(dtype)
+    _, argmax = maxpool_forward(z, (2, 2), (2, 2), (0, 0))
+    P = argmax.shape[2]
+    gy = (rng.normal(size=(N * K, Co, P)) * (rng.random((N * K, Co, P)) < 0.7)).astype(dtype)
+    gy[:, 0, 0] = 0.0                          # an entry dead in every row
+    pooled = conv_vjp_scatter(gy.reshape(N * K, Co, Ho // 2, Wo // 2), conv.weight,
+                              in_shape, conv.stride, conv.padding, conv.dilation, 1,
+                              pool=(argmax, Wo), slope=slope)
+    g = np.zeros((N * K, Co, Ho * Wo), dtype)
+    rows = np.arange(N * K)[:, None, None]
+    np.add.at(g, (rows, np.arange(Co)[None, :, None], argmax[np.arange(N * K) // K]), gy)
+    g *= slope.reshape(N, 1, Co, -1).repeat(K, axis=1).reshape(N * K, Co, -1)
+    plain = conv_vjp_scatter(g.reshape(N * K, Co, Ho, Wo), conv.weight, in_shape,
+                             conv.stride, conv.padding, conv.dilation, 1)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(pooled, plain, rtol=tol, atol=tol)
+    assert K < ROWS_LAST_MIN or N == 1 or np.abs(pooled).max() > 0
