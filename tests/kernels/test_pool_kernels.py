@@ -1,5 +1,6 @@
 """Max-pool forward/argmax, gather and scatter against plain NumPy references."""
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 
 from fwdderiv.kernels import pool as K
@@ -44,3 +45,21 @@ def test_gather_and_scatter_match_numpy():
     n, d, c, p = np.indices(gy.shape)
     np.add.at(out, (n, d, c, arg[n, c, p]), gy)
     np.testing.assert_allclose(K.scatter(gy, arg, HW), out, rtol=1e-14)
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation", [
+    (2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 2)])
+def test_maxpool_nan_and_ties_match_pytorch(kernel, stride, padding, dilation):
+    # A NaN in a window wins (the last one, as PyTorch's CPU kernel picks), ties keep the
+    # first maximum: the values and the argmax indices equal PyTorch's.
+    torch = pytest.importorskip("torch")
+    from fwdderiv.kernels.pool import maxpool_forward
+    rng = np.random.default_rng(kernel + stride)
+    x = rng.integers(0, 3, size=(2, 3, 7, 8)).astype(np.float64)
+    x[rng.random(x.shape) < 0.08] = np.nan
+    y, argmax = maxpool_forward(x, (kernel,) * 2, (stride,) * 2, (padding,) * 2,
+                                (dilation,) * 2)
+    ty, ti = torch.nn.functional.max_pool2d(torch.from_numpy(x), kernel, stride, padding,
+                                            dilation, return_indices=True)
+    np.testing.assert_array_equal(y, ty.numpy())
+    np.testing.assert_array_equal(argmax, ti.numpy().reshape(argmax.shape))
