@@ -148,3 +148,31 @@ def test_pooled_scatter_of_a_one_channel_conv_equals_the_unpooled_one(N, K, dtyp
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(pooled, plain, rtol=tol, atol=tol)
     assert K < ROWS_LAST_MIN or N == 1 or np.abs(pooled).max() > 0
+
+
+@pytest.mark.parametrize("Ci, Co, kernel, padding, dilation, taken", [
+    (4, 4, 3, 1, 1, True), (3, 3, 3, 2, 2, True), (2, 2, (3, 5), (1, 2), 1, True),
+    (5, 2, 3, 1, 1, True), (2, 4, 3, 1, 1, False), (3, 3, 3, 3, 1, False)])
+def test_stride_one_vjp_as_a_convolution_matches_pytorch(Ci, Co, kernel, padding,
+                                                         dilation, taken):
+    # A stride-1 conv's input cotangent, computed as a convolution of the cotangent with
+    # the flipped kernel where that gathers no more than col2im would add, equals
+    # PyTorch's conv2d backward in float64; elsewhere (more output channels, padding past
+    # the kernel's reach) the col2im path runs.
+    torch = pytest.importorskip("torch")
+    from fwdderiv.layers import Conv2d
+    rng = np.random.default_rng(Ci * Co)
+    conv = Conv2d(Ci, Co, kernel, padding=padding, dilation=dilation, seed=Ci)
+    x = rng.normal(size=(2, Ci, 7, 8))
+    y, cache = conv.forward(x)
+    gy = rng.normal(size=(2, 3) + y.shape[1:])
+    W = conv.weight.reshape(Co, -1)
+    assert (conv._vjp_as_conv(gy.reshape((6,) + y.shape[1:]), cache[1], W) is not None) \
+        == taken
+    gx = conv.vjp(cache, gy)
+    tx = torch.from_numpy(x).requires_grad_()
+    ty = torch.nn.functional.conv2d(tx, torch.from_numpy(np.asarray(conv.weight, float)),
+                                    padding=conv.padding, dilation=conv.dilation)
+    ref = np.stack([torch.autograd.grad(ty, tx, torch.from_numpy(gy[:, j]),
+                                        retain_graph=True)[0].numpy() for j in range(3)], 1)
+    np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-13)
