@@ -237,7 +237,9 @@ class Graph:
         (a :class:`~fwdderiv.core.local.Densify`) converts every windowed value still to be
         read, except one that the next node, its only reader, turns into its own dense
         tangent (``window_dense_jvp``). An elementwise layer before a
-        layer that ``takes_slope`` is applied inside it.
+        layer that ``takes_slope`` is applied inside it; in the dense part, one before a
+        layer with ``jvp_scaled`` (maybe through layers that only reshape) is applied
+        inside that.
         ``record(k, h, dh)`` sees every node's value and dense tangent (fusion off).
         Returns ``(y, dy, caches or None)``.
         """
@@ -249,6 +251,7 @@ class Graph:
         n_win = len(windows)
         win = [local.Window((1, 1), (1, 1), (0, 0))] + list(windows)   # per windowed value
         fused = None               # the slope of an elementwise node taken ahead
+        pending = None             # the same in the dense part, for a jvp_scaled layer
         # the node after the windowed region reads the last windows itself, when it is
         # their only reader and declares window_dense_jvp (its value's index = its own)
         from_windows = n_win if (dx is not None and record is None and 0 < n_win < L and
@@ -288,6 +291,19 @@ class Graph:
                 T[k + 1] = layer.window_dense_jvp(cache, T[v], win[v], dense)
                 if T[k + 1] is None:                    # the layer declined: go dense
                     T[k + 1] = self._jvp_node(layer, cache, [dense(T[v], win[v])], n)
+            elif dx is not None and record is None and pending is None and \
+                    self._scales_ahead(k):
+                pending = layer.slope(cache)                    # applied by jvp_scaled
+                T[k + 1] = T[node.inputs[0]]                    # the tangent before f
+            elif dx is not None and pending is not None:
+                v = node.inputs[0]
+                if getattr(layer, "reshape", False):            # the slope follows along
+                    T[k + 1] = self._jvp_node(layer, cache, [T[v]], n)
+                    pending = pending.reshape(
+                        (pending.shape[0],) + tuple(layer.output_shape(pending.shape[1:])))
+                else:
+                    T[k + 1] = layer.jvp_scaled(cache, T[v], pending)
+                    pending = None
             elif dx is not None:
                 T[k + 1] = self._jvp_node(layer, cache, [T[v] for v in node.inputs], n)
                 if record is not None:
@@ -310,6 +326,22 @@ class Graph:
         nxt = self._nodes[k + 1]
         return nxt.inputs == (k + 1,) and self._uses[k + 1] == 1 and \
             getattr(nxt.layer, "takes_slope", False)
+
+    def _scales_ahead(self, k):
+        """True if node k is elementwise and its value reaches a layer that declares
+        ``jvp_scaled`` through nothing but single-reader layers that only reshape: node
+        k's dense tangent is then not built, its slope goes to that layer."""
+        if not getattr(self._nodes[k].layer, "elementwise", False):
+            return False
+        for j in range(k + 1, len(self._nodes)):
+            node = self._nodes[j]
+            if node.inputs != (j,) or self._uses[j] != 1:
+                return False
+            if hasattr(node.layer, "jvp_scaled"):
+                return True
+            if not getattr(node.layer, "reshape", False):
+                return False
+        return False
 
     @staticmethod
     def _jvp_node(layer, cache, dins, n):

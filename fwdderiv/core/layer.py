@@ -33,6 +33,12 @@ runs on its dense ``jvp``/``vjp`` and gives the same numbers:
   ``(n, d1 - d0, *S_out)`` straight from that value's windowed tangent ``T``, where
   ``dense`` (a :class:`~fwdderiv.core.local.Densify`) gives ``in_shape``, ``n``, ``d0``,
   ``d1``; returns None to decline, and the runner converts ``T`` first.
+- ``jvp_scaled(cache, dx, slope)``: the JVP of ``slope * dx``, where ``slope`` (N, *S)
+  is the derivative of an elementwise layer before this one, reached directly or through
+  layers that only reshape (``reshape = True``: Flatten, Identity). In the dense part of
+  forward mode that elementwise layer is then fused into this one: its tangent is never
+  built, and a layer can skip the inputs whose slope is zero (a Linear layer multiplies
+  only the live ReLU units of each example).
 - ``selection(cache)``: for layers whose every output copies one input entry
   (max-pooling): ``(index, (H, W))``, each output's flat index into its input plane.
 - ``vjp_through(cache, gy, nxt, nxt_cache, slope)``: a pull-back fused with the layer
@@ -84,6 +90,9 @@ class Layer:
     #: True if ``vjp`` and ``window_jvp`` take ``slope=``: the derivative of an
     #: elementwise layer just before, applied inside this layer's own pass.
     takes_slope = False
+    #: True if the output holds the input's entries in the same order, only reshaped
+    #: (Flatten, Identity): a slope waiting for a layer's ``jvp_scaled`` passes through.
+    reshape = False
     #: True if the layer runs Numba kernels (BLAS then stays single-threaded).
     uses_kernels = False
     #: True if the layer takes several inputs (``forward(*xs)``; see the module doc).

@@ -6,6 +6,13 @@ from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ._util import positive_int
 
 
+#: :meth:`Linear.jvp_scaled` multiplies only the live columns when the most live of a
+#: batch's examples has at most this share of the inputs: above it one product of the
+#: whole batch is faster than the stacked per-example products (measured on forward
+#: Jacobians: 1.13x faster with 20-29% live units, 0.84-0.9x with about half live).
+LIVE_SHARE = 0.5
+
+
 class Linear(Layer):
     r"""Affine map of the last axis, PyTorch layout.
 
@@ -57,6 +64,35 @@ class Linear(Layer):
     def jvp(self, cache, dx):
         # linear layer: the JVP is the forward map without its bias
         return unfold(matmul(fold(dx), cast_param(self.weight, dx.dtype).T), *dx.shape[:2])
+
+    def jvp_scaled(self, cache, dx, slope):
+        """The JVP of ``slope * dx`` (``slope`` (N, in_features), the derivative of an
+        elementwise layer before this one): each example multiplies only the columns of
+        ``dx`` whose slope is non-zero, by the weights scaled with the slope. Behind a
+        ReLU most slopes are zero (20% of the MNIST LeNet-5's 120 units are live, 29% of
+        its 84), so the product shrinks with them. ``dx`` may have batch 1 (a tangent
+        shared by the examples)."""
+        n, F = slope.shape
+        W = cast_param(self.weight, dx.dtype)
+        slope = slope.astype(dx.dtype, copy=False)
+        live = slope != 0
+        a = int(live.sum(axis=1).max()) if n else 0
+        if a == 0:
+            return np.zeros((n, dx.shape[1], self.out_features), dx.dtype)
+        if a > LIVE_SHARE * F:
+            # most units live: one product of the whole batch beats a stack of smaller
+            # ones (the same numbers as the elementwise layer's JVP followed by jvp)
+            return self.jvp(cache, dx * slope[:, None])
+        # the live columns of each example first, in order; then dead ones (slope 0) pad
+        # every example to the same count, so one stacked product serves the batch
+        cols = np.argsort(~live, axis=1, kind="stable")[:, :a]
+        s = np.take_along_axis(slope, cols, axis=1)                       # (n, a)
+        Ws = W.T[cols] * s[:, :, None]                                     # (n, a, O)
+        if dx.shape[0] == n:
+            dxs = np.take_along_axis(dx, cols[:, None, :], axis=2)          # (n, D, a)
+        else:
+            dxs = np.moveaxis(np.take(dx[0], cols, axis=1), 1, 0)           # (n, D, a)
+        return matmul(dxs, Ws)
 
     def vjp(self, cache, gy):
         return unfold(matmul(fold(gy), cast_param(self.weight, gy.dtype)), *gy.shape[:2])

@@ -23,6 +23,7 @@ class Flatten(Layer):
     """
 
     linear = True
+    reshape = True
 
     def __init__(self, start_dim=1, end_dim=-1):
         self.start_dim = _dim(start_dim, "start_dim", "Flatten")
@@ -69,6 +70,7 @@ class Identity(Layer):
 
     linear = True
     pointwise = True
+    reshape = True
 
     def __init__(self, *args, **kwargs):
         pass

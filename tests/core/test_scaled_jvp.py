@@ -1,0 +1,73 @@
+"""An elementwise layer before a layer with ``jvp_scaled`` (Linear), directly or through
+layers that only reshape, is fused into it in the dense part of forward mode: the result
+equals the unfused chain and reverse mode, the fused path really runs, and the live
+columns path and the whole-batch fallback give the same numbers."""
+import numpy as np
+import pytest
+
+import fwdderiv as fd
+from fwdderiv.core import graph as graph_module
+from fwdderiv.layers import linear as linear_module
+
+
+def calls_of_jvp_scaled(monkeypatch):
+    seen = []
+    orig = fd.Linear.jvp_scaled
+
+    def spy(self, cache, dx, slope):
+        seen.append((dx.shape[0], slope.shape))
+        return orig(self, cache, dx, slope)
+
+    monkeypatch.setattr(fd.Linear, "jvp_scaled", spy)
+    return seen
+
+
+def unfused(monkeypatch):
+    monkeypatch.setattr(graph_module.Graph, "_scales_ahead", lambda self, k: False)
+
+
+@pytest.mark.parametrize("live_share", [0.5, 0.0, 1.0])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_slope_equals_the_unfused_chain(monkeypatch, live_share, dtype):
+    # a conv head (windowed, then Flatten between the ReLU and the Linear) and an MLP
+    # (the first Linear's tangent is shared by the examples, batch 1)
+    monkeypatch.setattr(linear_module, "LIVE_SHARE", live_share)
+    rng = np.random.default_rng(1)
+    conv = fd.Sequential([fd.Conv2d(1, 3, 3, seed=1), fd.ReLU(), fd.MaxPool2d(2),
+                          fd.Conv2d(3, 8, 4, seed=2), fd.ReLU(), fd.Flatten(),
+                          fd.Linear(8, 6, seed=3), fd.GELU(), fd.Identity(),
+                          fd.Linear(6, 4, seed=4), fd.Softmax()])
+    mlp = fd.models.mlp(hidden=(12, 9), seed=5)
+    for net, x in ((conv, rng.normal(size=(5, 1, 10, 10))),
+                   (mlp, rng.normal(size=(4, 1, 28, 28)))):
+        x = x.astype(dtype)
+        seen = calls_of_jvp_scaled(monkeypatch)
+        J = net.jacobian(x)
+        assert len(seen) == 2, seen                     # both ReLU/GELU -> Linear pairs
+        Jr = net.jacobian(x, mode="reverse")
+        Jt = net.jacobian(x, intermediates=True)        # traced: no fusion
+        monkeypatch.undo()
+        monkeypatch.setattr(linear_module, "LIVE_SHARE", live_share)
+        unfused(monkeypatch)
+        J0 = net.jacobian(x)
+        monkeypatch.undo()
+        tol = 1e-12 if dtype == np.float64 else 1e-5
+        scale = np.abs(J0).max()
+        np.testing.assert_allclose(J, J0, rtol=tol, atol=tol * scale)
+        np.testing.assert_allclose(J, Jr, rtol=tol, atol=tol * scale)
+        np.testing.assert_allclose(Jt.jacobian, J0, rtol=tol, atol=tol * scale)
+
+
+def test_dead_units_and_a_value_read_twice():
+    # every unit dead: zeros; a ReLU read by two layers is not fused (its tangent is needed)
+    lin = fd.Linear(4, 3, seed=0)
+    slope = np.zeros((2, 4))
+    dx = np.ones((2, 5, 4))
+    assert not lin.jvp_scaled(None, dx, slope).any()
+    assert lin.jvp_scaled(None, dx, slope).shape == (2, 5, 3)
+    g = fd.Graph([("h", fd.Linear(6, 4, seed=1), "input"), ("r", fd.ReLU(), "h"),
+                  ("a", fd.Linear(4, 2, seed=2), "r"), ("b", fd.Linear(4, 2, seed=3), "r"),
+                  ("s", fd.Add(), ("a", "b"))])
+    x = np.random.default_rng(2).normal(size=(3, 6))
+    np.testing.assert_allclose(g.jacobian(x), g.jacobian(x, mode="reverse"), rtol=1e-12,
+                               atol=1e-14)
