@@ -224,9 +224,8 @@ def _conv_vjp_scatter(gy, argmax, slope, Wt, nhwc, Wc, sh, sw, ph, pw, dh, dw, g
     # windows in the same (co, p) order, so the numbers do not depend on ``parts``.
     # A task of at least ``lanes_min`` rows of a one-channel input takes
     # _scatter_rows_last. Channels-last accumulates in per-thread ``scratch`` (threads,
-    # rows, Ci*H*W)
-    # allocated by the caller, not in the parallel loop (see _conv_window in
-    # kernels.local: worker-thread allocations page-fault on every call).
+    # rows, Ci*H*W) allocated by the caller, not in the parallel loop (see _conv_window
+    # in kernels.local: worker-thread allocations page-fault on every call).
     M, Co, P = gy.shape
     _, Ci, H, W = gx.shape
     Cig, kh, kw = Wt.shape[1], Wt.shape[2], Wt.shape[3]
