@@ -159,7 +159,7 @@ def test_stride_one_vjp_as_a_convolution_matches_pytorch(Ci, Co, kernel, padding
     # the flipped kernel where that gathers no more than col2im would add, equals
     # PyTorch's conv2d backward in float64; elsewhere (more output channels, padding past
     # the kernel's reach) the col2im path runs.
-    torch = pytest.importorskip("torch")
+    import torch
     from fwdderiv.layers import Conv2d
     rng = np.random.default_rng(Ci * Co)
     conv = Conv2d(Ci, Co, kernel, padding=padding, dilation=dilation, seed=Ci)
