@@ -251,6 +251,7 @@ class Graph:
         n_win = len(windows)
         win = [local.Window((1, 1), (1, 1), (0, 0))] + list(windows)   # per windowed value
         fused = None               # the slope of an elementwise node taken ahead
+        through = None             # a conv whose windows the selecting layer after it runs
         pending = None             # the same in the dense part, for a jvp_scaled layer
         # the node after the windowed region reads the last windows itself, when it is
         # their only reader and declares window_dense_jvp (its value's index = its own)
@@ -271,9 +272,16 @@ class Graph:
             if keep:
                 kept.append(cache)
             if dx is not None and k < n_win:
-                if record is None and self._fuses_ahead(k, n_win):
+                if through is None and record is None and self._through_ahead(k, n_win):
+                    v = node.inputs[0]
+                    through = (layer, cache, T[v], win[v], win[k + 1])   # run at the pool
+                elif record is None and self._fuses_ahead(k, n_win):
                     fused = layer.slope(cache)                  # applied by node k + 1
                     T[k + 1] = T[node.inputs[0]]                # the tangent before f
+                elif through is not None:
+                    T[k + 1] = self._window_through(through, layer, cache, win[k + 1], n,
+                                                    fused)
+                    through = fused = None
                 elif fused is not None:
                     v = node.inputs[0]
                     T[k + 1] = layer.window_jvp(cache, T[v], win[v], win[k + 1], n, fused)
@@ -326,6 +334,32 @@ class Graph:
         nxt = self._nodes[k + 1]
         return nxt.inputs == (k + 1,) and self._uses[k + 1] == 1 and \
             getattr(nxt.layer, "takes_slope", False)
+
+    def _through_ahead(self, k, n_win):
+        """True if node k declares ``window_jvp_through`` and its value reaches a layer
+        that takes a slope (a max-pool) inside the windowed region, directly or through
+        an elementwise layer fused ahead, each value read by the next node only: the
+        selecting layer then computes k's windows itself, only where it selects."""
+        if not hasattr(self._nodes[k].layer, "window_jvp_through"):
+            return False
+        j = k + 1
+        if j < n_win and self._fuses_ahead(j, n_win):
+            j += 1
+        return j < n_win and self._nodes[j].inputs == (j,) and self._uses[j] == 1 and \
+            self._nodes[k + 1].inputs == (k + 1,) and self._uses[k + 1] == 1 and \
+            getattr(self._nodes[j].layer, "takes_slope", False)
+
+    @staticmethod
+    def _window_through(through, layer, cache, pooled, n, slope):
+        """The windows after the selecting ``layer``, from those before the conv
+        ``through`` holds: by the conv's ``window_jvp_through``, or layer by layer if it
+        declines."""
+        conv, conv_cache, T, window, conv_win = through
+        out = conv.window_jvp_through(conv_cache, T, window, layer, cache, pooled, n, slope)
+        if out is None:
+            out = layer.window_jvp(cache, conv.window_jvp(conv_cache, T, window, conv_win, n),
+                                   conv_win, pooled, n, slope)
+        return out
 
     def _scales_ahead(self, k):
         """True if node k is elementwise and its value reaches a layer that declares

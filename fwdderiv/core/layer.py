@@ -44,6 +44,11 @@ runs on its dense ``jvp``/``vjp`` and gives the same numbers:
 - ``vjp_through(cache, gy, nxt, nxt_cache, slope)``: a pull-back fused with the layer
   after (a convolution scatters straight from a max-pool's output cotangent); returns
   None to decline, and the runner then pulls back layer by layer.
+- ``window_jvp_through(cache, T, window, nxt, nxt_cache, pooled, n, slope)``: its
+  forward-mode twin inside the windowed run: the windows after the layer ``nxt`` that
+  takes a slope (a max-pool), straight from this layer's input windows ``T``, with
+  ``slope`` from an elementwise layer between them or None (a convolution computes only
+  the outputs the pool selects and whose slope is not zero); returns None to decline.
 - ``kinks(x, tol)``: how many points of the input ``x`` lie within ``tol`` of a point
   where the layer is not differentiable (the kink census of :mod:`fwdderiv.core.kinks`).
 - ``uses_kernels = True``: the layer runs Numba kernels, and BLAS is kept

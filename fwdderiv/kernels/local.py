@@ -127,6 +127,101 @@ def _maxpool_window(T, argmax, slope, W, sh, sw, ph, pw, Sh, Sw, out):
 
 
 @njit(**NUMBA_OPTS)
+def _add_run(acc, at, off, val, k0, k1, w):
+    # acc[at + off[k]] += w * val[k] for k0 <= k < k1 (a scalar loop; unsigned indices
+    # skip the negative-index test)
+    for k in range(np.uint64(k0), np.uint64(k1)):
+        acc[at + np.uint64(off[k])] += w * val[k]
+
+
+@njit(**NUMBA_PARALLEL_OPTS)
+def _conv_pool_window(T, Wf, sh, sw, ph, pw, dh, dw, Sh, Sw, groups, argmax, slope, Wc,
+                      Sph, Spw, dPh, dPw, out, scratch_val, scratch_off, scratch_start,
+                      scratch_acc):
+    # The windowed tangent of max-pool(f(conv(.))) computed for the selected conv outputs
+    # only: pooling output (py, px) of channel c takes the conv output at its argmax
+    # (iy, ix), so only that output's window is summed, and not at all where f's slope
+    # is zero. Each window is summed in a small contiguous buffer (C0, Rh2, Rw2) that
+    # stays in cache, then scaled by the slope into the pooled window, shifted to where
+    # (iy, ix) sits inside it: by iy * Sh * sh - py * Sph + dPh rows (Sph = the pooled
+    # window's stride, dPh = its offset minus the conv window's). The terms are added in
+    # the order of conv_window (kernel offset, then input channel) and the slope is
+    # applied last, as maxpool_window does, so the numbers are the same. Each channel has
+    # its own argmax, so the sums are scalar loops: this pays where the pool keeps a small
+    # share of the conv's outputs. Wf = W[co, cl, ky, kx].
+    nT, H, W, C0, Rh, Rw, Ci = T.shape
+    N, Hp, Wp, _, Rh3, Rw3, Co = out.shape
+    kh, kw = Wf.shape[2], Wf.shape[3]
+    Cig = Ci // groups
+    Cog = Co // groups
+    fused = slope.size > 0
+    Tf = T.reshape(-1)
+    Of = out.reshape(-1)
+    in_block = C0 * Rh * Rw * Ci
+    out_block = C0 * Rh3 * Rw3 * Co
+    Rh2 = Rh + (kh - 1) * dh * Sh          # the conv output's window
+    Rw2 = Rw + (kw - 1) * dw * Sw
+    Shc, Swc = sh * Sh, sw * Sw
+    for n in prange(N):
+        tid = numba.get_thread_id()
+        val = scratch_val[tid]
+        off = scratch_off[tid]
+        start = scratch_start[tid]
+        acc = scratch_acc[tid]
+        m = n % nT
+        # the non-zero entries of every input position, grouped by input channel, with
+        # their place (c0, i, j) in a conv output's window
+        c = 0
+        for p in range(H * W):
+            base = (m * H * W + p) * in_block
+            for ci in range(Ci):
+                start[p * (Ci + 1) + ci] = c
+                for c0 in range(C0):
+                    for i in range(Rh):
+                        for j in range(Rw):
+                            t = Tf[base + ((c0 * Rh + i) * Rw + j) * Ci + ci]
+                            if t != 0:
+                                val[c] = t
+                                off[c] = (c0 * Rh2 + i) * Rw2 + j
+                                c += 1
+            start[p * (Ci + 1) + Ci] = c
+        Of[n * Hp * Wp * out_block:(n + 1) * Hp * Wp * out_block] = 0.0
+        for py in range(Hp):
+            for px in range(Wp):
+                obase = ((n * Hp + py) * Wp + px) * out_block
+                for co in range(Co):
+                    idx = argmax[n, co, py * Wp + px]
+                    iy = idx // Wc
+                    ix = idx % Wc
+                    s = slope[n, co, iy, ix] if fused else 1.0
+                    if s == 0:
+                        continue
+                    g = co // Cog
+                    acc[:] = 0.0
+                    for ky in range(kh):
+                        y = iy * sh - ph + ky * dh
+                        if y < 0 or y >= H:
+                            continue
+                        for kx in range(kw):
+                            x = ix * sw - pw + kx * dw
+                            if x < 0 or x >= W:
+                                continue
+                            q = (y * W + x) * (Ci + 1) + g * Cig
+                            at = np.uint64(ky * dh * Sh * Rw2 + kx * dw * Sw)
+                            for cl in range(Cig):
+                                _add_run(acc, at, off, val, start[q + cl], start[q + cl + 1],
+                                         Wf[co, cl, ky, kx])
+                    oy = iy * Shc - py * Sph + dPh
+                    ox = ix * Swc - px * Spw + dPw
+                    for c0 in range(C0):
+                        for i in range(Rh2):
+                            e = obase + ((c0 * Rh3 + oy + i) * Rw3 + ox) * Co + co
+                            a = (c0 * Rh2 + i) * Rw2
+                            for j in range(Rw2):
+                                Of[e + j * Co] = acc[a + j] * s
+
+
+@njit(**NUMBA_OPTS)
 def _direction(y, x, c0, i, j, Sh, Sw, Ph, Pw, H0, W0):
     # the flat input pixel (the direction) of window entry (c0, i, j) at position (y, x),
     # or a negative number where the window reaches outside the image
@@ -224,6 +319,36 @@ def conv_window(T, layer, out_hw, window, new_size):
                  window.stride[1], layer.groups, out, np.empty((threads, HW, block), T.dtype),
                  np.empty((threads, 2, HW, block), np.int64),
                  np.empty((threads, HW), np.int64))
+    return out
+
+
+def conv_pool_window(T, conv, argmax, conv_hw, out_hw, window, conv_window_, pooled,
+                     slope=None):
+    """Windowed tangent through a convolution (no bias), an optional elementwise layer
+    of slope ``slope`` (N, C, H, W) and a selecting layer (max-pool) of argmax ``argmax``
+    (N, C, Hp*Wp) over the conv's output plane ``conv_hw``: the same numbers as
+    :func:`conv_window` then :func:`maxpool_window`, computing only the conv outputs
+    that are selected. ``window``, ``conv_window_``, ``pooled``: the windows of the
+    conv's input, its output and the pooled output."""
+    (sh, sw), (ph, pw), (dh, dw) = conv.stride, conv.padding, conv.dilation
+    N = argmax.shape[0]
+    Co = conv.out_channels
+    out = np.empty((N,) + tuple(out_hw) + (T.shape[3],) + tuple(pooled.size) + (Co,),
+                   T.dtype)                    # zeroed by the kernel, example by example
+    slope = np.zeros((0, 0, 0, 0), T.dtype) if slope is None else \
+        np.ascontiguousarray(slope, dtype=T.dtype)
+    dP = [pooled.offset[a] - conv_window_.offset[a] for a in (0, 1)]
+    threads = numba.config.NUMBA_NUM_THREADS
+    HW, block = T.shape[1] * T.shape[2], int(np.prod(T.shape[3:]))
+    _conv_pool_window(np.ascontiguousarray(T), np.ascontiguousarray(conv.weight, dtype=T.dtype),
+                      sh, sw, ph, pw, dh, dw, window.stride[0], window.stride[1], conv.groups,
+                      argmax, slope, conv_hw[1], pooled.stride[0], pooled.stride[1],
+                      dP[0], dP[1], out,
+                      np.empty((threads, HW * block), T.dtype),
+                      np.empty((threads, HW * block), np.int64),
+                      np.empty((threads, HW * (T.shape[6] + 1)), np.int64),
+                      np.empty((threads, T.shape[3] * conv_window_.size[0] * conv_window_.size[1]),
+                               T.dtype))
     return out
 
 

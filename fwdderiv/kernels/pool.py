@@ -54,15 +54,16 @@ def _maxpool_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, y, argmax):
 
 @njit(**NUMBA_PARALLEL_OPTS)
 def _gather(dx, argmax, out):
-    # dx (N, D, C, HW), argmax (N, C, P) -> out (N, D, C, P)
-    N, D, C, _ = dx.shape
-    P = argmax.shape[2]
+    # dx (N or 1, D, C, HW), argmax (N, C, P) -> out (N, D, C, P); a dx of batch 1 is
+    # shared by the N examples
+    N, D, C, P = out.shape
+    nx = dx.shape[0]
     for nd in prange(N * D):
         n = nd // D
         d = nd % D
         for c in range(C):
             for p in range(P):
-                out[n, d, c, p] = dx[n, d, c, argmax[n, c, p]]
+                out[n, d, c, p] = dx[n % nx, d, c, argmax[n, c, p]]
 
 
 @njit(**NUMBA_PARALLEL_OPTS)
@@ -100,8 +101,9 @@ def maxpool_forward(x, kernel, stride, padding, dilation=(1, 1), out_hw=None):
 
 
 def gather(dx, argmax):
-    """Tangent of max-pool: ``dx`` (N, D, C, H*W) picked at ``argmax`` -> (N, D, C, P)."""
-    out = np.empty(dx.shape[:3] + (argmax.shape[2],), dtype=dx.dtype)
+    """Tangent of max-pool: ``dx`` (N, D, C, H*W) picked at ``argmax`` (N, C, P) -> (N, D,
+    C, P); ``dx`` of batch 1 is shared by the N examples of ``argmax``."""
+    out = np.empty((argmax.shape[0],) + dx.shape[1:3] + (argmax.shape[2],), dtype=dx.dtype)
     _gather(np.ascontiguousarray(dx), argmax, out)
     return out
 

@@ -5,7 +5,7 @@ from .._threads import matmul
 from ..core import local
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ..kernels.conv import col2im, col2im_t, conv_vjp_scatter, im2col_t, out_size
-from ..kernels.local import conv_window, window_linear
+from ..kernels.local import conv_pool_window, conv_window, window_linear
 from ._util import chw, pair, positive_int
 from .padding import pad2d, pad2d_adjoint
 
@@ -260,6 +260,21 @@ class Conv2d(Layer):
     def window_jvp(self, cache, T, window, nxt, n, slope=None):
         _, Ho, Wo = self.output_shape((T.shape[6],) + T.shape[1:3])
         return conv_window(T, self, (Ho, Wo), window, nxt.size)
+
+    def window_jvp_through(self, cache, T, window, nxt, nxt_cache, pooled, n, slope=None):
+        """The windowed tangent of this conv and a selecting layer right after it (a
+        max-pool: it declares ``selection``), with ``slope`` the derivative of an
+        elementwise layer between them if there is one: only the conv outputs that the
+        pool selects, and whose slope is not zero, are computed (a quarter or less of
+        them behind a 2 x 2 pool), straight into the pooled windows ``pooled``. Returns
+        None where the plain path is faster; the caller then runs the layers one by one.
+        The same numbers either way."""
+        if not hasattr(nxt, "selection") or self.prepad is not None or T.shape[0] < n:
+            return None     # a window shared by the examples: the conv runs once for all
+        argmax, (Ho, Wo) = nxt.selection(nxt_cache)
+        pooled_hw = nxt.output_shape((self.out_channels, Ho, Wo))[1:]
+        return conv_pool_window(T, self, argmax, (Ho, Wo), pooled_hw, window,
+                                self.window_rule(window), pooled, slope)
 
     def window_dense_jvp(self, cache, T, window, dense):
         """The dense tangent of the output straight from the input's windowed tangent,

@@ -2,6 +2,7 @@
 import numpy as np
 
 from .._threads import matmul
+from ..kernels.pool import gather
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ._util import positive_int
 
@@ -89,10 +90,7 @@ class Linear(Layer):
         cols = np.argsort(~live, axis=1, kind="stable")[:, :a]
         s = np.take_along_axis(slope, cols, axis=1)                       # (n, a)
         Ws = W.T[cols] * s[:, :, None]                                     # (n, a, O)
-        if dx.shape[0] == n:
-            dxs = np.take_along_axis(dx, cols[:, None, :], axis=2)          # (n, D, a)
-        else:
-            dxs = np.moveaxis(np.take(dx[0], cols, axis=1), 1, 0)           # (n, D, a)
+        dxs = gather(dx[:, :, None, :], cols[:, None, :])[:, :, 0, :]        # (n, D, a)
         return matmul(dxs, Ws)
 
     def vjp(self, cache, gy):
