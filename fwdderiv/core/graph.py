@@ -253,6 +253,7 @@ class Graph:
         fused = None               # the slope of an elementwise node taken ahead
         through = None             # a conv whose windows the selecting layer after it runs
         pending = None             # the same in the dense part, for a jvp_scaled layer
+        columns = None             # (j, slope, cols, tangent of cols) for node j's jvp_scaled
         # the node after the windowed region reads the last windows itself, when it is
         # their only reader and declares window_dense_jvp (its value's index = its own)
         from_windows = n_win if (dx is not None and record is None and 0 < n_win < L and
@@ -294,24 +295,37 @@ class Graph:
                     T[k + 1] = layer.window_jvp(cache, T[v], win[v], win[k + 1], n)
                 if record is not None:
                     record(k, H[k + 1], dense(T[k + 1], win[k + 1]))
-            elif dx is not None and k == from_windows:
+            elif dx is not None and columns is not None and k < columns[0]:
+                pass        # an elementwise or reshaping node before node j: no tangent
+            elif dx is not None and (k == from_windows or columns is not None or
+                                     (pending is not None and
+                                      not getattr(layer, "reshape", False))):
+                # a dense tangent made by a layer's own method; only the columns that a
+                # later jvp_scaled layer multiplies, when it can (see _columns_ahead)
+                want = self._columns_ahead(k, caches) if record is None else None
                 v = node.inputs[0]
-                T[k + 1] = layer.window_dense_jvp(cache, T[v], win[v], dense)
-                if T[k + 1] is None:                    # the layer declined: go dense
-                    T[k + 1] = self._jvp_node(layer, cache, [dense(T[v], win[v])], n)
+                if k == from_windows:
+                    dy = self._from_windows(layer, cache, T[v], win[v], dense, n, want)
+                elif columns is not None:
+                    _, slope, cols, dx_cols = columns
+                    dy = self._scaled(layer, cache, dx_cols, slope, cols, want)
+                else:
+                    dy = self._scaled(layer, cache, T[v], pending, None, want)
+                    pending = None
+                columns = None
+                if isinstance(dy, tuple):                   # the columns node j wants
+                    columns = want + (dy[0],)
+                else:
+                    T[k + 1] = dy
             elif dx is not None and record is None and pending is None and \
-                    self._scales_ahead(k):
+                    self._scales_ahead(k) is not None:
                 pending = layer.slope(cache)                    # applied by jvp_scaled
                 T[k + 1] = T[node.inputs[0]]                    # the tangent before f
-            elif dx is not None and pending is not None:
+            elif dx is not None and pending is not None:        # a reshaping layer
                 v = node.inputs[0]
-                if getattr(layer, "reshape", False):            # the slope follows along
-                    T[k + 1] = self._jvp_node(layer, cache, [T[v]], n)
-                    pending = pending.reshape(
-                        (pending.shape[0],) + tuple(layer.output_shape(pending.shape[1:])))
-                else:
-                    T[k + 1] = layer.jvp_scaled(cache, T[v], pending)
-                    pending = None
+                T[k + 1] = self._jvp_node(layer, cache, [T[v]], n)
+                pending = pending.reshape(
+                    (pending.shape[0],) + tuple(layer.output_shape(pending.shape[1:])))
             elif dx is not None:
                 T[k + 1] = self._jvp_node(layer, cache, [T[v] for v in node.inputs], n)
                 if record is not None:
@@ -325,6 +339,28 @@ class Graph:
                     if T[v] is not None and v != from_windows:
                         T[v] = dense(T[v], win[v])
         return H[-1], T[-1], kept
+
+    def _from_windows(self, layer, cache, T, window, dense, n, want):
+        """The dense tangent of the node after the windowed run, from the last windows
+        ``T`` by the layer's ``window_dense_jvp`` (only the columns of ``want``, as a
+        1-tuple, when it takes them), or from ``T`` converted to dense."""
+        if want is not None:
+            dy = layer.window_dense_jvp(cache, T, window, dense, out_cols=want[2])
+            if dy is not None:
+                return (dy,)
+        dy = layer.window_dense_jvp(cache, T, window, dense)
+        if dy is None:                                  # the layer declined: go dense
+            dy = self._jvp_node(layer, cache, [dense(T, window)], n)
+        return dy
+
+    @staticmethod
+    def _scaled(layer, cache, dx, slope, cols, want):
+        """``layer.jvp_scaled`` of ``dx``, or of the columns ``cols`` that ``dx`` holds;
+        only the output columns of ``want``, as a 1-tuple, if given."""
+        kw = {} if cols is None else {"cols": cols}
+        if want is None:
+            return layer.jvp_scaled(cache, dx, slope, **kw)
+        return (layer.jvp_scaled(cache, dx, slope, out_cols=want[2], **kw),)
 
     def _fuses_ahead(self, k, n_win):
         """True if node k is elementwise and node k + 1, inside the windowed region, is its
@@ -362,20 +398,43 @@ class Graph:
         return out
 
     def _scales_ahead(self, k):
-        """True if node k is elementwise and its value reaches a layer that declares
-        ``jvp_scaled`` through nothing but single-reader layers that only reshape: node
-        k's dense tangent is then not built, its slope goes to that layer."""
+        """The node that declares ``jvp_scaled`` if node k is elementwise and its value
+        reaches that node through nothing but single-reader layers that only reshape:
+        node k's dense tangent is then not built, its slope goes to that node. Else
+        None."""
         if not getattr(self._nodes[k].layer, "elementwise", False):
-            return False
+            return None
         for j in range(k + 1, len(self._nodes)):
             node = self._nodes[j]
             if node.inputs != (j,) or self._uses[j] != 1:
-                return False
+                return None
             if hasattr(node.layer, "jvp_scaled"):
-                return True
+                return j
             if not getattr(node.layer, "reshape", False):
-                return False
-        return False
+                return None
+        return None
+
+    def _columns_ahead(self, k, caches):
+        """For node k, which turns windows into a dense tangent: ``(j, slope, cols)`` if
+        its value is read only by an elementwise node whose slope goes to node j's
+        ``jvp_scaled``, node j picks the columns ``cols`` worth multiplying
+        (``live_columns``) and node k can compute just those (``takes_columns``); else
+        None. ``slope`` is the elementwise node's, reshaped for node j; ``cols`` index
+        node k's flattened output (elementwise and reshaping layers keep its order)."""
+        nodes = self._nodes
+        if caches is None or k + 1 >= len(nodes) or self._uses[k + 1] != 1 or \
+                not getattr(nodes[k].layer, "takes_columns", False):
+            return None
+        j = self._scales_ahead(k + 1)
+        if j is None or nodes[k + 1].inputs != (k + 1,) or \
+                not hasattr(nodes[j].layer, "live_columns"):
+            return None
+        slope = nodes[k + 1].layer.slope(caches[k + 1])
+        for i in range(k + 2, j):                       # the layers that only reshape
+            slope = slope.reshape((slope.shape[0],) +
+                                  tuple(nodes[i].layer.output_shape(slope.shape[1:])))
+        cols = nodes[j].layer.live_columns(slope)
+        return None if cols is None else (j, slope, cols)
 
     @staticmethod
     def _jvp_node(layer, cache, dins, n):

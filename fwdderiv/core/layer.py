@@ -39,6 +39,14 @@ runs on its dense ``jvp``/``vjp`` and gives the same numbers:
   forward mode that elementwise layer is then fused into this one: its tangent is never
   built, and a layer can skip the inputs whose slope is zero (a Linear layer multiplies
   only the live ReLU units of each example).
+- ``live_columns(slope)`` on a layer with ``jvp_scaled``: the inputs each example
+  multiplies, ``(N, a)`` indices, or None for all of them; ``jvp_scaled(cache, dx,
+  slope, cols=...)`` then takes ``dx`` (N, D, a) holding just those columns.
+- ``takes_columns = True``: ``window_dense_jvp`` and ``jvp_scaled`` (where the layer has
+  them) accept ``out_cols`` (N, b) and return the tangent of just those flattened
+  outputs, (N, D, b). When the layer's value reaches a ``live_columns`` layer through an
+  elementwise layer (and layers that only reshape), the runner asks for those columns
+  only: behind a ReLU, the dead units' tangents are never computed.
 - ``selection(cache)``: for layers whose every output copies one input entry
   (max-pooling): ``(index, (H, W))``, each output's flat index into its input plane.
 - ``vjp_through(cache, gy, nxt, nxt_cache, slope)``: a pull-back fused with the layer

@@ -253,13 +253,15 @@ def _to_dense(T, Sh, Sw, Ph, Pw, H0, W0, d0, out):
 
 @njit(**NUMBA_PARALLEL_OPTS)
 def _window_linear(T, Wl, Sh, Sw, Ph, Pw, H0, W0, d0, slices, out):
-    # out[n, d, o] = sum over (y, x, c) of Wl[y, x, c, o] * T[m, y, x, c0, i, j, c] where d
-    # is the flat input pixel of window entry (c0, i, j) at (y, x), minus d0: a linear map
-    # over the whole windowed value, straight from the windows to dense directions. Each
-    # non-zero window entry adds one contiguous row of O weights. Work is cut by example
-    # and, for few examples, into ``slices`` ranges of d, so both threads run at B = 1.
+    # out[n, d, o] = sum over (y, x, c) of Wl[k, y, x, c, o] * T[m, y, x, c0, i, j, c] where
+    # d is the flat input pixel of window entry (c0, i, j) at (y, x), minus d0: a linear
+    # map over the whole windowed value, straight from the windows to dense directions.
+    # Wl has one matrix for every example (k = n) or one for all (k = 0). Each non-zero
+    # window entry adds one contiguous row of O weights. Work is cut by example and, for
+    # few examples, into ``slices`` ranges of d, so both threads run at B = 1.
     nT, H, W, C0, Rh, Rw, C = T.shape
     N, D, O = out.shape
+    nW = Wl.shape[0]
     Tf = T.reshape(-1)
     Wf = Wl.reshape(-1)
     Of = out.reshape(-1)
@@ -267,6 +269,7 @@ def _window_linear(T, Wl, Sh, Sw, Ph, Pw, H0, W0, d0, slices, out):
         n, part = task // slices, task % slices
         lo, hi = D * part // slices, D * (part + 1) // slices
         m = n % nT
+        wn = (n % nW) * H * W * C
         out[n, lo:hi] = 0.0
         for y in range(H):
             for x in range(W):
@@ -281,22 +284,26 @@ def _window_linear(T, Wl, Sh, Sw, Ph, Pw, H0, W0, d0, slices, out):
                             for c in range(C):
                                 t = Tf[tb * C + c]
                                 if t != 0:
-                                    wb = np.uint64(((y * W + x) * C + c) * O)
+                                    wb = np.uint64((wn + (y * W + x) * C + c) * O)
                                     for o in range(np.uint64(O)):
                                         Of[ob + o] += t * Wf[wb + o]
 
 
-def window_linear(T, weight, window, in_shape, n, d0, d1):
+def window_linear(T, weight, window, in_shape, n, d0, d1, cols=None):
     """Dense tangent ``(n, d1 - d0, O)`` of ``y[o] = sum weight[o, c, y, x] h[c, y, x]`` (a
     linear map of the whole value, as a convolution whose kernel covers its input) from
     the windowed tangent ``T`` of ``h``, for the input directions ``d0 <= d < d1``: the
     windows are never expanded to dense directions, and only their non-zero entries are
     multiplied (on LeNet-5's 16 x 5 x 5 -> 120 layer: 256 of each direction's 400 entries
-    lie in its window)."""
+    lie in its window). ``cols`` (n, a): only these outputs of each example, in this
+    order (``O = a``)."""
     C0, H0, W0 = in_shape
     (Sh, Sw), (Ph, Pw) = window.stride, window.offset
-    Wl = np.ascontiguousarray(np.asarray(weight).transpose(2, 3, 1, 0), dtype=T.dtype)
-    out = np.empty((n, d1 - d0, Wl.shape[3]), T.dtype)       # zeroed by the kernel
+    Wl = np.asarray(weight).transpose(2, 3, 1, 0)[None]          # (1, H, W, C, O)
+    if cols is not None:                                         # (n, H, W, C, a)
+        Wl = np.moveaxis(np.take(Wl[0], cols, axis=3), 3, 0)
+    Wl = np.ascontiguousarray(Wl, dtype=T.dtype)
+    out = np.empty((n, d1 - d0, Wl.shape[4]), T.dtype)       # zeroed by the kernel
     threads = numba.config.NUMBA_NUM_THREADS
     slices = max(1, min(threads // max(n, 1), d1 - d0))
     _window_linear(np.ascontiguousarray(T), Wl, Sh, Sw, Ph, Pw, H0, W0, d0, slices, out)

@@ -74,6 +74,7 @@ class Conv2d(Layer):
 
     linear = True
     uses_kernels = True
+    takes_columns = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, padding_mode="zeros", seed=0):
@@ -276,18 +277,19 @@ class Conv2d(Layer):
         return conv_pool_window(T, self, argmax, (Ho, Wo), pooled_hw, window,
                                 self.window_rule(window), pooled, slope)
 
-    def window_dense_jvp(self, cache, T, window, dense):
+    def window_dense_jvp(self, cache, T, window, dense, out_cols=None):
         """The dense tangent of the output straight from the input's windowed tangent,
         when the kernel covers the whole input (one output position, as LeNet-5's
         16 x 5 x 5 -> 120 layer): a linear map of every window entry, without the dense
-        input tangent. None otherwise (the runner converts the windows first)."""
+        input tangent. ``out_cols`` (n, a): only these output channels of each example,
+        as a tangent (n, D, a). None otherwise (the runner converts the windows first)."""
         _, in_shape = cache
         if self.prepad is not None or self.padding != (0, 0) or self.groups != 1 or \
                 self.dilation != (1, 1) or tuple(in_shape[1:]) != self.kernel_size:
             return None
         dy = window_linear(T, self.weight, window, dense.in_shape, dense.n, dense.d0,
-                           dense.d1)
-        return dy.reshape(dy.shape + (1, 1))
+                           dense.d1, out_cols)
+        return dy if out_cols is not None else dy.reshape(dy.shape + (1, 1))
 
     def vjp_through(self, cache, gy, nxt, nxt_cache, slope=None):
         """The VJP of this conv and a selecting layer right after it (a max-pool: it

@@ -34,6 +34,7 @@ class Linear(Layer):
     """
 
     linear = True
+    takes_columns = True
 
     def __init__(self, in_features, out_features, bias=True, seed=0):
         self.in_features = positive_int(in_features, "in_features", "Linear")
@@ -67,31 +68,43 @@ class Linear(Layer):
         # linear layer: the JVP is the forward map without its bias
         return unfold(matmul(fold(dx), cast_param(self.weight, dx.dtype).T), *dx.shape[:2])
 
-    def jvp_scaled(self, cache, dx, slope):
+    def live_columns(self, slope):
+        """The inputs worth multiplying for each example, given the ``slope`` (N,
+        in_features) of an elementwise layer before this one: ``(N, a)`` indices, the
+        live (non-zero slope) ones first, then dead ones to pad every example to the same
+        count ``a``; or None where most are live and one product of the whole batch is
+        faster (see :data:`LIVE_SHARE`)."""
+        live = slope != 0
+        a = int(live.sum(axis=1).max()) if slope.shape[0] else 0
+        if a > LIVE_SHARE * slope.shape[1]:
+            return None
+        return np.argsort(~live, axis=1, kind="stable")[:, :max(a, 1)]
+
+    def jvp_scaled(self, cache, dx, slope, cols=None, out_cols=None):
         """The JVP of ``slope * dx`` (``slope`` (N, in_features), the derivative of an
         elementwise layer before this one): each example multiplies only the columns of
         ``dx`` whose slope is non-zero, by the weights scaled with the slope. Behind a
         ReLU most slopes are zero (20% of the MNIST LeNet-5's 120 units are live, 29% of
         its 84), so the product shrinks with them. ``dx`` may have batch 1 (a tangent
-        shared by the examples)."""
-        n, F = slope.shape
+        shared by the examples). With ``cols`` from :meth:`live_columns`, ``dx`` (N, D,
+        a) holds just those columns of each example. ``out_cols`` (N, b): only these
+        outputs of each example, as a tangent (N, D, b)."""
         W = cast_param(self.weight, dx.dtype)
         slope = slope.astype(dx.dtype, copy=False)
-        live = slope != 0
-        a = int(live.sum(axis=1).max()) if n else 0
-        if a == 0:
-            return np.zeros((n, dx.shape[1], self.out_features), dx.dtype)
-        if a > LIVE_SHARE * F:
-            # most units live: one product of the whole batch beats a stack of smaller
-            # ones (the same numbers as the elementwise layer's JVP followed by jvp)
-            return self.jvp(cache, dx * slope[:, None])
-        # the live columns of each example first, in order; then dead ones (slope 0) pad
-        # every example to the same count, so one stacked product serves the batch
-        cols = np.argsort(~live, axis=1, kind="stable")[:, :a]
+        if cols is None:
+            cols = self.live_columns(slope)
+            if cols is None:
+                # most units live: one product of the whole batch beats a stack of
+                # smaller ones (the same numbers as the elementwise layer's JVP, then jvp)
+                dy = self.jvp(cache, dx * slope[:, None])
+                return dy if out_cols is None else \
+                    gather(dy[:, :, None, :], out_cols[:, None, :])[:, :, 0, :]
+            dx = gather(dx[:, :, None, :], cols[:, None, :])[:, :, 0, :]   # (n, D, a)
         s = np.take_along_axis(slope, cols, axis=1)                       # (n, a)
-        Ws = W.T[cols] * s[:, :, None]                                     # (n, a, O)
-        dxs = gather(dx[:, :, None, :], cols[:, None, :])[:, :, 0, :]        # (n, D, a)
-        return matmul(dxs, Ws)
+        Wt = W.T[cols]                                                     # (n, a, O)
+        if out_cols is not None:                                           # (n, a, b)
+            Wt = np.take_along_axis(Wt, out_cols[:, None, :], axis=2)
+        return matmul(dx, Wt * s[:, :, None])
 
     def vjp(self, cache, gy):
         return unfold(matmul(fold(gy), cast_param(self.weight, gy.dtype)), *gy.shape[:2])

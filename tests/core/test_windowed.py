@@ -121,8 +121,8 @@ class _Spy:
         self.used = 0
         real = fd.Conv2d.window_dense_jvp
 
-        def spy(layer, *args):
-            out = real(layer, *args)
+        def spy(layer, *args, **kwargs):
+            out = real(layer, *args, **kwargs)
             self.used += out is not None
             return out
         monkeypatch.setattr(fd.Conv2d, "window_dense_jvp", spy)
