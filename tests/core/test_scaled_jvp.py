@@ -75,3 +75,46 @@ def test_dead_units_and_a_value_read_twice():
     x = np.random.default_rng(2).normal(size=(3, 6))
     np.testing.assert_allclose(g.jacobian(x), g.jacobian(x, mode="reverse"), rtol=1e-12,
                                atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_column_tangents_equal_the_columns_of_the_full_tangents(monkeypatch, dtype):
+    # live_columns + jvp_scaled(cols=, out_cols=) and window_dense_jvp(out_cols=) give
+    # exactly the entries the full computations give at those columns
+    rng = np.random.default_rng(3)
+    lin = fd.Linear(7, 5, seed=2)
+    slope = (rng.random((4, 7)) < 0.4) * rng.normal(size=(4, 7))
+    cols = lin.live_columns(slope)
+    assert cols.shape == (4, int((slope != 0).sum(axis=1).max()))
+    assert all(set(np.flatnonzero(s)) <= set(c) for s, c in zip(slope, cols))
+    dx = rng.normal(size=(4, 3, 7)).astype(dtype)
+    out_cols = rng.integers(0, 5, size=(4, 2))
+    full = lin.jvp(None, dx * slope[:, None].astype(dtype))
+    picked = np.take_along_axis(full, out_cols[:, None, :], axis=2)
+    dxc = np.take_along_axis(dx, cols[:, None, :], axis=2)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(lin.jvp_scaled(None, dxc, slope, cols=cols), full,
+                               rtol=tol, atol=tol)
+    np.testing.assert_allclose(lin.jvp_scaled(None, dx, slope, out_cols=out_cols), picked,
+                               rtol=tol, atol=tol)
+    np.testing.assert_allclose(
+        lin.jvp_scaled(None, dxc, slope, cols=cols, out_cols=out_cols), picked,
+        rtol=tol, atol=tol)
+    # a conv whose kernel covers its input, from the windows of a conv + pool
+    net = fd.Sequential([fd.Conv2d(1, 3, 3, seed=4), fd.ReLU(), fd.MaxPool2d(2),
+                         fd.Conv2d(3, 6, 4, seed=5)])
+    x = rng.normal(size=(3, 1, 10, 10)).astype(dtype)
+    conv, captured = net.layers[3], {}
+    real = fd.Conv2d.window_dense_jvp
+
+    def spy(layer, cache, T, window, dense, out_cols=None):
+        captured["args"] = (cache, T, window, dense)
+        return real(layer, cache, T, window, dense)
+    monkeypatch.setattr(fd.Conv2d, "window_dense_jvp", spy)
+    net.jacobian(x)
+    monkeypatch.undo()
+    cache, T, window, dense = captured["args"]
+    full = conv.window_dense_jvp(cache, T, window, dense)[..., 0, 0]         # (3, D, 6)
+    oc = rng.integers(0, 6, size=(3, 4))
+    np.testing.assert_array_equal(conv.window_dense_jvp(cache, T, window, dense, out_cols=oc),
+                                  np.take_along_axis(full, oc[:, None, :], axis=2))
