@@ -120,3 +120,41 @@ def test_random_conv_pool_stacks(seed):
     J = net.jacobian(x)
     np.testing.assert_allclose(J, net.jacobian(x, windowed=False), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(J, net.jacobian(x, mode="reverse"), rtol=1e-11, atol=1e-14)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([0.5, 1.0]))
+def test_random_lenet_like_nets_with_direction_chunks(seed, live_share):
+    # conv -> act -> pool -> whole-input conv -> ReLU -> Flatten -> Linear -> ReLU -> Linear:
+    # the through-pool windows, the column tangents of the dense part (forced on every
+    # batch with a live share of 1) and small budgets (many direction chunks) together
+    from fwdderiv.layers import linear as linear_module
+    rng = np.random.default_rng(seed)
+    c, size = int(rng.integers(1, 3)), int(rng.integers(9, 13))
+    k1 = int(rng.integers(2, 4))
+    body = [fd.Conv2d(c, int(rng.integers(2, 5)), k1, padding=int(rng.integers(0, 2)),
+                      seed=int(rng.integers(99))),
+            [fd.ReLU, fd.LeakyReLU][int(rng.integers(2))](), fd.MaxPool2d(2)]
+    co, h, w = fd.Sequential(body).output_shape((c, size, size))
+    hidden = int(rng.integers(3, 9))
+    net = fd.Sequential(body + [fd.Conv2d(co, hidden, (h, w), seed=1), fd.ReLU(), fd.Flatten(),
+                                fd.Linear(hidden, 5, seed=2), fd.ReLU(),
+                                fd.Linear(5, 3, seed=3), fd.Softmax()])
+    x = rng.normal(size=(int(rng.integers(1, 5)), c, size, size))
+    old = linear_module.LIVE_SHARE
+    linear_module.LIVE_SHARE = live_share
+    budget = int(rng.integers(20_000, 200_000))
+    try:
+        J = net.jacobian(x)
+        while True:
+            try:
+                chunked = net.jacobian(x, max_memory=budget)
+                break
+            except ValueError:                        # below what one direction needs
+                budget *= 2
+    finally:
+        linear_module.LIVE_SHARE = old
+    dense = net.jacobian(x, windowed=False)
+    np.testing.assert_allclose(J, dense, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(chunked, dense, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(J, net.jacobian(x, mode="reverse"), rtol=1e-11, atol=1e-14)
