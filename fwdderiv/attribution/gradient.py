@@ -8,7 +8,7 @@ Constructors and ``attribute`` arguments follow Captum's ``Saliency`` and
 """
 import numpy as np
 
-from ._common import ALL, Attribution, budget, gradients, prepare
+from ._common import ALL, Attribution, budget, gradients, held, prepare
 
 
 class Saliency(Attribution):
@@ -31,6 +31,7 @@ class Saliency(Attribution):
     (2, 10, 1, 8, 8)
     """
 
+    @held
     def attribute(self, inputs, target=None, abs=True, max_memory=None):
         """Attributions of ``inputs``.
 
@@ -66,6 +67,7 @@ class InputXGradient(Attribution):
     def multiplies_by_inputs(self):
         return True
 
+    @held
     def attribute(self, inputs, target=None, max_memory=None):
         """Attributions of ``inputs``; ``target`` and ``max_memory`` as in
         :meth:`Saliency.attribute`.

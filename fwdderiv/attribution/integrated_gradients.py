@@ -3,7 +3,7 @@ Networks", ICML 2017), with Captum's arguments, quadratures and convergence delt
 import numpy as np
 
 from ._common import (ALL, Attribution, baselines_like, budget, costs, forward, gradients,
-                      prepare, resolve_target, select)
+                      held, prepare, resolve_target, select)
 from ._quadrature import approximation_parameters
 from .._classifier import check_images, n_outputs
 
@@ -47,6 +47,7 @@ class IntegratedGradients(Attribution):
     def has_convergence_delta(self):
         return True
 
+    @held
     def attribute(self, inputs, baselines=None, target=None, n_steps=50,
                   method="gausslegendre", internal_batch_size=None,
                   return_convergence_delta=False, max_memory=None):

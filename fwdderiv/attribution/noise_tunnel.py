@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from ._common import Attribution, check_images, expand_target
+from ._common import Attribution, check_images, expand_target, held
 
 #: The ``nt_type`` values.
 NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -46,6 +46,7 @@ class NoiseTunnel(Attribution):
         """Gaussian noise of standard deviation ``stdev`` (a hook: tests replace it)."""
         return rng.normal(0.0, stdev, size=shape)
 
+    @held
     def attribute(self, inputs, nt_type="smoothgrad", nt_samples=5, nt_samples_batch_size=None,
                   stdevs=1.0, draw_baseline_from_distrib=False, seed=None, **kwargs):
         """Smoothed attributions of ``inputs``.

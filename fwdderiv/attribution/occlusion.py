@@ -6,7 +6,8 @@ import numbers
 
 import numpy as np
 
-from ._common import ALL, Attribution, baselines_like, budget, costs, forward, prepare, select
+from ._common import (ALL, Attribution, baselines_like, budget, costs, forward, held,
+                      prepare, select)
 from ..training.progress import make_bar, progress_enabled
 
 
@@ -46,6 +47,7 @@ class Occlusion(Attribution):
     class comes from the same passes (``target="all"``).
     """
 
+    @held
     def attribute(self, inputs, sliding_window_shapes, strides=None, baselines=None,
                   target=None, perturbations_per_eval=1, show_progress=False,
                   max_memory=None):
