@@ -13,6 +13,7 @@ after the product, and the product is 1.7-1.9x faster on two cores (measured on 
 convolutions of LeNet-5 and ResNet-20).
 """
 import contextlib
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -144,3 +145,21 @@ def blas_limited(numba_heavy):
             yield
     finally:
         _state.split = before
+
+
+def held_for(net):
+    """:func:`blas_limited` for the network ``net``: BLAS held to one thread while the
+    block runs, if ``net`` runs Numba kernels. For loops that call the network again and
+    again with NumPy work in between (attributions, gradient attacks): a product between
+    two calls would start OpenBLAS's threads, which keep spinning on the cores that the
+    next call's kernels need."""
+    return blas_limited(getattr(net, "uses_kernels", False))
+
+
+def holding_blas(func):
+    """Decorator: run ``func(net, ...)`` inside :func:`held_for` ``(net)``."""
+    @functools.wraps(func)
+    def wrapper(net, *args, **kwargs):
+        with held_for(net):
+            return func(net, *args, **kwargs)
+    return wrapper

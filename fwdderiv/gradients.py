@@ -11,6 +11,7 @@ import numpy as np
 
 from ._classifier import check_images, check_labels, n_outputs
 from ._logits import _split_final_softmax
+from ._threads import holding_blas
 from .training.loss import log_softmax
 
 #: Losses :func:`loss_gradient` knows, and the reductions over the batch.
@@ -34,6 +35,7 @@ def _prepare(net, x, y, loss, reduction, where):
     return x, y
 
 
+@holding_blas
 def example_losses(net, x, y, loss="cross_entropy"):
     r"""Per-example loss of a classifier, from its logits.
 
@@ -56,6 +58,7 @@ def example_losses(net, x, y, loss="cross_entropy"):
     return -log_softmax(z)[np.arange(len(y)), y]
 
 
+@holding_blas
 def loss_gradient(net, x, y, loss="cross_entropy", reduction="sum", return_loss=False):
     r"""Gradient of the cross-entropy loss with respect to the input, by reverse mode.
 

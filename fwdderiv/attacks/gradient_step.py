@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from .._classifier import check_images, check_labels, n_outputs
+from .._threads import holding_blas
 from ..gradients import _loss_pass
 
 #: Floor on a squared L2 norm before dividing by its root (cleverhans's
@@ -151,6 +152,7 @@ def clip_eta(eta, norm, eps):
     return out.astype(eta.dtype, copy=False).reshape(eta.shape)
 
 
+@holding_blas
 def fast_gradient_method(net, x, eps, norm, y=None, targeted=False, clip_min=None,
                          clip_max=None):
     r"""One gradient step on the cross-entropy loss: FGSM (``norm=np.inf``) and FGM.
@@ -208,6 +210,7 @@ def _fgm(net, x, eps, norm, y, targeted, clip_min, clip_max):
     return _clip(x + optimize_linear(g, eps, norm), clip_min, clip_max)
 
 
+@holding_blas
 def projected_gradient_descent(net, x, eps, eps_iter, nb_iter, norm, y=None, targeted=False,
                                rand_init=True, rand_minmax=None, clip_min=None,
                                clip_max=None, seed=None):

@@ -9,7 +9,7 @@ import numbers
 import numpy as np
 
 from .._classifier import check_images, check_labels, n_outputs
-from .._threads import blas_limited
+from .._threads import held_for
 from .._validation import as_float_array, shape_str
 from ..config import DEFAULT_MAX_MEMORY
 
@@ -19,7 +19,7 @@ ALL = "all"
 
 def held(attribute):
     """Run an ``attribute`` method with BLAS held to one thread while its network runs
-    Numba kernels (:func:`fwdderiv._threads.blas_limited`, as each network call does).
+    Numba kernels (:func:`fwdderiv._threads.held_for`, as each network call does).
     Without it, the method's own NumPy products between network calls (integrated
     gradients' weighted sum over the path points) start OpenBLAS's threads, which keep
     spinning on the cores that the next call's kernels need: all-class integrated
@@ -27,7 +27,7 @@ def held(attribute):
     BLAS held, measured alternately in one process."""
     @functools.wraps(attribute)
     def wrapper(self, *args, **kwargs):
-        with blas_limited(getattr(self.net, "uses_kernels", False)):
+        with held_for(self.net):
             return attribute(self, *args, **kwargs)
     return wrapper
 

@@ -21,14 +21,14 @@ from fwdderiv.attribution import _common
 ], ids=["saliency", "input-x-gradient", "ig", "noise-tunnel", "occlusion"])
 def test_attribute_runs_with_blas_held_for_kernel_networks(monkeypatch, make):
     seen = []
-    real = _threads.blas_limited
+    real = _threads.held_for
 
     @contextlib.contextmanager
-    def spy(numba_heavy):
-        seen.append(bool(numba_heavy))
-        with real(numba_heavy):
+    def spy(net):
+        seen.append(bool(getattr(net, "uses_kernels", False)))
+        with real(net):
             yield
-    monkeypatch.setattr(_common, "blas_limited", spy)
+    monkeypatch.setattr(_common, "held_for", spy)
     x = np.random.default_rng(0).random((2, 1, 8, 8))
     for net, held in ((fd.models.digits_net(), True),
                       (fd.Sequential([fd.Flatten(), fd.Linear(64, 3, seed=1)]), False)):
@@ -36,3 +36,25 @@ def test_attribute_runs_with_blas_held_for_kernel_networks(monkeypatch, make):
         method, kwargs = make(net)
         method.attribute(x, target=1, **kwargs)
         assert seen and seen[0] is held      # the outermost scope: the whole attribute call
+
+
+@pytest.mark.parametrize("call", [
+    lambda net, x: fd.attacks.fast_gradient_method(net, x, 0.1, np.inf),
+    lambda net, x: fd.attacks.projected_gradient_descent(net, x, 0.1, 0.05, 2, np.inf, seed=0),
+    lambda net, x: fd.loss_gradient(net, x, np.array([1, 2])),
+    lambda net, x: fd.gradients.example_losses(net, x, np.array([1, 2])),
+], ids=["fgsm", "pgd", "loss-gradient", "example-losses"])
+def test_gradient_attacks_run_with_blas_held_for_kernel_networks(monkeypatch, call):
+    seen = []
+    real = _threads.held_for
+
+    def spy(net):
+        seen.append(bool(getattr(net, "uses_kernels", False)))
+        return real(net)
+    monkeypatch.setattr(_threads, "held_for", spy)
+    x = np.random.default_rng(1).random((2, 1, 8, 8))
+    for net, held in ((fd.models.digits_net(), True),
+                      (fd.Sequential([fd.Flatten(), fd.Linear(64, 3, seed=1)]), False)):
+        seen.clear()
+        call(net, x)
+        assert seen and seen[0] is held
