@@ -167,17 +167,17 @@ def _to_nchw(buf, out, Ci, HW):
 @njit(**NUMBA_OPTS)
 def _scatter_rows_last(gy, argmax, slope, Wf, Wc, n, K, k0, k1, kh, kw, sh, sw, ph, pw, dh,
                        dw, gx, G, v):
-    # _conv_vjp_scatter through a max-pool for a conv with one input channel (the first
-    # conv of a grayscale network), rows k0 <= k < k1 of example n at once: they share
-    # every window and weight, so the accumulator G holds the rows last, (H*W, R), and
-    # each tap adds one weight times the R row values, a short contiguous loop, instead
-    # of R separate 1-channel windows. Every row receives the same products in the same
-    # order as in the row-by-row loop.
+    # _conv_vjp_scatter through a max-pool for a conv of few input channels and one group
+    # (the first convs of a grayscale network), rows k0 <= k < k1 of example n at once:
+    # they share every window and weight, so the accumulator G holds the rows last,
+    # (Ci*H*W, R), and each tap adds one weight times the R row values, a short
+    # contiguous loop, instead of R separate windows. Every entry receives the same
+    # products in the same order as in the row-by-row loop.
     _, Co, P = gy.shape
-    H, W = gx.shape[2], gx.shape[3]
+    Ci, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
     R = k1 - k0
     scaled = slope.size > 0
-    G[:H * W * R] = 0.0
+    G[:Ci * H * W * R] = 0.0
     for co in range(Co):
         for p in range(P):
             a = argmax[n, co, p]
@@ -197,13 +197,14 @@ def _scatter_rows_last(gy, argmax, slope, Wf, Wc, n, K, k0, k1, kh, kw, sh, sw, 
             for ky in range(ky0, ky1):
                 iy = oy * sh - ph + ky * dh
                 for kx in range(kx0, kx1):
-                    w = Wf[(co * kh + ky) * kw + kx]
-                    base = np.uint64(((iy * W + ox * sw - pw + kx * dw)) * R)
-                    for r in range(np.uint64(R)):
-                        G[base + r] += w * v[r]
+                    for ci in range(Ci):
+                        w = Wf[((co * Ci + ci) * kh + ky) * kw + kx]
+                        base = np.uint64((((ci * H + iy) * W + ox * sw - pw + kx * dw)) * R)
+                        for r in range(np.uint64(R)):
+                            G[base + r] += w * v[r]
     for r in range(R):
         out = gx[n * K + k0 + r].reshape(-1)
-        for q in range(H * W):
+        for q in range(Ci * H * W):
             out[q] = G[q * R + r]
 
 
@@ -283,6 +284,8 @@ def _conv_vjp_scatter(gy, argmax, slope, Wt, nhwc, Wc, sh, sw, ph, pw, dh, dw, g
 #: Rows of one example that a one-channel conv's scatter accumulates together, rows last
 #: (integrated gradients of every class: 10 per example).
 ROWS_LAST_MIN = 4
+#: Input channels up to which the pooled scatter takes the rows last.
+ROWS_LAST_CHANNELS = 8
 
 
 def conv_vjp_scatter(gy, weight, in_shape, stride, padding, dilation, groups, nhwc=False,
@@ -303,17 +306,18 @@ def conv_vjp_scatter(gy, weight, in_shape, stride, padding, dilation, groups, nh
         argmax, Wc = pool
     slope = np.zeros((0, 0, 0), gy.dtype) if slope is None else \
         np.ascontiguousarray(slope, dtype=gy.dtype).reshape(slope.shape[0], Co, -1)
-    W = np.asarray(weight, dtype=gy.dtype)
-    W = np.ascontiguousarray(W.transpose(0, 2, 3, 1) if nhwc else W)
     # enough tasks for every thread: an example's K rows are split when examples are few
     threads = numba.config.NUMBA_NUM_THREADS
     N = argmax.shape[0] if pool is not None else M
     K = M // max(N, 1)
     parts = max(1, min(K, -(-2 * threads // max(N, 1))))
     rows = -(-K // parts)
-    # one input channel, pooled, and enough rows per task: rows last (_scatter_rows_last)
-    lanes = pool is not None and not nhwc and in_shape[0] == 1 and groups == 1 and \
+    # few input channels, pooled, and enough rows per task: rows last (_scatter_rows_last)
+    lanes = pool is not None and in_shape[0] <= ROWS_LAST_CHANNELS and groups == 1 and \
         rows >= ROWS_LAST_MIN
+    nhwc = nhwc and not lanes
+    W = np.asarray(weight, dtype=gy.dtype)
+    W = np.ascontiguousarray(W.transpose(0, 2, 3, 1) if nhwc else W)
     lanes_min = ROWS_LAST_MIN if lanes else np.iinfo(np.int64).max
     scratch = np.empty((threads if nhwc or lanes else 0, rows, gx[0].size), gy.dtype)
     vscratch = np.empty((threads if lanes else 0, rows), gy.dtype)

@@ -117,18 +117,21 @@ def test_vjp_of_a_kernel_covering_its_input_is_the_adjoint_of_the_jvp(groups, st
 @pytest.mark.parametrize("N, K, dtype", [(1, 10, np.float64), (6, 10, np.float64),
                                          (5, 5, np.float64), (7, 10, np.float32)])
 @pytest.mark.parametrize("stride, padding", [(1, 0), (1, 2), (2, 1)])
-def test_pooled_scatter_of_a_one_channel_conv_equals_the_unpooled_one(N, K, dtype, stride,
-                                                                      padding):
+@pytest.mark.parametrize("Ci, nhwc", [(1, False), (3, True), (6, False), (9, True)])
+def test_pooled_scatter_of_a_few_channel_conv_equals_the_unpooled_one(N, K, dtype, stride,
+                                                                      padding, Ci, nhwc):
     # Through a max-pool, the K cotangent rows of an example share argmax and slope: a
-    # one-channel conv accumulates them together, rows last (_scatter_rows_last, from 4
-    # rows per task), the others row by row. Either way the result is the plain scatter
-    # of the conv's output cotangent, unpooled by hand.
-    from fwdderiv.kernels.conv import ROWS_LAST_MIN, conv_vjp_scatter
+    # conv of up to ROWS_LAST_CHANNELS input channels accumulates them together, rows
+    # last (_scatter_rows_last, from 4 rows per task; even if channels-last was asked),
+    # the others row by row. Either way the result is the plain scatter of the conv's
+    # output cotangent, unpooled by hand.
+    from fwdderiv.kernels.conv import ROWS_LAST_CHANNELS, ROWS_LAST_MIN, conv_vjp_scatter
     from fwdderiv.kernels.pool import maxpool_forward
     from fwdderiv.layers import Conv2d
-    rng = np.random.default_rng(N * K + stride + padding)
-    conv = Conv2d(1, 3, 3, stride=stride, padding=padding, seed=K)
-    in_shape = (1, 9, 10)
+    assert (Ci <= ROWS_LAST_CHANNELS) == (Ci < 9)
+    rng = np.random.default_rng(N * K + stride + padding + Ci)
+    conv = Conv2d(Ci, 3, 3, stride=stride, padding=padding, seed=K)
+    in_shape = (Ci, 9, 10)
     Co, Ho, Wo = conv.output_shape(in_shape)
     z = rng.normal(size=(N, Co, Ho, Wo))
     slope = (z > 0).astype(dtype) * rng.uniform(0.5, 2.0, size=z.shape).astype(dtype)
@@ -138,7 +141,7 @@ def test_pooled_scatter_of_a_one_channel_conv_equals_the_unpooled_one(N, K, dtyp
     gy[:, 0, 0] = 0.0                          # an entry dead in every row
     pooled = conv_vjp_scatter(gy.reshape(N * K, Co, Ho // 2, Wo // 2), conv.weight,
                               in_shape, conv.stride, conv.padding, conv.dilation, 1,
-                              pool=(argmax, Wo), slope=slope)
+                              nhwc=nhwc, pool=(argmax, Wo), slope=slope)
     g = np.zeros((N * K, Co, Ho * Wo), dtype)
     rows = np.arange(N * K)[:, None, None]
     np.add.at(g, (rows, np.arange(Co)[None, :, None], argmax[np.arange(N * K) // K]), gy)
