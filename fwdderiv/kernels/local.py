@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..config import NUMBA_OPTS, NUMBA_PARALLEL_OPTS
+from .conv import _kernel_span
 
 
 @njit(**NUMBA_PARALLEL_OPTS)
@@ -198,14 +199,12 @@ def _conv_pool_window(T, Wf, sh, sw, ph, pw, dh, dw, Sh, Sw, groups, argmax, slo
                         continue
                     g = co // Cog
                     acc[:] = 0.0
-                    for ky in range(kh):
+                    ky0, ky1 = _kernel_span(iy, sh, ph, dh, kh, H)
+                    kx0, kx1 = _kernel_span(ix, sw, pw, dw, kw, W)
+                    for ky in range(ky0, ky1):
                         y = iy * sh - ph + ky * dh
-                        if y < 0 or y >= H:
-                            continue
-                        for kx in range(kw):
+                        for kx in range(kx0, kx1):
                             x = ix * sw - pw + kx * dw
-                            if x < 0 or x >= W:
-                                continue
                             q = (y * W + x) * (Ci + 1) + g * Cig
                             at = np.uint64(ky * dh * Sh * Rw2 + kx * dw * Sw)
                             for cl in range(Cig):
