@@ -8,7 +8,35 @@ propagates as in PyTorch.
 import numpy as np
 from numba import njit, prange
 
-from ..config import NUMBA_PARALLEL_OPTS
+from ..config import NUMBA_OPTS, NUMBA_PARALLEL_OPTS
+
+
+@njit(**NUMBA_OPTS)
+def _take(v, i, best, best_i):
+    # a larger value or a NaN takes over (selects, not branches: 1.2x)
+    take = (v > best) | (v != v)
+    return (v if take else best), (i if take else best_i)
+
+
+@njit(**NUMBA_PARALLEL_OPTS)
+def _maxpool2(x, Ho, Wo, y, argmax):
+    # _maxpool_forward for 2 x 2 windows at stride 2 inside the image: the four taps in
+    # row-major order, without the general loop's bounds
+    M, C, H, W = x.shape
+    for mc in prange(M * C):
+        m = mc // C
+        c = mc % C
+        plane = x[m, c].reshape(-1)
+        for oy in range(Ho):
+            r = 2 * oy * W
+            for ox in range(Wo):
+                i = r + 2 * ox
+                best, best_i = plane[i], i
+                best, best_i = _take(plane[i + 1], i + 1, best, best_i)
+                best, best_i = _take(plane[i + W], i + W, best, best_i)
+                best, best_i = _take(plane[i + W + 1], i + W + 1, best, best_i)
+                y[m, c, oy, ox] = best
+                argmax[m, c, oy * Wo + ox] = best_i
 
 
 @njit(**NUMBA_PARALLEL_OPTS)
@@ -85,6 +113,29 @@ def _scatter(gy, argmax, slope, out):
                     out[n, k, c, a] += gy[n, k, c, p]
 
 
+@njit(**NUMBA_PARALLEL_OPTS)
+def _scatter_reduced(gy, argmax, slope, weights, out):
+    # gy (T * M, K, C, P) in T blocks of M examples -> out (M, K, C, HW), the blocks'
+    # scatters weighted by weights (T,) and summed; slope as in _scatter
+    N, K, C, P = gy.shape
+    M = out.shape[0]
+    fused = slope.size > 0
+    for mk in prange(M * K):
+        m = mk // K
+        k = mk % K
+        out[m, k] = 0.0
+        for s in range(N // M):
+            n = s * M + m
+            w = weights[s]
+            for c in range(C):
+                for p in range(P):
+                    a = argmax[n, c, p]
+                    if fused:
+                        out[m, k, c, a] += w * (gy[n, k, c, p] * slope[n, c, a])
+                    else:
+                        out[m, k, c, a] += w * gy[n, k, c, p]
+
+
 def maxpool_forward(x, kernel, stride, padding, dilation=(1, 1), out_hw=None):
     """Max over windows of ``x`` (M, C, H, W): returns ``y`` (M, C, Ho, Wo) and argmax.
 
@@ -96,7 +147,12 @@ def maxpool_forward(x, kernel, stride, padding, dilation=(1, 1), out_hw=None):
         ((H + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
     y = np.empty((M, C, Ho, Wo), dtype=x.dtype)
     argmax = np.empty((M, C, Ho * Wo), dtype=np.int64)
-    _maxpool_forward(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, y, argmax)
+    x = np.ascontiguousarray(x)
+    if (kh, kw, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1) and \
+            2 * Ho <= H and 2 * Wo <= W:
+        _maxpool2(x, Ho, Wo, y, argmax)     # LeNet's pool: the same picks, 3x faster
+    else:
+        _maxpool_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, y, argmax)
     return y, argmax
 
 
@@ -117,4 +173,17 @@ def scatter(gy, argmax, hw, slope=None):
     slope = np.zeros((0, 0, 0), gy.dtype) if slope is None else \
         np.ascontiguousarray(slope, dtype=gy.dtype).reshape(gy.shape[0], gy.shape[2], hw)
     _scatter(np.ascontiguousarray(gy), argmax, slope, out)
+    return out
+
+
+def scatter_reduced(gy, argmax, hw, weights, slope=None):
+    """:func:`scatter` of ``gy`` (T * M, K, C, P), whose rows are T blocks of M examples,
+    summed over the blocks with ``weights`` (T,): (M, K, C, hw), without the T blocks'
+    scatters."""
+    T = len(weights)
+    out = np.empty((gy.shape[0] // T,) + gy.shape[1:3] + (hw,), dtype=gy.dtype)
+    slope = np.zeros((0, 0, 0), gy.dtype) if slope is None else \
+        np.ascontiguousarray(slope, dtype=gy.dtype).reshape(gy.shape[0], gy.shape[2], hw)
+    _scatter_reduced(np.ascontiguousarray(gy), argmax, slope,
+                     np.asarray(weights, dtype=gy.dtype), out)
     return out

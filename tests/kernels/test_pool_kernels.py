@@ -63,3 +63,39 @@ def test_maxpool_nan_and_ties_match_pytorch(kernel, stride, padding, dilation):
                                             dilation, return_indices=True)
     np.testing.assert_array_equal(y, ty.numpy())
     np.testing.assert_array_equal(argmax, ti.numpy().reshape(argmax.shape))
+
+
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(2, 9), st.integers(2, 9),
+       st.integers(0, 3), st.sampled_from([np.float32, np.float64]))
+def test_two_by_two_kernel_picks_what_the_general_kernel_picks(M, C, H, W, levels, dtype):
+    # the 2 x 2, stride 2 pool has a kernel of its own; it must choose the same entry as
+    # the general loop, ties (few levels) and NaN (the last one wins) included
+    rng = np.random.default_rng(levels + H * W)
+    x = rng.integers(0, levels + 1, size=(M, C, H, W)).astype(dtype)
+    x[rng.random(x.shape) < 0.1] = np.nan
+    Ho, Wo = H // 2, W // 2
+    y, arg = K.maxpool_forward(x, (2, 2), (2, 2), (0, 0))
+    y_ref = np.empty_like(y)
+    arg_ref = np.empty_like(arg)
+    K._maxpool_forward(x, 2, 2, 2, 2, 0, 0, 1, 1, Ho, Wo, y_ref, arg_ref)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+
+
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3),
+       st.booleans(), st.sampled_from([np.float32, np.float64]))
+def test_scatter_reduced_is_the_weighted_sum_of_the_blocks(T, M, K_, C, with_slope, dtype):
+    # rows in T blocks of M examples, summed over the blocks with weights: the same as
+    # scattering every row and summing after (integrated gradients' path points)
+    rng = np.random.default_rng(T * 100 + M * 10 + K_)
+    HW, P = 9, 4
+    gy = rng.normal(size=(T * M, K_, C, P)).astype(dtype)
+    arg = rng.integers(0, HW, size=(T * M, C, P))
+    slope = (rng.random((T * M, C, HW)) < 0.6).astype(dtype) if with_slope else None
+    w = rng.random(T)
+    full = K.scatter(gy, arg, HW, slope)
+    ref = np.einsum("t,tm...->m...", w.astype(dtype), full.reshape((T, M) + full.shape[1:]))
+    out = K.scatter_reduced(gy, arg, HW, w, slope)
+    assert out.shape == (M, K_, C, HW) and out.dtype == dtype
+    np.testing.assert_allclose(out, ref, rtol=1e-5 if dtype == np.float32 else 1e-13,
+                               atol=1e-6 if dtype == np.float32 else 1e-15)
