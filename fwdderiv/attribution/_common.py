@@ -165,6 +165,16 @@ def forward(net, x, max_memory):
     return np.concatenate([net.forward(x[i:i + n]) for i in range(0, len(x), n)])
 
 
+def one_hot(t, n, K, dtype):
+    """Cotangents selecting the targets: (n, K, K) identities for :data:`ALL`, else
+    (n, 1, K) with a one at each example's target."""
+    if isinstance(t, str):
+        return np.broadcast_to(np.eye(K, dtype=dtype), (n, K, K))
+    gy = np.zeros((n, 1, K), dtype=dtype)
+    gy[np.arange(n), 0, t] = 1
+    return gy
+
+
 def gradients(net, x, t, K, max_memory):
     """Gradients of the targeted outputs: ``(N, *S)`` for an index array ``t``, the
     Jacobian ``(N, K, *S)`` for :data:`ALL`.

@@ -3,7 +3,7 @@ Networks", ICML 2017), with Captum's arguments, quadratures and convergence delt
 import numpy as np
 
 from ._common import (ALL, Attribution, baselines_like, budget, costs, forward, gradients,
-                      held, prepare, resolve_target, select)
+                      held, one_hot, prepare, resolve_target, select)
 from ._quadrature import approximation_parameters
 from .._classifier import check_images, n_outputs
 
@@ -102,7 +102,14 @@ class IntegratedGradients(Attribution):
             steps = min(steps, max(1, internal_batch_size // N))
         diff = x - b
         acc = np.zeros((N, k) + S if t is ALL else x.shape, dtype=np.float64)
-        for s0 in range(0, n_steps, steps):
+        # a network with path_vjp sums a chunk's steps itself (and runs its leading
+        # linear layers on x and b only), when the chunk fits in one reverse pass
+        by_path = callable(getattr(self.net, "path_vjp", None)) and \
+            (t is not ALL or K <= D) and per_step * steps <= memory
+        if by_path:
+            acc += self.net.path_vjp(b, x, alphas, weights, one_hot(t, N, K, x.dtype),
+                                     steps=steps).reshape(acc.shape)
+        for s0 in range(0, n_steps if not by_path else 0, steps):
             s1 = min(s0 + steps, n_steps)
             a = alphas[s0:s1].astype(x.dtype).reshape((-1, 1) + (1,) * len(S))
             points = (b[None] + a * diff[None]).reshape((-1,) + S)     # step-major

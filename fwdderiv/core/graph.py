@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._threads import blas_limited
-from .._validation import as_float_array, check_tangent, shape_str
+from .._validation import as_float_array, check_int, check_tangent, shape_str
 from ..config import DEFAULT_MAX_MEMORY
 from . import local
 from .layer import _with_batch, cast_scope
@@ -151,6 +151,14 @@ class Graph:
                         f"one layer with parameters; give each node its own layer")
                 owners[id(node.layer)] = node.name
         self._uses = uses
+        # the leading chain of linear layers, each value read by the next node only
+        # (path_vjp evaluates it at the ends of a path instead of at every point)
+        head, L = 0, len(self._nodes)
+        while head < L - 1 and self._nodes[head].inputs == (head,) and uses[head] == 1 \
+                and getattr(self._nodes[head].layer, "linear", False) \
+                and not getattr(self._nodes[head].layer, "multi_input", False):
+            head += 1
+        self._head = head
 
     def _where(self, k, name=None):
         name = self._nodes[k].name if name is None else name
@@ -226,8 +234,9 @@ class Graph:
 
     # -- the forward loop --------------------------------------------------------------
     def _run(self, x=None, caches=None, dx=None, n=None, keep=False, windows=(),
-             record=None, dense=None):
-        """One pass over the nodes.
+             record=None, dense=None, start=0, stop=None):
+        """One pass over the nodes (or the primal over nodes ``start`` to ``stop - 1``:
+        ``x`` is then value ``start``, and value ``stop`` is returned).
 
         Computes the primal from ``x`` (or takes each node's cache from ``caches``) and,
         if ``dx`` is given, pushes that tangent along: a tangent with batch 1 while ``n``
@@ -241,13 +250,15 @@ class Graph:
         layer with ``jvp_scaled`` (maybe through layers that only reshape) is applied
         inside that.
         ``record(k, h, dh)`` sees every node's value and dense tangent (fusion off).
-        Returns ``(y, dy, caches or None)``.
+        Returns ``(y, dy, caches or None)``; ``caches[k]`` is None for ``k < start``.
         """
         nodes, L = self._nodes, len(self._nodes)
-        H = [x] + [None] * L
-        T = [dx] + [None] * L
+        stop = L if stop is None else stop
+        H = [None] * (L + 1)
+        T = [None] * (L + 1)
+        H[start], T[start] = x, dx
         left = list(self._uses)
-        kept = [] if keep else None
+        kept = [None] * start if keep else None
         n_win = len(windows)
         win = [local.Window((1, 1), (1, 1), (0, 0))] + list(windows)   # per windowed value
         fused = None               # the slope of an elementwise node taken ahead
@@ -261,7 +272,8 @@ class Graph:
                                  self._uses[n_win] == 1 and
                                  hasattr(self._nodes[n_win].layer, "window_dense_jvp")) \
             else -1
-        for k, node in enumerate(nodes):
+        for k in range(start, stop):
+            node = nodes[k]
             layer = node.layer
             if caches is None:
                 try:
@@ -338,7 +350,7 @@ class Graph:
                 for v in range(n_win + 1):
                     if T[v] is not None and v != from_windows:
                         T[v] = dense(T[v], win[v])
-        return H[-1], T[-1], kept
+        return H[stop], T[stop], kept
 
     def _from_windows(self, layer, cache, T, window, dense, n, want):
         """The dense tangent of the node after the windowed run, from the last windows
@@ -445,30 +457,44 @@ class Graph:
         return layer.jvp(cache, *dins)
 
     # -- the reverse loop --------------------------------------------------------------
-    def _fusable(self, v, consumer, grads):
+    def _fusable(self, v, consumer, grads, stop=0):
         """The node producing value ``v`` if ``consumer`` is its only reader (and, when
-        parameter gradients are wanted, it has no parameters), else None."""
+        parameter gradients are wanted, it has no parameters) and it is not before node
+        ``stop``, else None."""
         k = v - 1
-        if k < 0 or self._uses[v] != 1:
+        if k < stop or self._uses[v] != 1:
             return None
         layer = self._nodes[k].layer
         if grads is not None and getattr(layer, "param_names", ()):
             return None
         return k
 
-    def _pull(self, caches, g, grads=None, need_input=True):
+    def _pull(self, caches, g, grads=None, need_input=True, top=None, stop=0, reduce=None):
         """Cotangents ``g`` (N, K, *S_out) pulled back to the input: (N, K, *S_in), or None
         if ``need_input`` is False. ``grads`` (a list, one slot per node) receives each
-        node's parameter gradients for K = 1 (training).
+        node's parameter gradients for K = 1 (training). With ``top`` and ``stop``, ``g``
+        is the cotangent of value ``top`` and is pulled back through nodes ``top - 1``
+        down to ``stop`` only, to value ``stop``.
+
+        ``reduce`` (T,): the N rows are T blocks of M examples, and value ``stop`` gets
+        the weighted sum of the blocks, (M, K, ...): a layer that declares
+        ``vjp_reduced`` makes it in its own pull-back, the others' are summed after.
 
         An elementwise layer just before a layer that ``takes_slope`` (max-pooling) is
         fused into that layer's pull-back, and a layer before them that declares
         ``vjp_through`` (a convolution) may scatter straight from the pooled cotangent:
         one pass instead of three over the largest cotangents, most of them zero."""
         nodes = self._nodes
-        cot = {len(nodes): g}
+        top = len(nodes) if top is None else top
+        cot = {top: g}
         done = set()
-        for k in range(len(nodes) - 1, -1, -1):
+
+        def add(v, gv, reduced=False):
+            if v == stop and reduce is not None and not reduced:
+                gv = _reduce_blocks(gv, reduce)
+            cot[v] = gv if v not in cot else cot[v] + gv
+
+        for k in range(top - 1, stop - 1, -1):
             if k in done:
                 continue
             node, g = nodes[k], cot.pop(k + 1)
@@ -479,30 +505,29 @@ class Graph:
                 continue
             slope = None
             if getattr(layer, "takes_slope", False):
-                j = self._fusable(src[0], k, grads)
+                j = self._fusable(src[0], k, grads, stop)
                 if j is not None and getattr(nodes[j].layer, "elementwise", False):
                     slope, src = nodes[j].layer.slope(caches[j]), nodes[j].inputs
                     done.add(j)
-                p = self._fusable(src[0], k, grads)
+                p = self._fusable(src[0], k, grads, stop)
                 if p is not None and hasattr(nodes[p].layer, "vjp_through"):
                     gx = nodes[p].layer.vjp_through(caches[p], g, layer, cache, slope)
                     if gx is not None:
                         done.add(p)
                         if grads is not None:
                             grads[p] = {}
-                        self._accumulate(cot, nodes[p].inputs[0], gx)
+                        add(nodes[p].inputs[0], gx)
                         continue
+                if src[0] == stop and reduce is not None and hasattr(layer, "vjp_reduced"):
+                    add(stop, layer.vjp_reduced(cache, g, reduce, slope=slope), reduced=True)
+                    continue
             gx = layer.vjp(cache, g) if slope is None else layer.vjp(cache, g, slope=slope)
             if getattr(layer, "multi_input", False):
                 for v, gv in zip(src, gx):
-                    self._accumulate(cot, v, gv)
+                    add(v, gv)
             else:
-                self._accumulate(cot, src[0], gx)
-        return cot.get(0) if need_input else None
-
-    @staticmethod
-    def _accumulate(cot, v, g):
-        cot[v] = g if v not in cot else cot[v] + g
+                add(src[0], gx)
+        return cot.get(stop) if need_input else None
 
     # -- primal ------------------------------------------------------------------------
     @_call
@@ -590,6 +615,70 @@ class Graph:
         y, _, caches = self._run(x, keep=True)
         g = check_tangent(y, gy, f"{self._kind}.vjp", name="gy", what="cotangent")
         return y, self._pull(caches, g)
+
+    @_call
+    def path_vjp(self, start, end, alphas, weights, gy, steps=None):
+        r"""Reverse mode summed along straight paths, as integrated gradients needs:
+        :math:`\sum_s w_s\, g\, F'(x_s)` at :math:`x_s = a + \alpha_s (b - a)`.
+
+        The leading run of linear layers (padding, a first convolution) is affine, so its
+        outputs at the T points are ``h(a) + alpha_s (h(b) - h(a))``: those layers run on
+        ``a`` and ``b`` only, and they pull back the weighted sum of the T points'
+        cotangents (one row per example instead of T). The rest runs on the T points.
+
+        Parameters
+        ----------
+        start, end : ndarray of shape (N, *S_in)
+            The ends a and b of each example's path.
+        alphas, weights : array_like of shape (T,)
+            The points' positions on the paths and their weights.
+        gy : ndarray of shape (N, K, *S_out)
+            The cotangent, the same at every point of an example's path.
+        steps : int, optional
+            Points of each path run at once (all T by default); the caller sizes it to
+            its memory. The sums of the passes are added in float64 at the end of the
+            linear run, which then pulls back once.
+
+        Returns
+        -------
+        ndarray of shape (N, K, *S_in)
+        """
+        where = f"{self._kind}.path_vjp"
+        a, shapes = self._input(start)
+        b = as_float_array(end, where, "end")
+        if b.shape != a.shape:
+            raise ValueError(f"{where} expected end of the shape of start, "
+                             f"{shape_str(a.shape)}, got {shape_str(b.shape)}")
+        alphas = np.asarray(alphas, dtype=np.float64).reshape(-1)
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != alphas.shape or not len(alphas):
+            raise ValueError(f"{where} expected alphas and weights as two 1-d arrays of one "
+                             f"length >= 1, got shapes {shape_str(alphas.shape)} and "
+                             f"{shape_str(weights.shape)}")
+        b = b.astype(a.dtype, copy=False)
+        g = check_tangent(np.empty((len(a),) + shapes[-1], a.dtype), gy, where, name="gy",
+                          what="cotangent")
+        T = len(alphas)
+        steps = T if steps is None else check_int(steps, "steps", where, minimum=1)
+        p = self._head
+        if p:
+            h0 = self._run(a, stop=p)[0]
+            h1, _, head_caches = self._run(b, stop=p, keep=True)
+        else:
+            h0, h1 = a, b
+        diff, lead = h1 - h0, (-1,) + (1,) * h0.ndim
+        total = 0.0
+        for s0 in range(0, T, steps):
+            s1 = min(s0 + steps, T)
+            points = h0[None] + alphas[s0:s1].astype(a.dtype).reshape(lead) * diff[None]
+            _, _, caches = self._run(points.reshape((-1,) + h0.shape[1:]), start=p,
+                                     keep=True)                       # step-major rows
+            rows = np.broadcast_to(g[None], (s1 - s0,) + g.shape).reshape((-1,) + g.shape[1:])
+            cot = self._pull(caches, np.ascontiguousarray(rows), stop=p,
+                             reduce=weights[s0:s1])
+            total = cot if s1 == T and s0 == 0 else total + cot.astype(np.float64)
+        total = total.astype(a.dtype, copy=False)
+        return self._pull(head_caches, total, top=p) if p else total
 
     def _steps(self, shapes):
         """For the memory planner: per node, its layer, input shapes, output shape, and
@@ -737,6 +826,13 @@ class Graph:
         self._run(x, n=N, record=record, **self._seed(shapes[0], 0, D, x.dtype, windows, N))
         return Trace(self.layers, shapes, outputs, tangents,
                      names=[n.name for n in self._nodes])
+
+
+def _reduce_blocks(g, weights):
+    """``sum_s weights[s] * g[s * M:(s + 1) * M]`` for ``g`` of T * M rows."""
+    T = len(weights)
+    out = np.asarray(weights, dtype=g.dtype) @ g.reshape(T, -1)
+    return out.reshape((g.shape[0] // T,) + g.shape[1:])
 
 
 def _identity(n, k0, k1, shape, dtype):

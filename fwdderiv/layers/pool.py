@@ -161,6 +161,15 @@ class MaxPool2d(_Pool2d):
         gx = K.scatter(gy.reshape(N, Kc, C, argmax.shape[2]), argmax, H * W, slope)
         return gx.reshape(N, Kc, C, H, W)
 
+    def vjp_reduced(self, cache, gy, weights, slope=None):
+        """The VJP of rows that are T blocks of M examples, summed over the blocks with
+        ``weights`` (T,): (M, K, C, H, W), scattered straight into the sum."""
+        argmax, (C, H, W) = cache
+        N, Kc = gy.shape[:2]
+        gx = K.scatter_reduced(gy.reshape(N, Kc, C, argmax.shape[2]), argmax, H * W,
+                               weights, slope)
+        return gx.reshape(gx.shape[:2] + (C, H, W))
+
     def jvp_grad(self, cache, x, dx, gdy):
         """Zero: the JVP selects entries of ``dx`` and does not change with ``x`` except at
         ties, where it is not differentiable (PyTorch's double backward also gives 0)."""
