@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from ..core.elementwise import Elementwise
-from ..kernels.activation import erf
+from ..kernels.activation import erf, relu
 
 
 class ReLU(Elementwise):
@@ -18,7 +18,7 @@ class ReLU(Elementwise):
     kink_points = (0.0,)
 
     def value_and_slope(self, x):
-        return np.maximum(x, 0), (~(x <= 0)).astype(x.dtype)
+        return relu(x)
 
     def second_slope(self, x):
         """Zero: ReLU is piecewise linear (its second derivative is zero everywhere but
