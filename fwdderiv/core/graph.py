@@ -667,16 +667,22 @@ class Graph:
         else:
             h0, h1 = a, b
         diff, lead = h1 - h0, (-1,) + (1,) * h0.ndim
-        total = 0.0
+        total = None
         for s0 in range(0, T, steps):
             s1 = min(s0 + steps, T)
-            points = h0[None] + alphas[s0:s1].astype(a.dtype).reshape(lead) * diff[None]
+            points = alphas[s0:s1].astype(a.dtype).reshape(lead) * diff[None]
+            points += h0[None]
             _, _, caches = self._run(points.reshape((-1,) + h0.shape[1:]), start=p,
                                      keep=True)                       # step-major rows
             rows = np.broadcast_to(g[None], (s1 - s0,) + g.shape).reshape((-1,) + g.shape[1:])
             cot = self._pull(caches, np.ascontiguousarray(rows), stop=p,
                              reduce=weights[s0:s1])
-            total = cot if s1 == T and s0 == 0 else total + cot.astype(np.float64)
+            if steps >= T:
+                total = cot
+            elif total is None:
+                total = cot.astype(np.float64)
+            else:
+                total += cot
         total = total.astype(a.dtype, copy=False)
         return self._pull(head_caches, total, top=p) if p else total
 
