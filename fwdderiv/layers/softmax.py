@@ -78,6 +78,10 @@ class Softmax(_OverAxis):
     def jvp(self, cache, dx):
         _, a = self._axes(cache.ndim)
         y = cache[:, None]
+        if cache.ndim == 2 and dx.ndim == 3 and dx.dtype == cache.dtype:
+            # a classifier's output (N, K): <y, dx> of every direction as one product per
+            # example (NumPy's reduction over a short last axis took 3x as long)
+            return y * (dx - np.matmul(dx, cache[:, :, None]))
         return y * (dx - (y * dx).sum(axis=a, keepdims=True))
 
     vjp = jvp
