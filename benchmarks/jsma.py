@@ -5,6 +5,9 @@ ART with :func:`benchmarks.peers.to_torch`) on the same (sample, target) pairs, 
 same process, and both outcomes are scored the same way with the fwdderiv network:
 success = prediction equals the target, distortion = fraction of features changed.
 
+fwdderiv runs in float64 (``compute_dtype``'s default); the forward mode is also timed
+with ``compute_dtype=np.float32`` (``--float32-modes``), the precision ART computes in.
+
 Run from the repository root::
 
     python -m benchmarks.jsma                       # MNIST LeNet-5 if ../shared is there
@@ -130,6 +133,9 @@ def main(argv=None):
                    help="pairs crafted together, by both implementations (default: 256)")
     p.add_argument("--modes", default="forward,reverse,vjp",
                    help="fwdderiv Jacobian modes to time (comma separated)")
+    p.add_argument("--float32-modes", default="forward",
+                   help="modes also timed with compute_dtype=float32, the precision ART "
+                        "computes in (comma separated; empty for none; default: forward)")
     p.add_argument("--repeats", type=int, default=3,
                    help="timed rounds; in each round every method runs once, in turn "
                         "(A B C A B C ...); the median and range are reported (default 3)")
@@ -144,6 +150,9 @@ def main(argv=None):
     for mode in [m for m in args.modes.split(",") if m]:
         runners[f"fwdderiv jsma ({mode})"] = fwdderiv_runner(net, x, tgt, args.batch_size,
                                                              mode=mode)
+    for mode in [m for m in args.float32_modes.split(",") if m]:
+        runners[f"fwdderiv jsma ({mode}, float32)"] = fwdderiv_runner(
+            net, x, tgt, args.batch_size, mode=mode, compute_dtype=np.float32)
     have_art = available("art") and available("torch")
     if have_art:
         runners["ART SaliencyMapMethod"] = art_runner(net, x, tgt, args.batch_size)

@@ -16,7 +16,9 @@ names a concrete layer class. Every one of them is optional; a layer that declar
 runs on its dense ``jvp``/``vjp`` and gives the same numbers:
 
 - ``linear = True``: the JVP does not depend on ``x``. A seed shared by the examples
-  stays shared (computed once, batch 1) through a run of linear layers.
+  stays shared (computed once, batch 1) through a run of linear layers, and
+  :meth:`~fwdderiv.core.graph.Graph.path_vjp` runs the network's leading linear layers at
+  the two ends of a straight path only (the map is affine along it).
 - ``pointwise = True``: output entry ``(c, y, x)`` depends on the input at ``(:, y, x)``
   only (activations, per-channel scales, 1x1 maps). A pointwise *linear* layer gets the
   windowed forward mode for free: its ``jvp`` is applied to the channel axis of the
@@ -52,6 +54,11 @@ runs on its dense ``jvp``/``vjp`` and gives the same numbers:
 - ``vjp_through(cache, gy, nxt, nxt_cache, slope)``: a pull-back fused with the layer
   after (a convolution scatters straight from a max-pool's output cotangent); returns
   None to decline, and the runner then pulls back layer by layer.
+- ``vjp_reduced(cache, gy, weights, slope=None)``: on a layer that ``takes_slope``, the
+  VJP of rows that are T blocks of M examples, summed over the blocks with ``weights``
+  (T,): ``(M, K, *S)``. :meth:`~fwdderiv.core.graph.Graph.path_vjp` (integrated
+  gradients) asks for it where the points' cotangents meet the linear layers at the
+  start of the network; a max-pool scatters the T points straight into their sum.
 - ``window_jvp_through(cache, T, window, nxt, nxt_cache, pooled, n, slope)``: its
   forward-mode twin inside the windowed run: the windows after the layer ``nxt`` that
   takes a slope (a max-pool), straight from this layer's input windows ``T``, with
