@@ -636,8 +636,8 @@ class Graph:
             The cotangent, the same at every point of an example's path.
         steps : int, optional
             Points of each path run at once (all T by default); the caller sizes it to
-            its memory. The sums of the passes are added in float64 at the end of the
-            linear run, which then pulls back once.
+            its memory. The passes' sums are added at the end of the linear run (in the
+            input's dtype: no buffer beyond one pass's), which then pulls back once.
 
         Returns
         -------
@@ -677,13 +677,10 @@ class Graph:
             rows = np.broadcast_to(g[None], (s1 - s0,) + g.shape).reshape((-1,) + g.shape[1:])
             cot = self._pull(caches, np.ascontiguousarray(rows), stop=p,
                              reduce=weights[s0:s1])
-            if steps >= T:
+            if total is None:
                 total = cot
-            elif total is None:
-                total = cot.astype(np.float64)
             else:
                 total += cot
-        total = total.astype(a.dtype, copy=False)
         return self._pull(head_caches, total, top=p) if p else total
 
     def _steps(self, shapes):
