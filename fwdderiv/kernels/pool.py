@@ -71,11 +71,7 @@ def _maxpool_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, y, argmax):
                     row = (y0 + ky * dh) * W + x0
                     for kx in range(kx0, kx1):
                         i = row + kx * dw
-                        v = plane[i]
-                        # selects, not branches (1.2x): a larger value or a NaN takes over
-                        take = (v > best) | (v != v)
-                        best = v if take else best
-                        best_i = i if take else best_i
+                        best, best_i = _take(plane[i], i, best, best_i)
                 y[m, c, oy, ox] = best
                 argmax[m, c, oy * Wo + ox] = best_i
 
