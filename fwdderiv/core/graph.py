@@ -660,7 +660,9 @@ class Graph:
                           what="cotangent")
         T = len(alphas)
         steps = T if steps is None else check_int(steps, "steps", where, minimum=1)
-        p = self._head
+        # a layer in its training form (batch statistics) is not affine per example
+        p = next((k for k in range(self._head)
+                  if getattr(self._nodes[k].layer, "training", False)), self._head)
         if p:
             h0 = self._run(a, stop=p)[0]
             h1, _, head_caches = self._run(b, stop=p, keep=True)

@@ -95,3 +95,25 @@ def test_bad_arguments_are_named(kw, match):
     args.update(kw)
     with pytest.raises(ValueError, match=match):
         net.path_vjp(**args)
+
+
+def test_a_batch_norm_in_training_form_ends_the_linear_start():
+    # with batch statistics the layer is not affine per example: the points run through
+    # it as a batch, as the point-by-point sum does with one batch of all points
+    bn = fd.models.zoo._batchnorm(3, np.random.default_rng(3))
+    net = fd.Sequential([fd.Conv2d(1, 3, 3, seed=1), bn, fd.ReLU(), fd.Flatten(),
+                         fd.Linear(3 * 4 * 4, 2, seed=2)])
+    assert net._head == 2
+    rng = np.random.default_rng(4)
+    a, b = rng.random((2, 1, 6, 6)), rng.random((2, 1, 6, 6))
+    alphas, weights = np.array([0.2, 0.7]), np.array([0.5, 0.5])
+    gy = np.ones((2, 1, 2))
+    bn.training = True
+    try:
+        points = np.concatenate([a + al * (b - a) for al in alphas])
+        _, gx = net.vjp(points, np.concatenate([gy, gy]))
+        ref = sum(w * gx[2 * s:2 * s + 2] for s, w in enumerate(weights))
+        np.testing.assert_allclose(net.path_vjp(a, b, alphas, weights, gy), ref,
+                                   rtol=1e-10, atol=1e-13)
+    finally:
+        del bn.training
