@@ -156,10 +156,11 @@ def held_for(net):
     return blas_limited(getattr(net, "uses_kernels", False))
 
 
-def holding_blas(func):
-    """Decorator: run ``func(net, ...)`` inside :func:`held_for` ``(net)``."""
+def holding_blas(func, net_of=None):
+    """Decorator: run ``func(first, ...)`` inside :func:`held_for` of its network,
+    ``first`` itself or ``net_of(first)`` (a method's ``self.net``)."""
     @functools.wraps(func)
-    def wrapper(net, *args, **kwargs):
-        with held_for(net):
-            return func(net, *args, **kwargs)
+    def wrapper(first, *args, **kwargs):
+        with held_for(first if net_of is None else net_of(first)):
+            return func(first, *args, **kwargs)
     return wrapper

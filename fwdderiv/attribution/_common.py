@@ -3,13 +3,12 @@
 A network is used only through ``forward``, ``vjp``, ``jacobian`` and ``output_shape``
 (plus ``nodes``/``shapes`` when present, for a sharper memory estimate).
 """
-import functools
 import numbers
 
 import numpy as np
 
 from .._classifier import check_images, check_labels, n_outputs
-from .._threads import held_for
+from .._threads import holding_blas
 from .._validation import as_float_array, shape_str
 from ..config import DEFAULT_MAX_MEMORY
 
@@ -25,11 +24,7 @@ def held(attribute):
     spinning on the cores that the next call's kernels need: all-class integrated
     gradients of LeNet-5 (16 images, 50 points) took 349-396 ms against 172-258 ms with
     BLAS held, measured alternately in one process."""
-    @functools.wraps(attribute)
-    def wrapper(self, *args, **kwargs):
-        with held_for(self.net):
-            return attribute(self, *args, **kwargs)
-    return wrapper
+    return holding_blas(attribute, net_of=lambda method: method.net)
 
 
 class Attribution:
@@ -201,10 +196,6 @@ def gradients(net, x, t, K, max_memory):
         xc = x[i:i + n]
         for c0 in range(0, k_all, k):
             c1 = min(c0 + k, k_all)
-            gy = np.zeros((len(xc), c1 - c0, K), dtype=x.dtype)
-            if isinstance(t, str):
-                gy[:, np.arange(c1 - c0), np.arange(c0, c1)] = 1
-            else:
-                gy[np.arange(len(xc)), 0, t[i:i + n]] = 1
-            out[i:i + n, c0:c1] = net.vjp(xc, gy)[1]
+            rows = one_hot(t if isinstance(t, str) else t[i:i + n], len(xc), K, x.dtype)
+            out[i:i + n, c0:c1] = net.vjp(xc, np.ascontiguousarray(rows[:, c0:c1]))[1]
     return out if isinstance(t, str) else out[:, 0]

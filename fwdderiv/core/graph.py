@@ -669,15 +669,17 @@ class Graph:
         else:
             h0, h1 = a, b
         diff, lead = h1 - h0, (-1,) + (1,) * h0.ndim
+        # the cotangent of every point of a pass, step-major like the points
+        rows = np.ascontiguousarray(np.broadcast_to(
+            g[None], (min(steps, T),) + g.shape)).reshape((-1,) + g.shape[1:])
         total = None
         for s0 in range(0, T, steps):
             s1 = min(s0 + steps, T)
             points = alphas[s0:s1].astype(a.dtype).reshape(lead) * diff[None]
             points += h0[None]
             _, _, caches = self._run(points.reshape((-1,) + h0.shape[1:]), start=p,
-                                     keep=True)                       # step-major rows
-            rows = np.broadcast_to(g[None], (s1 - s0,) + g.shape).reshape((-1,) + g.shape[1:])
-            cot = self._pull(caches, np.ascontiguousarray(rows), stop=p,
+                                     keep=True)
+            cot = self._pull(caches, rows[:(s1 - s0) * len(a)], stop=p,
                              reduce=weights[s0:s1])
             if total is None:
                 total = cot

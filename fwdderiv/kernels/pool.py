@@ -91,28 +91,12 @@ def _gather(dx, argmax, out):
 
 
 @njit(**NUMBA_PARALLEL_OPTS)
-def _scatter(gy, argmax, slope, out):
-    # gy (N, K, C, P), argmax (N, C, P) -> out (N, K, C, HW), accumulated. slope (N, C, HW)
-    # is the derivative of an elementwise layer before the pool (fused), or empty.
-    N, K, C, P = gy.shape
-    fused = slope.size > 0
-    for nk in prange(N * K):
-        n = nk // K
-        k = nk % K
-        out[n, k] = 0.0
-        for c in range(C):
-            for p in range(P):
-                a = argmax[n, c, p]
-                if fused:
-                    out[n, k, c, a] += gy[n, k, c, p] * slope[n, c, a]
-                else:
-                    out[n, k, c, a] += gy[n, k, c, p]
-
-
-@njit(**NUMBA_PARALLEL_OPTS)
 def _scatter_reduced(gy, argmax, slope, weights, out):
-    # gy (T * M, K, C, P) in T blocks of M examples -> out (M, K, C, HW), the blocks'
-    # scatters weighted by weights (T,) and summed; slope as in _scatter
+    # gy (T * M, K, C, P) in T blocks of M examples, argmax (T * M, C, P) -> out (M, K, C,
+    # HW): each block's entries added at their argmax, weighted by weights (T,) and
+    # summed (one block of weight 1 is the plain scatter: w * v is v exactly). slope
+    # (T * M, C, HW) is the derivative of an elementwise layer before the pool (fused), or
+    # empty.
     N, K, C, P = gy.shape
     M = out.shape[0]
     fused = slope.size > 0
@@ -165,11 +149,7 @@ def scatter(gy, argmax, hw, slope=None):
 
     ``slope`` (N, C, hw), the derivative of an elementwise layer before the pool, is
     applied on the way (only where cotangents land) instead of in a pass of its own."""
-    out = np.empty(gy.shape[:3] + (hw,), dtype=gy.dtype)
-    slope = np.zeros((0, 0, 0), gy.dtype) if slope is None else \
-        np.ascontiguousarray(slope, dtype=gy.dtype).reshape(gy.shape[0], gy.shape[2], hw)
-    _scatter(np.ascontiguousarray(gy), argmax, slope, out)
-    return out
+    return scatter_reduced(gy, argmax, hw, np.ones(1), slope)
 
 
 def scatter_reduced(gy, argmax, hw, weights, slope=None):

@@ -9,7 +9,6 @@ import fwdderiv as fd
 from fwdderiv import _threads
 from fwdderiv.attribution import (InputXGradient, IntegratedGradients, NoiseTunnel, Occlusion,
                                   Saliency)
-from fwdderiv.attribution import _common
 
 
 @pytest.mark.parametrize("make", [
@@ -28,7 +27,7 @@ def test_attribute_runs_with_blas_held_for_kernel_networks(monkeypatch, make):
         seen.append(bool(getattr(net, "uses_kernels", False)))
         with real(net):
             yield
-    monkeypatch.setattr(_common, "held_for", spy)
+    monkeypatch.setattr(_threads, "held_for", spy)
     x = np.random.default_rng(0).random((2, 1, 8, 8))
     for net, held in ((fd.models.digits_net(), True),
                       (fd.Sequential([fd.Flatten(), fd.Linear(64, 3, seed=1)]), False)):
