@@ -234,7 +234,7 @@ class Graph:
 
     # -- the forward loop --------------------------------------------------------------
     def _run(self, x=None, caches=None, dx=None, n=None, keep=False, windows=(),
-             record=None, dense=None, start=0, stop=None):
+             record=None, dense=None, start=0, stop=None, hold=False, carry=None):
         """One pass over the nodes (or the primal over nodes ``start`` to ``stop - 1``:
         ``x`` is then value ``start``, and value ``stop`` is returned).
 
@@ -251,6 +251,11 @@ class Graph:
         inside that.
         ``record(k, h, dh)`` sees every node's value and dense tangent (fusion off).
         Returns ``(y, dy, caches or None)``; ``caches[k]`` is None for ``k < start``.
+
+        The windowed region can run once for every direction chunk (its windows hold all
+        directions whatever the seed, so a chunk's seed saves nothing there): ``hold=True``
+        stops after it and returns its tangents, still windowed, as a carry; a later call
+        with ``carry=`` and a chunk's ``dense`` converter resumes from there.
         """
         nodes, L = self._nodes, len(self._nodes)
         stop = L if stop is None else stop
@@ -261,6 +266,17 @@ class Graph:
         kept = [None] * start if keep else None
         n_win = len(windows)
         win = [local.Window((1, 1), (1, 1), (0, 0))] + list(windows)   # per windowed value
+
+        def leave_windows():
+            for v in range(n_win + 1):
+                if T[v] is not None and v != from_windows:
+                    T[v] = dense(T[v], win[v])
+
+        if hold:
+            stop = n_win
+        elif carry is not None:
+            start = n_win
+            T[:n_win + 1], left = list(carry[0]), list(carry[1])
         fused = None               # the slope of an elementwise node taken ahead
         through = None             # a conv whose windows the selecting layer after it runs
         pending = None             # the same in the dense part, for a jvp_scaled layer
@@ -272,6 +288,8 @@ class Graph:
                                  self._uses[n_win] == 1 and
                                  hasattr(self._nodes[n_win].layer, "window_dense_jvp")) \
             else -1
+        if carry is not None:
+            leave_windows()
         for k in range(start, stop):
             node = nodes[k]
             layer = node.layer
@@ -346,10 +364,12 @@ class Graph:
                 left[v] -= 1
                 if left[v] == 0:
                     H[v] = T[v] = None
+            if hold:
+                continue
             if dx is not None and k + 1 == n_win:       # leaving the windowed region
-                for v in range(n_win + 1):
-                    if T[v] is not None and v != from_windows:
-                        T[v] = dense(T[v], win[v])
+                leave_windows()
+        if hold:
+            return T[:n_win + 1], left
         return H[stop], T[stop], kept
 
     def _from_windows(self, layer, cache, T, window, dense, n, want):
@@ -778,13 +798,20 @@ class Graph:
         for n0, n1 in plan.example_chunks:
             n = n1 - n0
             y[n0:n1], _, caches = self._run(x[n0:n1], keep=True)
+            # the windows hold every direction whatever the seed (a chunk's seed only
+            # zeroes the others), so they run once per example chunk; the planner already
+            # counts them per example, whatever the directions (plan_windowed)
+            carry = None
+            if windows and len(plan.direction_chunks) > 1:
+                carry = self._run(caches=caches, n=n, hold=True,
+                                  **self._seed(s_in, 0, D, x.dtype, windows, n))
             for d0, d1 in plan.direction_chunks:
                 if mode == "reverse":
                     g = self._pull(caches, _identity(n, d0, d1, s_out, x.dtype))
                     J[n0:n1, d0:d1, :] = g.reshape(n, d1 - d0, D)
                     continue
-                _, dh, _ = self._run(caches=caches, n=n, **self._seed(s_in, d0, d1, x.dtype,
-                                                                      windows, n))
+                _, dh, _ = self._run(caches=caches, n=n, carry=carry,
+                                     **self._seed(s_in, d0, d1, x.dtype, windows, n))
                 dh = dh.reshape(dh.shape[0], d1 - d0, K)      # batch 1 if still shared
                 J[n0:n1, :, d0:d1] = dh.transpose(0, 2, 1)
         J = J.reshape((N,) + s_out + s_in)

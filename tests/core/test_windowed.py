@@ -162,3 +162,32 @@ def test_window_dense_jvp_on_random_heads_and_direction_chunks(seed):
         except ValueError:
             budget *= 2
     np.testing.assert_allclose(chunked, dense, rtol=1e-12, atol=1e-15)
+
+
+def test_windows_run_once_for_every_direction_chunk(monkeypatch):
+    # a residual graph whose windowed run ends with a value that two later nodes read
+    # ("b": the 5x5 conv would outgrow the windows, the add reads it again): the windows
+    # are computed once per example chunk and sliced to each chunk of directions
+    from fwdderiv.core.memory import plan_windowed
+    net = fd.Graph([("a", fd.Conv2d(2, 3, 3, padding=1, seed=1), "input"),
+                    ("b", fd.ReLU(), "a"),
+                    ("c", fd.Conv2d(3, 3, 5, padding=2, seed=2), "b"),
+                    ("d", fd.Add(), ["c", "b"]),
+                    ("e", fd.Tanh(), "d"),
+                    ("f", fd.Flatten(), "e"),
+                    ("g", fd.Linear(3 * 12 * 12, 4, seed=3), "f")])
+    x = np.random.default_rng(5).normal(size=(2, 2, 12, 12))
+    shapes = net.shapes(x.shape[1:])
+    windows = net._windows(shapes)
+    assert len(windows) == 2
+    budget = 4_000_000
+    plan = plan_windowed(net._steps(shapes), shapes, 2, 8, budget, len(windows),
+                         net._window_elements(shapes, windows))
+    assert len(plan.example_chunks) == 2 and len(plan.direction_chunks) > 2
+    calls = []
+    real = fd.Conv2d.window_jvp
+    monkeypatch.setattr(fd.Conv2d, "window_jvp",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    J = net.jacobian(x, max_memory=budget)
+    assert len(calls) == len(plan.example_chunks)          # not times the direction chunks
+    np.testing.assert_allclose(J, net.jacobian(x, windowed=False), rtol=1e-12, atol=1e-15)
