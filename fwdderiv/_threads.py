@@ -83,9 +83,7 @@ def matmul(a, b):
     # 645 against 298 ms for (100352, 400) @ (400, 120) float32): copy a small one first
     a = _contiguous(a, work)
     b = _contiguous(b, work)
-    parts = getattr(_state, "split", 1)
-    lead = out_shape[0]
-    if parts < 2 or work < SPLIT_MIN_WORK or lead < 2 * parts:
+    if _parts(out_shape[0], work, 2) < 2:
         return np.matmul(a, b)
     out = np.empty(out_shape, dtype=np.result_type(a, b))
     if len(out_shape) == 2:              # rows of a
@@ -97,13 +95,38 @@ def matmul(a, b):
 
         def piece(i, j):
             np.matmul(a[i:j] if sa else a, b[i:j] if sb else b, out=out[i:j])
+    in_parts(out_shape[0], piece, work, 2)
+    return out
+
+
+def parts():
+    """How many parts :func:`in_parts` may cut work into here: the cores inside a
+    :func:`blas_limited` scope, else 1."""
+    return getattr(_state, "split", 1)
+
+
+def _parts(lead, work, min_rows):
+    parts = getattr(_state, "split", 1)
+    if parts < 2 or work < SPLIT_MIN_WORK or lead < min_rows * parts:
+        return 1
+    return parts
+
+
+def in_parts(lead, piece, work, min_rows=1):
+    """Run ``piece(i, j)`` on ``[0, lead)``: cut into one range per core, run at once on
+    the pool's threads, inside a :func:`blas_limited` scope where ``work`` (multiply-adds)
+    is worth the hand-off and each range gets ``min_rows`` or more; else in one call.
+    The pieces write disjoint parts of their result."""
+    parts = _parts(lead, work, min_rows)
+    if parts < 2:
+        piece(0, lead)
+        return
     cuts = [lead * k // parts for k in range(parts + 1)]
     pool = _executor(parts)
     futures = [pool.submit(piece, cuts[k], cuts[k + 1]) for k in range(1, parts)]
     piece(cuts[0], cuts[1])
     for f in futures:
         f.result()
-    return out
 
 
 def _blas():

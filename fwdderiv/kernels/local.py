@@ -15,6 +15,54 @@ from ..config import NUMBA_OPTS, NUMBA_PARALLEL_OPTS
 from .conv import _kernel_span
 
 
+@njit(**NUMBA_OPTS)
+def _list_nonzeros(Tf, base, C0, Rh, Rw, Ci, Rh2, Rw2, Co, Cig, Cog, val, off, wof):
+    # the non-zeros of one input position's window (C0, Rh, Rw, Ci) starting at Tf[base]:
+    # each value, where it lands in an output block, and its weight row; returns how many
+    e = 0
+    c = 0
+    for c0 in range(C0):
+        for i in range(Rh):
+            for j in range(Rw):
+                o = ((c0 * Rh2 + i) * Rw2 + j) * Co
+                for ci in range(Ci):
+                    t = Tf[base + e]
+                    e += 1
+                    if t != 0:
+                        g = ci // Cig
+                        val[c] = t
+                        off[c] = o + g * Cog
+                        wof[c] = (ci - g * Cig) * Co + g * Cog
+                        c += 1
+    return c
+
+
+@njit(**NUMBA_OPTS)
+def _conv_block(Of, obase, out_block, y, x, H, W, sh, sw, ph, pw, dh, dw, Sh, Sw, kh, kw,
+                Cig, Co, Cog, Rw2, Wf, val, off, wof, cnt, p0):
+    # one output position's window block Of[obase:obase + out_block], from the listed
+    # non-zeros of the input positions it reads (lists of position p at index p - p0)
+    Of[obase:obase + out_block] = 0.0      # zeroed here, in cache, in parallel
+    for ky in range(kh):
+        iy = y * sh - ph + ky * dh
+        if iy < 0 or iy >= H:
+            continue
+        for kx in range(kw):
+            ix = x * sw - pw + kx * dw
+            if ix < 0 or ix >= W:
+                continue
+            p = iy * W + ix - p0
+            shift = obase + ((ky * dh * Sh) * Rw2 + kx * dw * Sw) * Co
+            wbase = (ky * kw + kx) * Cig * Co
+            for k in range(cnt[p]):
+                t = val[p, k]
+                # unsigned indices: no wraparound test, so LLVM vectorises
+                o = np.uint64(shift + off[p, k])
+                w = np.uint64(wbase + wof[p, k])
+                for co in range(np.uint64(Cog)):
+                    Of[o + co] += t * Wf[w + co]
+
+
 @njit(**NUMBA_PARALLEL_OPTS)
 def _conv_window(T, Wt, sh, sw, ph, pw, dh, dw, Sh, Sw, groups, out, scratch_val,
                  scratch_idx, scratch_cnt):
@@ -38,50 +86,43 @@ def _conv_window(T, Wt, sh, sw, ph, pw, dh, dw, Sh, Sw, groups, out, scratch_val
     out_block = C0 * Rh2 * Rw2 * Co
     for n in prange(N):
         tid = numba.get_thread_id()
-        nz_val = scratch_val[tid]
-        nz_off = scratch_idx[tid, 0]
-        nz_w = scratch_idx[tid, 1]
+        val, off, wof = scratch_val[tid], scratch_idx[tid, 0], scratch_idx[tid, 1]
         cnt = scratch_cnt[tid]
         for p in range(H * W):
-            base = (n * H * W + p) * in_block
-            e = 0
-            c = 0
-            for c0 in range(C0):
-                for i in range(Rh):
-                    for j in range(Rw):
-                        off = ((c0 * Rh2 + i) * Rw2 + j) * Co
-                        for ci in range(Ci):
-                            t = Tf[base + e]
-                            e += 1
-                            if t != 0:
-                                g = ci // Cig
-                                nz_val[p, c] = t
-                                nz_off[p, c] = off + g * Cog
-                                nz_w[p, c] = (ci - g * Cig) * Co + g * Cog
-                                c += 1
-            cnt[p] = c
+            cnt[p] = _list_nonzeros(Tf, (n * H * W + p) * in_block, C0, Rh, Rw, Ci, Rh2,
+                                    Rw2, Co, Cig, Cog, val[p], off[p], wof[p])
         for y in range(Ho):
             for x in range(Wo):
-                obase = ((n * Ho + y) * Wo + x) * out_block
-                Of[obase:obase + out_block] = 0.0      # zeroed here, in cache, in parallel
-                for ky in range(kh):
-                    iy = y * sh - ph + ky * dh
-                    if iy < 0 or iy >= H:
-                        continue
-                    for kx in range(kw):
-                        ix = x * sw - pw + kx * dw
-                        if ix < 0 or ix >= W:
-                            continue
-                        p = iy * W + ix
-                        shift = obase + ((ky * dh * Sh) * Rw2 + kx * dw * Sw) * Co
-                        wbase = (ky * kw + kx) * Cig * Co
-                        for k in range(cnt[p]):
-                            t = nz_val[p, k]
-                            # unsigned indices: no wraparound test, so LLVM vectorises
-                            o = np.uint64(shift + nz_off[p, k])
-                            w = np.uint64(wbase + nz_w[p, k])
-                            for co in range(np.uint64(Cog)):
-                                Of[o + co] += t * Wf[w + co]
+                _conv_block(Of, ((n * Ho + y) * Wo + x) * out_block, out_block, y, x, H, W,
+                            sh, sw, ph, pw, dh, dw, Sh, Sw, kh, kw, Cig, Co, Cog, Rw2, Wf,
+                            val, off, wof, cnt, 0)
+
+
+@njit(**NUMBA_PARALLEL_OPTS)
+def _conv_window_few(T, Wt, sh, sw, ph, pw, dh, dw, Sh, Sw, groups, out, val, idx, cnt):
+    # _conv_window for fewer examples than threads (a window shared by all, or B = 1):
+    # the positions share out the work instead, first listing each input position's
+    # non-zeros (val, idx, cnt: one list per example and position), then the rows of
+    # output blocks
+    N, H, W, C0, Rh, Rw, Ci = T.shape
+    Ho, Wo, Rh2, Rw2, Co = out.shape[1], out.shape[2], out.shape[4], out.shape[5], out.shape[6]
+    kh, kw, Cig = Wt.shape[0], Wt.shape[1], Wt.shape[2]
+    Cog = Co // groups
+    Tf = T.reshape(-1)
+    Of = out.reshape(-1)
+    Wf = Wt.reshape(-1)
+    in_block = C0 * Rh * Rw * Ci
+    out_block = C0 * Rh2 * Rw2 * Co
+    HW = H * W
+    for task in prange(N * HW):
+        cnt[task] = _list_nonzeros(Tf, task * in_block, C0, Rh, Rw, Ci, Rh2, Rw2, Co, Cig,
+                                   Cog, val[task], idx[0, task], idx[1, task])
+    for task in prange(N * Ho):
+        n, y = task // Ho, task % Ho
+        for x in range(Wo):
+            _conv_block(Of, ((n * Ho + y) * Wo + x) * out_block, out_block, y, x, H, W, sh,
+                        sw, ph, pw, dh, dw, Sh, Sw, kh, kw, Cig, Co, Cog, Rw2, Wf, val,
+                        idx[0], idx[1], cnt, -n * HW)
 
 
 @njit(**NUMBA_PARALLEL_OPTS)
@@ -318,13 +359,17 @@ def conv_window(T, layer, out_hw, window, new_size):
     out = np.empty((N,) + tuple(out_hw) + (C0,) + tuple(new_size) + (layer.out_channels,),
                    T.dtype)
     Wt = np.ascontiguousarray(layer.weight.transpose(2, 3, 1, 0), dtype=T.dtype)
-    # one scratch slab per possible thread id (get_thread_id < NUMBA_NUM_THREADS)
     threads = numba.config.NUMBA_NUM_THREADS
     HW, block = T.shape[1] * T.shape[2], int(np.prod(T.shape[3:]))
-    _conv_window(np.ascontiguousarray(T), Wt, sh, sw, ph, pw, dh, dw, window.stride[0],
-                 window.stride[1], layer.groups, out, np.empty((threads, HW, block), T.dtype),
-                 np.empty((threads, 2, HW, block), np.int64),
-                 np.empty((threads, HW), np.int64))
+    args = (np.ascontiguousarray(T), Wt, sh, sw, ph, pw, dh, dw, window.stride[0],
+            window.stride[1], layer.groups, out)
+    if N < threads:             # one list per example and position: fewer than threads
+        _conv_window_few(*args, np.empty((N * HW, block), T.dtype),
+                         np.empty((2, N * HW, block), np.int64), np.empty(N * HW, np.int64))
+    else:                       # one scratch slab per thread id (< NUMBA_NUM_THREADS)
+        _conv_window(*args, np.empty((threads, HW, block), T.dtype),
+                     np.empty((threads, 2, HW, block), np.int64),
+                     np.empty((threads, HW), np.int64))
     return out
 
 

@@ -4,6 +4,7 @@ import numpy as np
 from .._threads import matmul
 from ..core import local
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
+from ..kernels import winograd
 from ..kernels.conv import col2im, col2im_t, conv_vjp_scatter, im2col_t, out_size
 from ..kernels.local import conv_pool_window, conv_window, window_linear
 from ._util import chw, pair, positive_int
@@ -26,6 +27,11 @@ SCATTER_DENSITY = 0.2
 SCATTER_MAX_WORK = 150
 SCATTER_NHWC_CHANNELS = 4
 SCATTER_NHWC_DENSITY = 0.4
+#: Output positions (images times pixels) from which a 3x3 stride-1 convolution of a
+#: batch of tangents or cotangents goes by Winograd's F(2x2, 3x3) instead of im2col and
+#: one product. Measured on ResNet-20's convolutions (float32): 3x faster at 205 images
+#: and 52,000 positions, even at 10,240 (ten 32x32 images), slower at 640.
+WINOGRAD_MIN_POSITIONS = 4096
 #: Bytes of tangent columns :meth:`Conv2d.jvp_cached` keeps for the second-order pass.
 KEEP_TANGENT_COLS = 64 << 20
 
@@ -225,8 +231,23 @@ class Conv2d(Layer):
         otherwise compute again (second-order pass); None when they exceed
         :data:`KEEP_TANGENT_COLS` bytes."""
         dx_nd = dx.shape[:2]
-        y, cols = self._apply(self._prepad(fold(dx), dx.shape[2:]), bias=False)
+        t = self._prepad(fold(dx), dx.shape[2:])
+        if self._winograd(t, self.padding):
+            W = cast_param(self.weight, t.dtype)
+            return unfold(winograd.conv3x3(t, W, self.padding), *dx_nd), None
+        y, cols = self._apply(t, bias=False)
         return unfold(y, *dx_nd), (cols if cols.nbytes <= KEEP_TANGENT_COLS else None)
+
+    def _winograd(self, x, padding):
+        """True if this layer's convolution of the batch ``x`` (M, C, H, W) with zero
+        padding ``padding`` goes by Winograd's F(2x2, 3x3)
+        (:mod:`fwdderiv.kernels.winograd`): a 3x3 kernel, stride 1, no dilation, one
+        group, and at least WINOGRAD_MIN_POSITIONS output positions."""
+        if self.kernel_size != (3, 3) or self.stride != (1, 1) or self.dilation != (1, 1) \
+                or self.groups != 1 or x.ndim != 4:
+            return False
+        Ho, Wo = (x.shape[a] + 2 * padding[a - 2] - 2 for a in (2, 3))
+        return x.shape[0] * Ho * Wo >= WINOGRAD_MIN_POSITIONS
 
     @staticmethod
     def _nonzeros(g):
@@ -381,7 +402,10 @@ class Conv2d(Layer):
                 Co * H * Wd > Ci * g.shape[2] * g.shape[3]:
             return None
         flipped = np.ascontiguousarray(
-            W.reshape(Co, Ci, kh, kw)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(Ci, -1)
+            W.reshape(Co, Ci, kh, kw)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        if self._winograd(g, (qh, qw)):
+            return winograd.conv3x3(g, flipped, (qh, qw))
+        flipped = flipped.reshape(Ci, -1)
         cols = im2col_t(g, (kh, kw), (1, 1), (qh, qw), (dh, dw))
         return matmul(flipped, cols).reshape((g.shape[0],) + tuple(in_shape))
 

@@ -1,4 +1,5 @@
 """Windowed tangents (fwdderiv.core.local) against the dense forward mode they replace."""
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -191,3 +192,27 @@ def test_windows_run_once_for_every_direction_chunk(monkeypatch):
     J = net.jacobian(x, max_memory=budget)
     assert len(calls) == len(plan.example_chunks)          # not times the direction chunks
     np.testing.assert_allclose(J, net.jacobian(x, windowed=False), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("N", [1, 3])
+def test_window_conv_kernels_for_few_and_many_examples_agree(N):
+    # conv_window runs fewer examples than threads position by position
+    # (_conv_window_few), more example by example (_conv_window): the same sums
+    from fwdderiv.kernels import local as kern
+    rng = np.random.default_rng(9)
+    layer = fd.Conv2d(3, 5, 3, stride=2, padding=1, groups=1, seed=4)
+    T = rng.normal(size=(N, 6, 7, 2, 3, 3, 3)) * (rng.random((N, 6, 7, 2, 3, 3, 3)) < 0.6)
+    out_hw, window = (3, 4), local.Window((3, 3), (1, 1), (1, 1))
+    new = local.grow(window, (3, 3), (2, 2), (1, 1))
+    shape = (N,) + out_hw + (2,) + new.size + (5,)
+    Wt = np.ascontiguousarray(layer.weight.transpose(2, 3, 1, 0), dtype=T.dtype)
+    args = (T, Wt, 2, 2, 1, 1, 1, 1, 1, 1, 1)
+    HW, block = 42, 2 * 3 * 3 * 3
+    many, few = np.empty(shape), np.empty(shape)
+    t = numba.config.NUMBA_NUM_THREADS              # one scratch slab per thread id
+    kern._conv_window(*args, many, np.empty((t, HW, block)), np.empty((t, 2, HW, block), np.int64),
+                      np.empty((t, HW), np.int64))
+    kern._conv_window_few(*args, few, np.empty((N * HW, block)),
+                          np.empty((2, N * HW, block), np.int64), np.empty(N * HW, np.int64))
+    np.testing.assert_array_equal(few, many)
+    assert np.abs(many).max() > 0
