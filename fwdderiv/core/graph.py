@@ -281,6 +281,7 @@ class Graph:
         through = None             # a conv whose windows the selecting layer after it runs
         pending = None             # the same in the dense part, for a jvp_scaled layer
         columns = None             # (j, slope, cols, tangent of cols) for node j's jvp_scaled
+        deferred = None            # (layer, cache, tangents) of a node whose reader scales
         # the node after the windowed region reads the last windows itself, when it is
         # their only reader and declares window_dense_jvp (its value's index = its own)
         from_windows = n_win if (dx is not None and record is None and 0 < n_win < L and
@@ -325,6 +326,16 @@ class Graph:
                     T[k + 1] = layer.window_jvp(cache, T[v], win[v], win[k + 1], n)
                 if record is not None:
                     record(k, H[k + 1], dense(T[k + 1], win[k + 1]))
+            elif dx is not None and deferred is not None:
+                # node k - 1's tangent with node k's factor per channel in its weights
+                prev, prev_cache, dins = deferred
+                deferred = None
+                scale = layer.channel_scale(cache, dins[0].dtype)
+                if scale is None:
+                    T[k] = self._jvp_node(prev, prev_cache, dins, n)
+                    T[k + 1] = self._jvp_node(layer, cache, [T[k]], n)
+                else:
+                    T[k + 1] = self._jvp_node(prev, prev_cache, dins, n, scale)
             elif dx is not None and columns is not None and k < columns[0]:
                 pass        # an elementwise or reshaping node before node j: no tangent
             elif dx is not None and (k == from_windows or columns is not None or
@@ -356,6 +367,9 @@ class Graph:
                 T[k + 1] = self._jvp_node(layer, cache, [T[v]], n)
                 pending = pending.reshape(
                     (pending.shape[0],) + tuple(layer.output_shape(pending.shape[1:])))
+            elif dx is not None and record is None and k + 1 < stop and \
+                    self._folds_scale_ahead(k):
+                deferred = (layer, cache, [T[v] for v in node.inputs])
             elif dx is not None:
                 T[k + 1] = self._jvp_node(layer, cache, [T[v] for v in node.inputs], n)
                 if record is not None:
@@ -468,12 +482,37 @@ class Graph:
         cols = nodes[j].layer.live_columns(slope)
         return None if cols is None else (j, slope, cols)
 
+    def _folds_scale_ahead(self, k):
+        """True if node k declares ``jvp_channel_scaled`` and its value's only reader, the
+        next node, declares ``channel_scale`` (a convolution, then BatchNorm): the
+        factors may go into node k's weights (decided when the next node's cache is
+        known)."""
+        nodes = self._nodes
+        return hasattr(nodes[k].layer, "jvp_channel_scaled") and k + 1 < len(nodes) and \
+            nodes[k + 1].inputs == (k + 1,) and self._uses[k + 1] == 1 and \
+            hasattr(nodes[k + 1].layer, "channel_scale")
+
+    def _folds_scale_behind(self, k, caches, grads, stop, dtype):
+        """``(p, scale)`` if node k scales channels (``channel_scale``) and the node p
+        before it, whose value only node k reads, declares ``vjp_channel_scaled`` (and
+        has no parameter gradient to give); else None."""
+        layer = self._nodes[k].layer
+        if not hasattr(layer, "channel_scale"):
+            return None
+        p = self._fusable(self._nodes[k].inputs[0], k, grads, stop)
+        if p is None or not hasattr(self._nodes[p].layer, "vjp_channel_scaled"):
+            return None
+        scale = layer.channel_scale(caches[k], dtype)
+        return None if scale is None else (p, scale)
+
     @staticmethod
-    def _jvp_node(layer, cache, dins, n):
+    def _jvp_node(layer, cache, dins, n, scale=None):
         shared = [t.shape[0] != n for t in dins]
         if any(shared) and not (all(shared) and getattr(layer, "linear", False)):
             dins = [np.broadcast_to(t, (n,) + t.shape[1:]) if s else t
                     for t, s in zip(dins, shared)]
+        if scale is not None:
+            return layer.jvp_channel_scaled(cache, *dins, scale)
         return layer.jvp(cache, *dins)
 
     # -- the reverse loop --------------------------------------------------------------
@@ -541,6 +580,16 @@ class Graph:
                 if src[0] == stop and reduce is not None and hasattr(layer, "vjp_reduced"):
                     add(stop, layer.vjp_reduced(cache, g, reduce, slope=slope), reduced=True)
                     continue
+            folded = self._folds_scale_behind(k, caches, grads, stop, g.dtype)
+            if folded is not None:          # node k's factors per channel in node p's weights
+                p, scale = folded
+                done.add(p)
+                if grads is not None:
+                    grads[p] = {}
+                if need_input or nodes[p].inputs[0] != 0:
+                    add(nodes[p].inputs[0],
+                        nodes[p].layer.vjp_channel_scaled(caches[p], g, scale))
+                continue
             gx = layer.vjp(cache, g) if slope is None else layer.vjp(cache, g, slope=slope)
             if getattr(layer, "multi_input", False):
                 for v, gv in zip(src, gx):

@@ -188,11 +188,11 @@ class Conv2d(Layer):
         self.output_shape(shape)
         return pad2d(x, self.prepad, PADDING_MODES[self.padding_mode])
 
-    def _apply(self, x, bias):
+    def _apply(self, x, bias, weight=None):
         chw(self, x.shape[1:], self.in_channels)
         out_shape = self._conv_shape(x.shape[2], x.shape[3], x.shape[1:])
         M, G, Co = x.shape[0], self.groups, self.out_channels
-        W = cast_param(self.weight, x.dtype).reshape(Co, -1)
+        W = cast_param(self.weight if weight is None else weight, x.dtype).reshape(Co, -1)
         Kg, Cog = W.shape[1], Co // G
         if out_shape[1:] == (1, 1) and x.shape[2:] == self.kernel_size and \
                 self.padding == (0, 0):
@@ -226,17 +226,32 @@ class Conv2d(Layer):
     def jvp(self, cache, dx):
         return self.jvp_cached(cache, dx)[0]
 
-    def jvp_cached(self, cache, dx):
+    def jvp_cached(self, cache, dx, weight=None):
         """:meth:`jvp` and the tangent's im2col columns, which :meth:`jvp_grad` would
         otherwise compute again (second-order pass); None when they exceed
-        :data:`KEEP_TANGENT_COLS` bytes."""
+        :data:`KEEP_TANGENT_COLS` bytes. ``weight``: in place of the layer's."""
         dx_nd = dx.shape[:2]
         t = self._prepad(fold(dx), dx.shape[2:])
         if self._winograd(t, self.padding):
-            W = cast_param(self.weight, t.dtype)
+            W = cast_param(self.weight if weight is None else weight, t.dtype)
             return unfold(winograd.conv3x3(t, W, self.padding), *dx_nd), None
-        y, cols = self._apply(t, bias=False)
+        y, cols = self._apply(t, bias=False, weight=weight)
         return unfold(y, *dx_nd), (cols if cols.nbytes <= KEEP_TANGENT_COLS else None)
+
+    # -- a per-channel scaling after the layer (BatchNorm's inference form), folded into
+    # the weights: one pass over the tangents less
+    def _scaled_weight(self, scale):
+        w = cast_param(self.weight, scale.dtype)
+        return w * scale.reshape(-1, 1, 1, 1)
+
+    def jvp_channel_scaled(self, cache, dx, scale):
+        """The JVP, then output channel ``c`` times ``scale[c]``."""
+        return self.jvp_cached(cache, dx, weight=self._scaled_weight(scale))[0]
+
+    def vjp_channel_scaled(self, cache, gy, scale):
+        """The VJP of the same composition: of ``gy`` with channel ``c`` times
+        ``scale[c]``."""
+        return self.vjp(cache, gy, weight=self._scaled_weight(scale))
 
     def _winograd(self, x, padding):
         """True if this layer's convolution of the batch ``x`` (M, C, H, W) with zero
@@ -268,8 +283,9 @@ class Conv2d(Layer):
             return "nchw"
         return None
 
-    def _scatter(self, g, in_shape, layout, pool=None, slope=None):
-        return conv_vjp_scatter(g, self.weight, in_shape, self.stride, self.padding,
+    def _scatter(self, g, in_shape, layout, pool=None, slope=None, weight=None):
+        weight = self.weight if weight is None else weight
+        return conv_vjp_scatter(g, weight, in_shape, self.stride, self.padding,
                                 self.dilation, self.groups, nhwc=layout == "nhwc",
                                 pool=pool, slope=slope)
 
@@ -334,22 +350,23 @@ class Conv2d(Layer):
         gx = self._scatter(g, in_shape, layout, pool=(argmax, Wo), slope=slope)
         return unfold(gx, *gy.shape[:2])
 
-    def vjp(self, cache, gy):
-        gx = self._vjp(cache, gy)
+    def vjp(self, cache, gy, weight=None):
+        gx = self._vjp(cache, gy, weight)
         if self.prepad is None:
             return gx
         left, right, top, bottom = self.prepad
         hw = (gx.shape[-2] - top - bottom, gx.shape[-1] - left - right)
         return pad2d_adjoint(gx, self.prepad, PADDING_MODES[self.padding_mode], hw)
 
-    def _vjp(self, cache, gy):
+    def _vjp(self, cache, gy, weight=None):
         _, in_shape = cache
+        weight = self.weight if weight is None else weight
         g = fold(gy)
         layout = self._scatter_layout(self._nonzeros(g), g.size) if g.size else None
         if g.shape[2] * g.shape[3] > 1 and layout is not None:
-            return unfold(self._scatter(g, in_shape, layout), *gy.shape[:2])
+            return unfold(self._scatter(g, in_shape, layout, weight=weight), *gy.shape[:2])
         M, Co, P = g.shape[0], self.out_channels, g.shape[2] * g.shape[3]
-        W = cast_param(self.weight, gy.dtype).reshape(Co, -1)
+        W = cast_param(weight, gy.dtype).reshape(Co, -1)
         G = self.groups
         Kg, Cog = W.shape[1], Co // G
         if P == 1:                          # one window per example: one product

@@ -80,6 +80,12 @@ class BatchNorm2d(Layer):
             return self._batch_jvp(cache, gy)      # the batch map's Jacobian is symmetric
         return gy * self._scale(gy.dtype)[:, None, None]
 
+    def channel_scale(self, cache, dtype):
+        """The layer's derivative as one factor per channel (layer protocol: a layer
+        before it that declares ``jvp_channel_scaled`` takes it into its weights), or
+        None in the training form, whose derivative mixes the batch."""
+        return None if isinstance(cache, tuple) else self._scale(np.dtype(dtype))
+
     def param_vjp(self, cache, gy):
         if isinstance(cache, tuple):
             cache = cache[0]
