@@ -30,14 +30,17 @@ BLOCK_BYTES = 1 << 20
 
 # F(2x2, 3x3): Y = A^T [(G g G^T) * (B^T d B)] A
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+_GG = np.einsum("ak,bl->klab", _G, _G).reshape(9, 16)     # [(k, l), (a, b)]
 
 
 def transform_weights(weight, dtype):
-    """``U[4*a + b, o, i] = (G w[o, i] G^T)[a, b]``: shape (16, Co, Ci)."""
-    w = np.asarray(weight, dtype=np.float64)
-    Gw = np.tensordot(_G, w, axes=(1, 2))                    # (4, Co, Ci, 3): G w
-    U = np.tensordot(Gw, _G, axes=(3, 1)).transpose(0, 3, 1, 2)   # (4, 4, Co, Ci)
-    return np.ascontiguousarray(U.reshape(16, w.shape[0], w.shape[1]), dtype=dtype)
+    """``U[4*a + b, o, i] = (G w[o, i] G^T)[a, b]``: shape (16, Co, Ci), as one product
+    of the flattened 3x3 kernels with ``G (x) G`` (its entries, products of 0, +-1/2
+    and 1, are exact in every float type)."""
+    w = np.asarray(weight, dtype=dtype)
+    Co, Ci = w.shape[:2]
+    U = w.reshape(Co * Ci, 9) @ _GG.astype(dtype)              # (Co*Ci, 16)
+    return np.ascontiguousarray(U.T).reshape(16, Co, Ci)
 
 
 @njit(**NUMBA_OPTS)

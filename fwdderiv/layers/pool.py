@@ -247,11 +247,22 @@ class AvgPool2d(_Pool2d):
         C, Ho, Wo = self.output_shape(in_shape)
         return C * Ho * Wo * self.kernel_size[0] * self.kernel_size[1]
 
+    def _tiles(self, in_shape):
+        """True if the windows tile the input without overlap or padding (a global
+        average pool is one tile): the mean is then a reshape's, with no im2col."""
+        _, Ho, Wo = self.output_shape(in_shape)
+        return self._plain() and self.stride == self.kernel_size and \
+            self.padding == (0, 0) and not self.ceil_mode and \
+            (Ho * self.kernel_size[0], Wo * self.kernel_size[1]) == tuple(in_shape[1:])
+
     def _apply(self, x):
         if not self._plain():
             return self._general(x)
         out = self.output_shape(x.shape[1:])
         M, C, H, W = x.shape
+        if self._tiles(x.shape[1:]):
+            (kh, kw), (_, Ho, Wo) = self.kernel_size, out
+            return x.reshape(M, C, Ho, kh, Wo, kw).mean(axis=(3, 5))
         cols = im2col(x.reshape(M * C, 1, H, W), self.kernel_size, self.stride,
                       self.padding, (1, 1))
         return cols.mean(axis=2).reshape((M,) + out)
@@ -269,6 +280,11 @@ class AvgPool2d(_Pool2d):
         g = fold(gy)
         M, P = g.shape[0] * C, g.shape[2] * g.shape[3]
         kh, kw = self.kernel_size
+        if self._tiles(cache):                  # each entry spread over its own tile
+            Ho, Wo = g.shape[2:]
+            share = (g / g.dtype.type(kh * kw)).reshape(g.shape[:2] + (Ho, 1, Wo, 1))
+            gx = np.broadcast_to(share, g.shape[:2] + (Ho, kh, Wo, kw))
+            return gx.reshape(gy.shape[:2] + (C, H, W))
         cols = np.broadcast_to(g.reshape(M, P, 1) / (kh * kw), (M, P, kh * kw))
         gx = col2im(cols, (1, H, W), self.kernel_size, self.stride, self.padding, (1, 1))
         return gx.reshape(gy.shape[:2] + (C, H, W))
