@@ -112,21 +112,30 @@ def _parts(lead, work, min_rows):
     return parts
 
 
-def in_parts(lead, piece, work, min_rows=1):
-    """Run ``piece(i, j)`` on ``[0, lead)``: cut into one range per core, run at once on
-    the pool's threads, inside a :func:`blas_limited` scope where ``work`` (multiply-adds)
-    is worth the hand-off and each range gets ``min_rows`` or more; else in one call.
-    The pieces write disjoint parts of their result."""
+def ranges(lead, work, min_rows=1):
+    """``[0, lead)`` cut into one range per core, inside a :func:`blas_limited` scope
+    where ``work`` (multiply-adds) is worth the hand-off and each range gets ``min_rows``
+    or more; else the one range. Distinct ranges have distinct starts."""
     parts = _parts(lead, work, min_rows)
-    if parts < 2:
-        piece(0, lead)
-        return
     cuts = [lead * k // parts for k in range(parts + 1)]
-    pool = _executor(parts)
-    futures = [pool.submit(piece, cuts[k], cuts[k + 1]) for k in range(1, parts)]
-    piece(cuts[0], cuts[1])
-    for f in futures:
-        f.result()
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def run(parts, piece):
+    """``piece(i, j)`` for every range of ``parts`` at once, the first on this thread and
+    the others on the pool's. The pieces write disjoint parts of their result."""
+    if len(parts) > 1:
+        pool = _executor(len(parts))
+        futures = [pool.submit(piece, i, j) for i, j in parts[1:]]
+    piece(*parts[0])
+    if len(parts) > 1:
+        for f in futures:
+            f.result()
+
+
+def in_parts(lead, piece, work, min_rows=1):
+    """``piece(i, j)`` over the :func:`ranges` of ``[0, lead)``, at once (:func:`run`)."""
+    run(ranges(lead, work, min_rows), piece)
 
 
 def _blas():

@@ -161,9 +161,15 @@ def conv3x3(x, weight, padding):
     block = BLOCK_BYTES // (16 * max(Ci, Co) * T * x.dtype.itemsize)
     block = int(max(1, min(block, -(-M // _threads.parts()))))   # every core gets a block
 
+    parts = _threads.ranges(M, M * T * 16 * Ci * Co)
+    # each part's tiles, allocated here in the calling thread: a pool thread's own
+    # allocations come from its malloc arena, which returns freed pages to the kernel,
+    # and every call faulted them in again (the input transform ran 3x slower)
+    spaces = {i: (_planes(Ci, block * T, x.dtype), _planes(Co, block * T, x.dtype))
+              for i, _ in parts}
+
     def part(m0, m1):
-        V = _planes(Ci, block * T, x.dtype)
-        Q = _planes(Co, block * T, x.dtype)
+        V, Q = spaces[m0]
         for b0 in range(m0, m1, block):
             b1 = min(m1, b0 + block)
             n = (b1 - b0) * T
@@ -171,5 +177,5 @@ def conv3x3(x, weight, padding):
             np.matmul(U, V[:, :, :n], out=Q[:, :, :n])
             _tiles_out(Q[:, :, :n], th, tw, y[b0:b1])
 
-    _threads.in_parts(M, part, work=M * T * 16 * Ci * Co)
+    _threads.run(parts, part)
     return y

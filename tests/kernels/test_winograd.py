@@ -1,4 +1,6 @@
 """Winograd's F(2x2, 3x3) convolution against im2col's product, and its use by Conv2d."""
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -52,17 +54,22 @@ def test_split_across_the_cores_gives_the_same_numbers(monkeypatch):
     rng = np.random.default_rng(2)
     x, w = rng.normal(size=(9, 3, 8, 8)), rng.normal(size=(4, 3, 3, 3))
     alone = winograd.conv3x3(x, w, (1, 1))
-    cuts = []
-    real = _threads.in_parts
+    cuts, threads = [], set()
+    real = _threads.run
     monkeypatch.setattr(_threads, "SPLIT_MIN_WORK", 0)
     monkeypatch.setattr(_threads, "_cores", lambda: 2)
-    monkeypatch.setattr(_threads, "in_parts",
-                        lambda lead, piece, work, min_rows=1: real(
-                            lead, lambda i, j: cuts.append((i, j)) or piece(i, j), work,
-                            min_rows))
+
+    def spy(parts, piece):
+        def watched(i, j):
+            cuts.append((i, j))
+            threads.add(threading.get_ident())
+            piece(i, j)
+        real(parts, watched)
+
+    monkeypatch.setattr(_threads, "run", spy)
     with _threads.blas_limited(True):
         split = winograd.conv3x3(x, w, (1, 1))
-    assert sorted(cuts) == [(0, 4), (4, 9)]
+    assert sorted(cuts) == [(0, 4), (4, 9)] and len(threads) == 2
     np.testing.assert_array_equal(split, alone)
 
 
