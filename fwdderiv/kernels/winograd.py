@@ -28,19 +28,48 @@ from ..config import NUMBA_OPTS
 #: on ResNet-20's 32- and 64-channel convolutions: about 1 MB beats 4 and 13 MB).
 BLOCK_BYTES = 1 << 20
 
-# F(2x2, 3x3): Y = A^T [(G g G^T) * (B^T d B)] A
-_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-_GG = np.einsum("ak,bl->klab", _G, _G).reshape(9, 16)     # [(k, l), (a, b)]
+# F(2x2, 3x3): Y = A^T [(G g G^T) * (B^T d B)] A, with
+# G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]],
+# B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+# A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
 
 
-def transform_weights(weight, dtype):
-    """``U[4*a + b, o, i] = (G w[o, i] G^T)[a, b]``: shape (16, Co, Ci), as one product
-    of the flattened 3x3 kernels with ``G (x) G`` (its entries, products of 0, +-1/2
-    and 1, are exact in every float type)."""
-    w = np.asarray(weight, dtype=dtype)
+@njit(**NUMBA_OPTS)
+def _weights(w, adjoint, U):
+    # U[4*a + b, o, i] = (G g G^T)[a, b] with g = w[o, i]; for the adjoint (the
+    # convolution's transpose) g = w[i, o] turned by 180 degrees. G's rows: g0,
+    # (g0 + g1 + g2)/2, (g0 - g1 + g2)/2, g2, once on the rows and once on the columns.
+    A, B = U.shape[1], U.shape[2]
+    h = w.dtype.type(0.5)
+    t = np.empty((4, 3), w.dtype)
+    for o in range(A):
+        for i in range(B):
+            for c in range(3):
+                if adjoint:
+                    g0, g1, g2 = w[i, o, 2, 2 - c], w[i, o, 1, 2 - c], w[i, o, 0, 2 - c]
+                else:
+                    g0, g1, g2 = w[o, i, 0, c], w[o, i, 1, c], w[o, i, 2, c]
+                t[0, c] = g0
+                t[1, c] = (g0 + g1 + g2) * h
+                t[2, c] = (g0 - g1 + g2) * h
+                t[3, c] = g2
+            for a in range(4):
+                g0, g1, g2 = t[a, 0], t[a, 1], t[a, 2]
+                U[4 * a, o, i] = g0
+                U[4 * a + 1, o, i] = (g0 + g1 + g2) * h
+                U[4 * a + 2, o, i] = (g0 - g1 + g2) * h
+                U[4 * a + 3, o, i] = g2
+
+
+def transform_weights(weight, dtype, adjoint=False):
+    """``U[4*a + b, o, i] = (G w[o, i] G^T)[a, b]``: shape (16, Co, Ci); with
+    ``adjoint``, of the transposed convolution's kernel (``w[i, o]`` turned by 180
+    degrees), shape (16, Ci, Co)."""
+    w = np.ascontiguousarray(weight, dtype=dtype)
     Co, Ci = w.shape[:2]
-    U = w.reshape(Co * Ci, 9) @ _GG.astype(dtype)              # (Co*Ci, 16)
-    return np.ascontiguousarray(U.T).reshape(16, Co, Ci)
+    U = np.empty((16, Ci, Co) if adjoint else (16, Co, Ci), dtype)
+    _weights(w, adjoint, U)
+    return U
 
 
 @njit(**NUMBA_OPTS)
@@ -136,27 +165,28 @@ def _planes(rows, cols, dtype):
     4 KB page (a plane is an odd number of cache lines long): the transforms write and
     read the 16 planes together, and planes a multiple of 4 KB apart alias in the cache
     (measured: the input transform 3x slower)."""
-    item = np.dtype(dtype).itemsize
-    lines = -(-rows * cols * item // 64)
+    dtype = np.dtype(dtype)
+    lines = -(-rows * cols * dtype.itemsize // 64)
     lines += 1 - lines % 2
-    plane = lines * 64 // item
-    buf = np.empty(16 * plane, dtype)
-    return np.lib.stride_tricks.as_strided(
-        buf, (16, rows, cols), (plane * item, cols * item, item), writeable=True)
+    plane = lines * 64 // dtype.itemsize
+    return np.ndarray((16, rows, cols), dtype, np.empty(16 * plane, dtype),
+                      strides=(plane * dtype.itemsize, cols * dtype.itemsize, dtype.itemsize))
 
 
-def conv3x3(x, weight, padding):
+def conv3x3(x, weight, padding, adjoint=False):
     """The correlation of ``x`` (M, Ci, H, W) with ``weight`` (Co, Ci, 3, 3), stride 1,
     zero padding ``(ph, pw)``, no bias: an array (M, Co, H + 2*ph - 2, W + 2*pw - 2) in
-    ``x``'s dtype, equal to im2col's product up to rounding."""
+    ``x``'s dtype, equal to im2col's product up to rounding. With ``adjoint``, ``weight``
+    is (Ci, Co, 3, 3) and the kernel is its transpose: each ``weight[:, c]`` turned by
+    180 degrees (the VJP of a stride-1 convolution, as a convolution)."""
     M, Ci, H, W = x.shape
-    Co = weight.shape[0]
+    Co = weight.shape[1] if adjoint else weight.shape[0]
     ph, pw = padding
     Ho, Wo = H + 2 * ph - 2, W + 2 * pw - 2
     th, tw = (Ho + 1) // 2, (Wo + 1) // 2
     T = th * tw
     x = np.ascontiguousarray(x)
-    U = transform_weights(weight, x.dtype)
+    U = transform_weights(weight, x.dtype, adjoint)
     y = np.empty((M, Co, Ho, Wo), dtype=x.dtype)
     block = BLOCK_BYTES // (16 * max(Ci, Co) * T * x.dtype.itemsize)
     block = int(max(1, min(block, -(-M // _threads.parts()))))   # every core gets a block

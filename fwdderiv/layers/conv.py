@@ -418,11 +418,10 @@ class Conv2d(Layer):
         if self.stride != (1, 1) or self.groups != 1 or qh < 0 or qw < 0 or \
                 Co * H * Wd > Ci * g.shape[2] * g.shape[3]:
             return None
-        flipped = np.ascontiguousarray(
-            W.reshape(Co, Ci, kh, kw)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         if self._winograd(g, (qh, qw)):
-            return winograd.conv3x3(g, flipped, (qh, qw))
-        flipped = flipped.reshape(Ci, -1)
+            return winograd.conv3x3(g, W.reshape(Co, Ci, kh, kw), (qh, qw), adjoint=True)
+        flipped = np.ascontiguousarray(
+            W.reshape(Co, Ci, kh, kw)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(Ci, -1)
         cols = im2col_t(g, (kh, kw), (1, 1), (qh, qw), (dh, dw))
         return matmul(flipped, cols).reshape((g.shape[0],) + tuple(in_shape))
 

@@ -87,7 +87,7 @@ def conv_jvp_both_ways(monkeypatch, layer, dx):
     _, cache = layer.forward(x)
     calls = []
     real = winograd.conv3x3
-    monkeypatch.setattr(winograd, "conv3x3", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(winograd, "conv3x3", lambda *a, **k: calls.append(1) or real(*a, **k))
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_POSITIONS", 0)
     fast = layer.jvp(cache, dx)
     assert calls, "the Winograd path was not taken"
@@ -117,7 +117,7 @@ def test_conv2d_vjp_by_winograd_equals_im2col(monkeypatch):
     gy = np.random.default_rng(7).normal(size=(2, 5, 3, 9, 8))
     calls = []
     real = winograd.conv3x3
-    monkeypatch.setattr(winograd, "conv3x3", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(winograd, "conv3x3", lambda *a, **k: calls.append(1) or real(*a, **k))
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_POSITIONS", 0)
     fast = layer.vjp(cache, gy)
     assert calls
@@ -135,3 +135,17 @@ def test_other_3x3_convolutions_keep_im2col(monkeypatch, kwargs):
     monkeypatch.setattr(conv_module, "WINOGRAD_MIN_POSITIONS", 0)
     monkeypatch.setattr(winograd, "conv3x3", lambda *a: pytest.fail("Winograd taken"))
     layer.jvp(cache, np.ones((1, 2, 3, 9, 9)))
+
+
+def test_weight_transform_is_g_w_gt_and_its_adjoint_the_turned_transpose():
+    G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    w = np.random.default_rng(9).normal(size=(5, 3, 3, 3))
+    U = winograd.transform_weights(w, np.float64)
+    want = np.einsum("ak,oikl,bl->aboi", G, w, G).reshape(16, 5, 3)
+    np.testing.assert_allclose(U, want, rtol=0, atol=1e-15 * np.abs(want).max())
+    turned = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    np.testing.assert_array_equal(winograd.transform_weights(w, np.float64, adjoint=True),
+                                  winograd.transform_weights(turned, np.float64))
+    x = np.random.default_rng(10).normal(size=(2, 5, 6, 7))
+    np.testing.assert_array_equal(winograd.conv3x3(x, w, (1, 1), adjoint=True),
+                                  winograd.conv3x3(x, turned, (1, 1)))
