@@ -133,6 +133,33 @@ def run(parts, piece):
             f.result()
 
 
+@contextlib.contextmanager
+def alone():
+    """Run the block with this thread's kernels and products on one core: Numba's
+    parallel loops on one thread (a thread-local setting) and :func:`matmul` unsplit.
+    For work that :func:`run` already spreads over the cores."""
+    import numba
+    threads, split = numba.get_num_threads(), getattr(_state, "split", 1)
+    numba.set_num_threads(1)
+    _state.split = 1
+    try:
+        yield
+    finally:
+        numba.set_num_threads(threads)
+        _state.split = split
+
+
+def kernels_run_concurrently():
+    """True if Numba's threading layer lets two threads launch parallel kernels at once
+    (OpenMP and TBB do; the workqueue layer does not, nor is any layer known before the
+    first parallel kernel has run)."""
+    import numba
+    try:
+        return numba.threading_layer() in ("omp", "tbb")
+    except ValueError:
+        return False
+
+
 def in_parts(lead, piece, work, min_rows=1):
     """``piece(i, j)`` over the :func:`ranges` of ``[0, lead)``, at once (:func:`run`)."""
     run(ranges(lead, work, min_rows), piece)

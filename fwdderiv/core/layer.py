@@ -64,6 +64,12 @@ runs on its dense ``jvp``/``vjp`` and gives the same numbers:
   takes a slope (a max-pool), straight from this layer's input windows ``T``, with
   ``slope`` from an elementwise layer between them or None (a convolution computes only
   the outputs the pool selects and whose slope is not zero); returns None to decline.
+- ``channel_scale(cache, dtype)``: the layer's derivative as one factor per channel
+  (BatchNorm's inference form), or None (its training form). A layer before it whose
+  value only it reads and that declares ``jvp_channel_scaled(cache, dx, scale)`` and
+  ``vjp_channel_scaled(cache, gy, scale)`` (a convolution: the factors go into its
+  weights) computes the two layers' derivative in one pass, in both modes, unless its
+  parameter gradients are wanted (training).
 - ``kinks(x, tol)``: how many points of the input ``x`` lie within ``tol`` of a point
   where the layer is not differentiable (the kink census of :mod:`fwdderiv.core.kinks`).
 - ``uses_kernels = True``: the layer runs Numba kernels, and BLAS is kept
