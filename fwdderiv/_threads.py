@@ -151,13 +151,17 @@ def alone():
 
 def kernels_run_concurrently():
     """True if Numba's threading layer lets two threads launch parallel kernels at once
-    (OpenMP and TBB do; the workqueue layer does not, nor is any layer known before the
-    first parallel kernel has run)."""
+    (OpenMP and TBB do; the workqueue layer does not). Numba chooses its layer at the
+    first parallel kernel; if none has run yet, a tiny one runs first, so that the
+    answer is the same on the first call as on the later ones."""
     import numba
     try:
-        return numba.threading_layer() in ("omp", "tbb")
+        layer = numba.threading_layer()
     except ValueError:
-        return False
+        from .kernels import _launch
+        _launch(np.empty(2))
+        layer = numba.threading_layer()
+    return layer in ("omp", "tbb")
 
 
 def in_parts(lead, piece, work, min_rows=1):

@@ -104,3 +104,22 @@ def test_split_products_equal_numpy_and_run_on_the_pool(monkeypatch, shapes):
     seen.clear()
     _threads.matmul(a, b)                             # outside the scope: not split
     assert seen == []
+
+
+@pytest.mark.parametrize("layer", ["omp", "workqueue"])
+def test_concurrent_kernels_known_from_the_first_call(layer):
+    """Before any parallel kernel has run, ``kernels_run_concurrently`` makes Numba
+    choose its layer (one tiny kernel), so the first reverse Jacobian splits as the later
+    ones do; the workqueue layer, which cannot take two launches at once, says no."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("NUMBA_THREADING_LAYER", "FWDDERIV_TUNE_PROCESS")}
+    env["NUMBA_THREADING_LAYER"] = layer
+    code = ("import numba\nfrom fwdderiv import _threads\n"
+            "try:\n    numba.threading_layer(); print('set')\n"
+            "except ValueError:\n    print('unset')\n"
+            "print(_threads.kernels_run_concurrently(), numba.threading_layer())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                         capture_output=True, text=True).stdout.split()
+    assert out == ["unset", str(layer == "omp"), layer]
