@@ -106,10 +106,8 @@ def parts():
 
 
 def _parts(lead, work, min_rows):
-    parts = getattr(_state, "split", 1)
-    if parts < 2 or work < SPLIT_MIN_WORK or lead < min_rows * parts:
-        return 1
-    return parts
+    n = parts()
+    return 1 if n < 2 or work < SPLIT_MIN_WORK or lead < min_rows * n else n
 
 
 def ranges(lead, work, min_rows=1):
