@@ -886,7 +886,9 @@ class Graph:
         N, dtype = x.shape[0], x.dtype
         fits = self.uses_kernels and N * K * values >= SPLIT_PASSES_FROM and \
             _threads.kernels_run_concurrently()
-        examples = _threads.ranges(N, N * K * values, 1) if fits else [(0, N)]
+        # a layer in its training form (batch statistics) couples the examples: one pass
+        per_example = not any(getattr(node.layer, "training", False) for node in self._nodes)
+        examples = _threads.ranges(N, N * K * values, 1) if fits and per_example else [(0, N)]
         pieces = {}
         if len(examples) > 1:
             def piece(n0, n1):

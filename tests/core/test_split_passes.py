@@ -70,3 +70,25 @@ def test_no_split_when_kernels_cannot_run_concurrently(monkeypatch):
     watch = Watch(monkeypatch)
     net().jacobian(x, mode="reverse")
     assert [p[0] for p in watch.pulls] == [(3, 5)]
+
+
+def test_batch_statistics_keep_the_examples_in_one_pass(monkeypatch):
+    # BatchNorm's training form couples the examples: the rows are split, the examples
+    # are not, and the Jacobian is the one of the whole batch's pass
+    model = fd.Graph([("a", fd.Conv2d(2, 3, 3, padding=1, seed=1), "input"),
+                      ("b", fd.BatchNorm2d(3), "a"),
+                      ("c", fd.ReLU(), "b"),
+                      ("d", fd.Flatten(), "c"),
+                      ("e", fd.Linear(3 * 8 * 8, 4, seed=2), "d")])
+    model["b"].training = True
+    x = np.random.default_rng(6).normal(size=(4, 2, 8, 8))
+    one = model.jacobian(x, mode="reverse")
+    monkeypatch.setattr(graph_module, "SPLIT_PASSES_FROM", 0)
+    monkeypatch.setattr(_threads, "SPLIT_MIN_WORK", 0)
+    monkeypatch.setattr(_threads, "_cores", lambda: 2)
+    watch = Watch(monkeypatch)
+    J = model.jacobian(x, mode="reverse")
+    assert all(p[0][0] == 4 for p in watch.pulls)
+    if _threads.kernels_run_concurrently():
+        assert sorted(p[0] for p in watch.pulls) == [(4, 2), (4, 2)]
+    np.testing.assert_allclose(J, one, rtol=1e-12, atol=1e-15 * np.abs(one).max())
