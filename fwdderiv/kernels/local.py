@@ -63,6 +63,17 @@ def _conv_block(Of, obase, out_block, y, x, H, W, sh, sw, ph, pw, dh, dw, Sh, Sw
                     Of[o + co] += t * Wf[w + co]
 
 
+@njit(**NUMBA_OPTS)
+def _geometry(T, Wt, out, groups):
+    # the sizes of a window convolution: input windows T (N, H, W, C0, Rh, Rw, Ci),
+    # weights Wt (kh, kw, Cig, Co), output windows out (N, Ho, Wo, C0, Rh2, Rw2, Co); then
+    # output channels per group and the elements of one input and one output block
+    N, H, W, C0, Rh, Rw, Ci = T.shape
+    Ho, Wo, Rh2, Rw2, Co = out.shape[1], out.shape[2], out.shape[4], out.shape[5], out.shape[6]
+    return (N, H, W, C0, Rh, Rw, Ci, Ho, Wo, Rh2, Rw2, Co, Wt.shape[0], Wt.shape[1],
+            Wt.shape[2], Co // groups, C0 * Rh * Rw * Ci, C0 * Rh2 * Rw2 * Co)
+
+
 @njit(**NUMBA_PARALLEL_OPTS)
 def _conv_window(T, Wt, sh, sw, ph, pw, dh, dw, Sh, Sw, groups, out, scratch_val,
                  scratch_idx, scratch_cnt):
@@ -75,15 +86,9 @@ def _conv_window(T, Wt, sh, sw, ph, pw, dh, dw, Sh, Sw, groups, out, scratch_val
     # caller: allocating them inside the parallel loop put them in the worker threads'
     # malloc arenas, which return freed pages to the kernel, and every call page-faulted
     # them back (LeNet-5's B=1 forward Jacobian: 2,100 faults, 14.6 instead of 5.8 ms).
-    N, H, W, C0, Rh, Rw, Ci = T.shape
-    Ho, Wo, Rh2, Rw2, Co = out.shape[1], out.shape[2], out.shape[4], out.shape[5], out.shape[6]
-    kh, kw, Cig = Wt.shape[0], Wt.shape[1], Wt.shape[2]
-    Cog = Co // groups
-    Tf = T.reshape(-1)
-    Of = out.reshape(-1)
-    Wf = Wt.reshape(-1)
-    in_block = C0 * Rh * Rw * Ci
-    out_block = C0 * Rh2 * Rw2 * Co
+    (N, H, W, C0, Rh, Rw, Ci, Ho, Wo, Rh2, Rw2, Co, kh, kw, Cig, Cog, in_block,
+     out_block) = _geometry(T, Wt, out, groups)
+    Tf, Of, Wf = T.reshape(-1), out.reshape(-1), Wt.reshape(-1)
     for n in prange(N):
         tid = numba.get_thread_id()
         val, off, wof = scratch_val[tid], scratch_idx[tid, 0], scratch_idx[tid, 1]
@@ -104,15 +109,9 @@ def _conv_window_few(T, Wt, sh, sw, ph, pw, dh, dw, Sh, Sw, groups, out, val, id
     # the positions share out the work instead, first listing each input position's
     # non-zeros (val, idx, cnt: one list per example and position), then the rows of
     # output blocks
-    N, H, W, C0, Rh, Rw, Ci = T.shape
-    Ho, Wo, Rh2, Rw2, Co = out.shape[1], out.shape[2], out.shape[4], out.shape[5], out.shape[6]
-    kh, kw, Cig = Wt.shape[0], Wt.shape[1], Wt.shape[2]
-    Cog = Co // groups
-    Tf = T.reshape(-1)
-    Of = out.reshape(-1)
-    Wf = Wt.reshape(-1)
-    in_block = C0 * Rh * Rw * Ci
-    out_block = C0 * Rh2 * Rw2 * Co
+    (N, H, W, C0, Rh, Rw, Ci, Ho, Wo, Rh2, Rw2, Co, kh, kw, Cig, Cog, in_block,
+     out_block) = _geometry(T, Wt, out, groups)
+    Tf, Of, Wf = T.reshape(-1), out.reshape(-1), Wt.reshape(-1)
     HW = H * W
     for task in prange(N * HW):
         cnt[task] = _list_nonzeros(Tf, task * in_block, C0, Rh, Rw, Ci, Rh2, Rw2, Co, Cig,

@@ -35,10 +35,28 @@ BLOCK_BYTES = 1 << 20
 
 
 @njit(**NUMBA_OPTS)
+def _g(g0, g1, g2, h):
+    # G applied to one column (or row) of three: g0, (g0 + g1 + g2)/2, (g0 - g1 + g2)/2, g2
+    return g0, (g0 + g1 + g2) * h, (g0 - g1 + g2) * h, g2
+
+
+@njit(**NUMBA_OPTS)
+def _bt(d0, d1, d2, d3):
+    # B^T applied to one column (or row) of four
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@njit(**NUMBA_OPTS)
+def _at(q0, q1, q2, q3):
+    # A^T applied to one column (or row) of four
+    return q0 + q1 + q2, q1 - q2 - q3
+
+
+@njit(**NUMBA_OPTS)
 def _weights(w, adjoint, U):
     # U[4*a + b, o, i] = (G g G^T)[a, b] with g = w[o, i]; for the adjoint (the
-    # convolution's transpose) g = w[i, o] turned by 180 degrees. G's rows: g0,
-    # (g0 + g1 + g2)/2, (g0 - g1 + g2)/2, g2, once on the rows and once on the columns.
+    # convolution's transpose) g = w[i, o] turned by 180 degrees. G on the columns, then
+    # on the rows.
     A, B = U.shape[1], U.shape[2]
     h = w.dtype.type(0.5)
     t = np.empty((4, 3), w.dtype)
@@ -49,16 +67,10 @@ def _weights(w, adjoint, U):
                     g0, g1, g2 = w[i, o, 2, 2 - c], w[i, o, 1, 2 - c], w[i, o, 0, 2 - c]
                 else:
                     g0, g1, g2 = w[o, i, 0, c], w[o, i, 1, c], w[o, i, 2, c]
-                t[0, c] = g0
-                t[1, c] = (g0 + g1 + g2) * h
-                t[2, c] = (g0 - g1 + g2) * h
-                t[3, c] = g2
+                t[0, c], t[1, c], t[2, c], t[3, c] = _g(g0, g1, g2, h)
             for a in range(4):
-                g0, g1, g2 = t[a, 0], t[a, 1], t[a, 2]
-                U[4 * a, o, i] = g0
-                U[4 * a + 1, o, i] = (g0 + g1 + g2) * h
-                U[4 * a + 2, o, i] = (g0 - g1 + g2) * h
-                U[4 * a + 3, o, i] = g2
+                U[4 * a, o, i], U[4 * a + 1, o, i], U[4 * a + 2, o, i], U[4 * a + 3, o, i] = \
+                    _g(t[a, 0], t[a, 1], t[a, 2], h)
 
 
 def transform_weights(weight, dtype, adjoint=False):
@@ -94,39 +106,15 @@ def _tiles_in(x, ph, pw, th, tw, V):
                 for tx in range(tw):
                     j = 2 * tx
                     # B^T d: the rows' combinations, for the tile's four columns
-                    a0 = r0[j] - r2[j]
-                    a1 = r0[j + 1] - r2[j + 1]
-                    a2 = r0[j + 2] - r2[j + 2]
-                    a3 = r0[j + 3] - r2[j + 3]
-                    b0 = r1[j] + r2[j]
-                    b1 = r1[j + 1] + r2[j + 1]
-                    b2 = r1[j + 2] + r2[j + 2]
-                    b3 = r1[j + 3] + r2[j + 3]
-                    c0 = r2[j] - r1[j]
-                    c1 = r2[j + 1] - r1[j + 1]
-                    c2 = r2[j + 2] - r1[j + 2]
-                    c3 = r2[j + 3] - r1[j + 3]
-                    d0 = r1[j] - r3[j]
-                    d1 = r1[j + 1] - r3[j + 1]
-                    d2 = r1[j + 2] - r3[j + 2]
-                    d3 = r1[j + 3] - r3[j + 3]
+                    a0, b0, c0, d0 = _bt(r0[j], r1[j], r2[j], r3[j])
+                    a1, b1, c1, d1 = _bt(r0[j + 1], r1[j + 1], r2[j + 1], r3[j + 1])
+                    a2, b2, c2, d2 = _bt(r0[j + 2], r1[j + 2], r2[j + 2], r3[j + 2])
+                    a3, b3, c3, d3 = _bt(r0[j + 3], r1[j + 3], r2[j + 3], r3[j + 3])
                     # (B^T d) B: the same combinations of the columns
-                    v[0, tx] = a0 - a2
-                    v[1, tx] = a1 + a2
-                    v[2, tx] = a2 - a1
-                    v[3, tx] = a1 - a3
-                    v[4, tx] = b0 - b2
-                    v[5, tx] = b1 + b2
-                    v[6, tx] = b2 - b1
-                    v[7, tx] = b1 - b3
-                    v[8, tx] = c0 - c2
-                    v[9, tx] = c1 + c2
-                    v[10, tx] = c2 - c1
-                    v[11, tx] = c1 - c3
-                    v[12, tx] = d0 - d2
-                    v[13, tx] = d1 + d2
-                    v[14, tx] = d2 - d1
-                    v[15, tx] = d1 - d3
+                    v[0, tx], v[1, tx], v[2, tx], v[3, tx] = _bt(a0, a1, a2, a3)
+                    v[4, tx], v[5, tx], v[6, tx], v[7, tx] = _bt(b0, b1, b2, b3)
+                    v[8, tx], v[9, tx], v[10, tx], v[11, tx] = _bt(c0, c1, c2, c3)
+                    v[12, tx], v[13, tx], v[14, tx], v[15, tx] = _bt(d0, d1, d2, d3)
 
 
 @njit(**NUMBA_OPTS)
@@ -144,19 +132,13 @@ def _tiles_out(Q, th, tw, y):
                 z0, z1 = Z[2 * ty], Z[2 * ty + 1]
                 for tx in range(tw):
                     # q A: the columns' combinations, per row of the tile
-                    e0 = q[0, tx] + q[1, tx] + q[2, tx]
-                    e1 = q[1, tx] - q[2, tx] - q[3, tx]
-                    f0 = q[4, tx] + q[5, tx] + q[6, tx]
-                    f1 = q[5, tx] - q[6, tx] - q[7, tx]
-                    g0 = q[8, tx] + q[9, tx] + q[10, tx]
-                    g1 = q[9, tx] - q[10, tx] - q[11, tx]
-                    h0 = q[12, tx] + q[13, tx] + q[14, tx]
-                    h1 = q[13, tx] - q[14, tx] - q[15, tx]
+                    e0, e1 = _at(q[0, tx], q[1, tx], q[2, tx], q[3, tx])
+                    f0, f1 = _at(q[4, tx], q[5, tx], q[6, tx], q[7, tx])
+                    g0, g1 = _at(q[8, tx], q[9, tx], q[10, tx], q[11, tx])
+                    h0, h1 = _at(q[12, tx], q[13, tx], q[14, tx], q[15, tx])
                     # A^T (q A): the rows'
-                    z0[2 * tx] = e0 + f0 + g0
-                    z0[2 * tx + 1] = e1 + f1 + g1
-                    z1[2 * tx] = f0 - g0 - h0
-                    z1[2 * tx + 1] = f1 - g1 - h1
+                    z0[2 * tx], z1[2 * tx] = _at(e0, f0, g0, h0)
+                    z0[2 * tx + 1], z1[2 * tx + 1] = _at(e1, f1, g1, h1)
             y[m, c] = Z[:Ho, :Wo]
 
 
