@@ -189,6 +189,15 @@ class Graph:
         return len(self._nodes)
 
     def __getitem__(self, name):
+        """A node's layer by name or position; a slice from the start, ``net[:k]``, is the
+        graph of the first k nodes (``net[:-1]`` drops a final softmax)."""
+        if isinstance(name, slice):
+            start, stop, step = name.indices(len(self._nodes))
+            if start != 0 or step != 1 or stop < 1:
+                raise ValueError(f"{self._kind}[{name.start}:{name.stop}:{name.step}]: only a "
+                                 f"non-empty prefix net[:k] is a graph (its input stays the "
+                                 f"network's input)")
+            return Graph(self.nodes[:stop])
         if isinstance(name, str):
             k = self._index.get(name, 0) - 1
             if k < 0:

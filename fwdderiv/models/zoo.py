@@ -90,6 +90,65 @@ def _batchnorm(c, rng):
     return bn
 
 
+class _Nodes:
+    """Builds the node list of a residual :class:`~fwdderiv.Graph`: convolutions (bias-free,
+    PyTorch's initialisation from ``seed`` plus a running count), BatchNorms drawn by
+    :func:`_batchnorm`, and any other layer, each named and wired to a value."""
+
+    def __init__(self, seed):
+        self.nodes, self.seed = [], seed
+        self.rng = np.random.default_rng(seed)
+        self.count = iter(range(1, 10**6))
+
+    def add(self, name, layer, src):
+        self.nodes.append((name, layer, src))
+        return name
+
+    def conv(self, name, cin, cout, k, stride, src):
+        return self.add(name, Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False,
+                                     seed=self.seed + next(self.count)), src)
+
+    def bn(self, name, c, src):
+        return self.add(name, _batchnorm(c, self.rng), src)
+
+    def conv_bn(self, name, cin, cout, k, stride, src):
+        """conv, then BatchNorm (named ``name + ".bn"``): the value of the BatchNorm."""
+        return self.bn(name + ".bn", cout, self.conv(name, cin, cout, k, stride, src))
+
+    def head(self, src, pool, width, n_classes, softmax=True):
+        """Global average pooling (``pool`` x ``pool``), flatten, linear, softmax."""
+        self.add("pool", AvgPool2d(pool), src)
+        self.add("flatten", Flatten(), "pool")
+        self.add("fc", Linear(width, n_classes, seed=self.seed), "flatten")
+        if softmax:
+            self.add("softmax", Softmax(), "fc")
+        return Graph(self.nodes)
+
+
+def _basic_blocks(b, h, cin, widths, blocks, first_stride, shortcut):
+    """He et al.'s post-activation basic blocks (conv 3x3, BN, ReLU, conv 3x3, BN, plus the
+    shortcut, ReLU), ``blocks`` per stage; the first block of every stage after the first
+    has stride 2. Returns the last value and its channels."""
+    for stage, cout in enumerate(widths, start=1):
+        for block in range(blocks):
+            name = f"layer{stage}.{block}"
+            stride = (first_stride if stage > 1 else 1) if block == 0 else 1
+            a = b.add(name + ".relu1", ReLU(),
+                      b.conv_bn(name + ".conv1", cin, cout, 3, stride, h))
+            out = b.conv_bn(name + ".conv2", cout, cout, 3, 1, a)
+            short = h
+            if stride != 1 or cin != cout:
+                if shortcut == "A":
+                    sub = b.add(name + ".sub", Slice([0, 0], [2**62, 2**62], [2, 3], [2, 2]), h)
+                    p = (cout - cin) // 2
+                    short = b.add(name + ".pad", Pad((0, 0, 0, 0, p, cout - cin - p)), sub)
+                else:
+                    short = b.conv_bn(name + ".shortcut", cin, cout, 1, stride, h)
+            b.add(name + ".add", Add(), [out, short])
+            h, cin = b.add(name + ".relu2", ReLU(), name + ".add"), cout
+    return h, cin
+
+
 def resnet20(shortcut="A", n_classes=10, seed=0):
     """ResNet-20 for 3x32x32 CIFAR-10 images (He et al. 2016, Section 4.2), as a
     :class:`~fwdderiv.Graph`.
@@ -112,42 +171,78 @@ def resnet20(shortcut="A", n_classes=10, seed=0):
     """
     if shortcut not in ("A", "B"):
         raise ValueError(f"resnet20: shortcut must be 'A' or 'B', got {shortcut!r}")
-    rng = np.random.default_rng(seed)
-    nodes, counter = [], iter(range(1, 10**6))
+    b = _Nodes(seed)
+    h = b.add("relu1", ReLU(), b.conv_bn("conv1", 3, 16, 3, 1, "input"))
+    h, c = _basic_blocks(b, h, 16, (16, 32, 64), 3, 2, shortcut)
+    return b.head(h, 8, c, n_classes)
 
-    def conv(cin, cout, k, stride, src, name):
-        nodes.append((name, Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False,
-                                   seed=seed + next(counter)), src))
-        nodes.append((name + ".bn", _batchnorm(cout, rng), name))
-        return name + ".bn"
 
-    h = conv(3, 16, 3, 1, "input", "conv1")
-    nodes.append(("relu1", ReLU(), h))
-    h, cin = "relu1", 16
-    for stage, cout in enumerate((16, 32, 64), start=1):
-        for block in range(3):
-            name, stride = f"layer{stage}.{block}", 2 if stage > 1 and block == 0 else 1
-            a = conv(cin, cout, 3, stride, h, name + ".conv1")
-            nodes.append((name + ".relu1", ReLU(), a))
-            b = conv(cout, cout, 3, 1, name + ".relu1", name + ".conv2")
+def resnet18(width=64, n_classes=10, seed=0, in_size=32):
+    """ResNet-18 for 3x32x32 images, as the CIFAR-10 collections write He et al.'s
+    (2016) ImageNet network: a 3x3 stem (conv 3->``width``, BN, ReLU, no max-pool), four
+    stages of two basic blocks with ``width`` x 1, 2, 4, 8 channels (stride 2 at the
+    first block of stages 2-4, projection shortcuts: 1x1 conv of stride 2 and BN), global
+    average pooling, linear, softmax.
+
+    Parameters
+    ----------
+    width : int
+        Channels of the stem and the first stage (64 in the paper; smaller for tests).
+    n_classes, seed : int
+        As :func:`resnet20`.
+    in_size : int
+        Height and width of the input (a multiple of 8); the pool covers the last
+        ``in_size // 8`` square.
+    """
+    if in_size % 8 or in_size <= 0:
+        raise ValueError(f"resnet18: in_size must be a positive multiple of 8, got {in_size!r}")
+    b = _Nodes(seed)
+    h = b.add("relu1", ReLU(), b.conv_bn("conv1", 3, width, 3, 1, "input"))
+    h, c = _basic_blocks(b, h, width, tuple(width * 2**k for k in range(4)), 2, 2, "B")
+    return b.head(h, in_size // 8, c, n_classes)
+
+
+def wide_resnet(depth=16, widen_factor=2, n_classes=10, seed=0, in_size=32):
+    """Wide-ResNet-``depth``-``widen_factor`` (Zagoruyko and Komodakis, BMVC 2016) for
+    3x32x32 images: conv 3->16 3x3; three groups of ``(depth - 4) / 6`` pre-activation
+    blocks (BN, ReLU, conv 3x3, BN, ReLU, conv 3x3, plus the shortcut) with 16k, 32k, 64k
+    channels (k = ``widen_factor``), stride 2 at the first block of groups 2 and 3; where
+    the width or stride changes, the shortcut is a 1x1 convolution of the pre-activated
+    input, as the public definitions write it; then BN, ReLU, global average pooling,
+    linear, softmax.
+
+    Parameters
+    ----------
+    depth : int
+        6n + 4 (16 gives two blocks per group).
+    widen_factor : int
+    n_classes, seed, in_size : int
+        As :func:`resnet18` (``in_size`` a multiple of 4).
+    """
+    if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+        raise ValueError(f"wide_resnet: depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, "
+                         f"...), got {depth!r}")
+    if in_size % 4 or in_size <= 0:
+        raise ValueError(f"wide_resnet: in_size must be a positive multiple of 4, got "
+                         f"{in_size!r}")
+    b = _Nodes(seed)
+    h, cin = b.conv("conv1", 3, 16, 3, 1, "input"), 16
+    for group, cout in enumerate((16 * widen_factor, 32 * widen_factor, 64 * widen_factor)):
+        for block in range((depth - 4) // 6):
+            name = f"group{group + 1}.{block}"
+            stride = 2 if group > 0 and block == 0 else 1
+            act = b.add(name + ".relu1", ReLU(), b.bn(name + ".bn1", cin, h))
+            out = b.add(name + ".relu2", ReLU(),
+                        b.conv_bn(name + ".conv1", cin, cout, 3, stride, act))
+            out = b.conv(name + ".conv2", cout, cout, 3, 1, out)
             short = h
             if stride != 1 or cin != cout:
-                if shortcut == "A":
-                    nodes.append((name + ".sub", Slice([0, 0], [2**62, 2**62], [2, 3], [2, 2]), h))
-                    p = (cout - cin) // 2
-                    nodes.append((name + ".pad", Pad((0, 0, 0, 0, p, cout - cin - p)),
-                                  name + ".sub"))
-                    short = name + ".pad"
-                else:
-                    short = conv(cin, cout, 1, stride, h, name + ".shortcut")
-            nodes.append((name + ".add", Add(), [b, short]))
-            nodes.append((name + ".relu2", ReLU(), name + ".add"))
-            h, cin = name + ".relu2", cout
-    nodes += [("pool", AvgPool2d(8), h), ("flatten", Flatten(), "pool"),
-              ("fc", Linear(64, n_classes, seed=seed), "flatten"),
-              ("softmax", Softmax(), "fc")]
-    return Graph(nodes)
+                short = b.conv(name + ".shortcut", cin, cout, 1, stride, act)
+            h, cin = b.add(name + ".add", Add(), [out, short]), cout
+    h = b.add("relu", ReLU(), b.bn("bn", cin, h))
+    return b.head(h, in_size // 4, cin, n_classes)
 
 
 #: Model constructors by name (the CLI's ``--model`` choices).
-ZOO = {f.__name__: f for f in (lenet5, lenet_mnist, mnist_convnet, mlp, digits_net, resnet20)}
+ZOO = {f.__name__: f for f in (lenet5, lenet_mnist, mnist_convnet, mlp, digits_net, resnet20,
+                                resnet18, wide_resnet)}
