@@ -24,53 +24,66 @@ def add_parser(sub):
     p.add_argument("--inputs", required=True, help="X.npy of shape (N, *S)")
     p.add_argument("--jacobian", default=None,
                    help="J.npy to check (default: PyTorch's and JAX's)")
-    p.add_argument("--tol", type=float, default=1e-8,
-                   help="tolerance relative to the largest |J| (default: 1e-8)")
+    p.add_argument("--tol", type=float, default=None,
+                   help="tolerance relative to the largest |J| (default: 1e-8 for a float64 "
+                        "Jacobian, 1e-5 for a float32 one, whose report also says whether "
+                        "it or fwdderiv's own float32 Jacobian is off the float64 reference)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="without --jacobian: the dtype PyTorch and JAX compute in (float32 "
+                        "checks their float32 Jacobians, and fwdderiv's, against the float64 "
+                        "reference; default: float64)")
     p.add_argument("--json", default=None, help="write the full report to this file")
     p.set_defaults(run=run)
     return p
 
 
-def torch_jacobian(net, model, x):
+def torch_jacobian(net, model, x, dtype="float64"):
+    """PyTorch's Jacobian of ``model`` (or of ``fwdderiv.to_torch(net)``) at ``x`` by
+    ``torch.func.vmap(torch.func.jacfwd(f))``, computed in ``dtype``."""
     import copy
     import torch
     import fwdderiv as fd
-    model = copy.deepcopy(model).double() if model is not None else fd.to_torch(net).double()
+    model = copy.deepcopy(model) if model is not None else fd.to_torch(net)
+    model = model.double() if dtype == "float64" else model.float()
     f = lambda v: model(v[None])[0]  # noqa: E731
     with torch.no_grad():
-        return torch.func.vmap(torch.func.jacfwd(f))(torch.from_numpy(x)).numpy()
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=dtype))
+        return torch.func.vmap(torch.func.jacfwd(f))(xt).numpy()
 
 
-def jax_jacobian(net, x):
-    """JAX's float64 Jacobian of ``net`` (translated by :func:`fwdderiv.to_jax`) at ``x``,
-    computed by ``jax.jit(jax.vmap(jax.jacfwd(f)))`` in JAX's 64-bit mode (restored afterwards)."""
+def jax_jacobian(net, x, dtype="float64"):
+    """JAX's Jacobian of ``net`` (translated by :func:`fwdderiv.to_jax`) at ``x``, computed
+    by ``jax.jit(jax.vmap(jax.jacfwd(f)))`` in ``dtype`` (float64 in JAX's 64-bit mode,
+    restored afterwards)."""
     import jax
     from ..interop.jax_export import to_jax, x64
     with x64():
-        f = to_jax(net, "float64")
-        J = jax.jit(jax.vmap(jax.jacfwd(lambda v: f(v[None])[0])))(jax.numpy.asarray(x))
-        return np.asarray(J, dtype=np.float64)
+        f = to_jax(net, dtype)
+        J = jax.jit(jax.vmap(jax.jacfwd(lambda v: f(v[None])[0])))(
+            jax.numpy.asarray(x, dtype=dtype))
+        return np.asarray(J, dtype=dtype)
 
 
 #: The frameworks compared without --jacobian: name, module needed, Jacobian function.
-PEERS = (("PyTorch", "torch", "torch.func.vmap(torch.func.jacfwd(f)), float64",
-          lambda net, model, x: torch_jacobian(net, model, x)),
-         ("JAX", "jax", "jax.jit(jax.vmap(jax.jacfwd(f))) of fwdderiv.to_jax(net), float64",
-          lambda net, model, x: jax_jacobian(net, x)))
+PEERS = (("PyTorch", "torch", "torch.func.vmap(torch.func.jacfwd(f))", torch_jacobian),
+         ("JAX", "jax", "jax.jit(jax.vmap(jax.jacfwd(f))) of fwdderiv.to_jax(net)",
+          lambda net, model, x, dtype: jax_jacobian(net, x, dtype)))
 
 
-def peer_reports(net, model, x, tol):
-    """Each installed peer's Jacobian against fwdderiv's; a peer that cannot run the model
-    is reported as ``{"comparable": False, "reason": ...}`` instead of failing."""
+def peer_reports(net, model, x, tol, dtype="float64"):
+    """Each installed peer's Jacobian in ``dtype`` against fwdderiv's float64 reference; a
+    peer that cannot run the model is reported as ``{"comparable": False, "reason": ...}``
+    instead of failing."""
     from ..interop.check import compare
     reports = {}
     for name, needs, how, jac in PEERS:
+        how = f"{how}, {dtype}"
         if importlib.util.find_spec(needs) is None:
             reports[name] = {"comparable": False, "reason": f"{needs} is not installed",
                              "checked": how}
             continue
         try:
-            other = jac(net, model, x)
+            other = jac(net, model, x, dtype)
         except (TypeError, ValueError, NotImplementedError, RuntimeError) as err:
             reports[name] = {"comparable": False, "checked": how,
                              "reason": " ".join(str(err).split())}
@@ -83,6 +96,7 @@ def report_lines(report, tol):
     """The printed summary of one :func:`fwdderiv.interop.check.compare` report."""
     if "message" in report:
         return [report["message"]]
+    tol = report["tolerance"] if tol is None else tol
     lines = [f"max abs error {report['max_abs']:.3e}, relative {report['max_rel']:.3e} "
              f"(tolerance {tol:g} x max|J| = {tol * report['scale']:.3e})",
              f"beyond tolerance: {report['beyond_tolerance']} entries, "
@@ -91,6 +105,14 @@ def report_lines(report, tol):
     for w in sorted(report["worst_per_output"], key=lambda w: -w["abs_error"])[:5]:
         lines.append(f"output {tuple(w['output'])}: worst abs {w['abs_error']:.3e} at example "
                      f"{w['example']}, input {tuple(w['input'])}")
+    sides = report.get("float32")
+    if sides is not None:
+        for side, who in (("other", "this float32 Jacobian"), ("fwdderiv", "fwdderiv's float32")):
+            r = sides[side]
+            lines.append(f"{who}: {r['max_rel']:.1e} of max|J| off the float64 reference, "
+                         f"{r['beyond_tolerance']} entries beyond tolerance, "
+                         f"{r['kink_explained']} of them at kinks"
+                         + (" (off the reference)" if r["off_reference"] else ""))
     return lines
 
 
@@ -113,7 +135,7 @@ def run(args):
                                    "checked": args.jacobian}}
         report = dict(reports[args.jacobian])     # also flat, as before the peers
     else:
-        reports = peer_reports(net, model, x, args.tol)
+        reports = peer_reports(net, model, x, args.tol, args.dtype)
         report = {"tolerance": args.tol}
     verdicts = []
     for name, r in reports.items():

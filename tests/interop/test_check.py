@@ -98,3 +98,59 @@ def test_torch_factory_against_pytorch(tmp_path, capsys):
     code = main(["check", f"{tmp_path / 'model.py'}:make", "--inputs", str(tmp_path / "x.npy")])
     out = capsys.readouterr().out
     assert code == 0 and "PASS" in out and "PyTorch" in out
+
+
+def test_honest_float32_jacobian_passes_with_the_float32_tolerance(files, capsys):
+    """A float32 Jacobian (the commonest framework output) is held to float32's
+    tolerance, not float64's, and its report sets fwdderiv's own float32 beside it."""
+    tmp, net, x = files
+    J32 = dyadic_net().jacobian((x + 0.01).astype(np.float32))   # off the exact kinks
+    np.save(tmp / "x.npy", x + 0.01)
+    code, out, report = check(tmp, J32, capsys)
+    assert code == 0 and "PASS" in out
+    assert report["tolerance"] == 1e-5 and report["dtype"] == "float32"
+    assert not report["float32"]["fwdderiv"]["off_reference"]
+    assert "fwdderiv's float32" in out
+
+
+def test_float32_jacobian_off_the_reference_is_named(files, capsys):
+    """A framework's float32 Jacobian with a real error (one weight 1% off) is named as
+    the side off the float64 reference; fwdderiv's float32 is the one to trust."""
+    tmp, net, x = files
+    x = x + 0.01
+    np.save(tmp / "x.npy", x)
+    wrong = dyadic_net()
+    wrong.layers[4].weight = wrong.layers[4].weight * 1.01
+    code, out, report = check(tmp, wrong.jacobian(x.astype(np.float32)), capsys)
+    assert code == DISAGREE
+    assert report["float32"]["other"]["off_reference"]
+    assert not report["float32"]["fwdderiv"]["off_reference"]
+    assert "trust fwdderiv's float32" in out
+
+
+def test_float32_beyond_a_tighter_tolerance_is_called_rounding(tmp_path, capsys):
+    net = fd.Sequential([fd.Conv2d(1, 2, 3), fd.Tanh(), fd.Flatten(), fd.Linear(32, 3)])
+    x = np.random.default_rng(0).standard_normal((2, 1, 6, 6))
+    fd.save(net, tmp_path / "net.npz")
+    np.save(tmp_path / "x.npy", x)
+    code, out, _ = check(tmp_path, net.jacobian(x.astype(np.float32)), capsys, "--tol", "1e-12")
+    assert code == DISAGREE and "float32 rounding beyond tolerance" in out
+
+
+def test_peers_in_float32(tmp_path, capsys):
+    (tmp_path / "model.py").write_text(
+        "import torch\n"
+        "def make():\n"
+        "    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Tanh(),\n"
+        "                               torch.nn.Flatten(), torch.nn.Linear(32, 3))\n")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((2, 1, 6, 6)))
+    code = main(["check", f"{tmp_path / 'model.py'}:make", "--inputs", str(tmp_path / "x.npy"),
+                 "--dtype", "float32", "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert code == 0 and "PASS" in out, out
+    for peer in ("PyTorch", "JAX"):
+        r = report["comparisons"][peer]
+        assert r["dtype"] == "float32" and r["tolerance"] == 1e-5
+        assert 0 < r["max_rel"] < 1e-5 and not r["float32"]["other"]["off_reference"]
