@@ -17,6 +17,7 @@ from .layers import (ELU, GELU, Dropout2d, Hardswish, Hardtanh, Identity, LeakyR
 from .layers import (CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d,
                      ZeroPad2d)
 from .layers import AdaptiveAvgPool2d, AdaptiveMaxPool2d, BatchNorm1d, GroupNorm, LayerNorm
+from . import fusions  # noqa: E402,F401  (registers the planner's fusion rules)
 from . import attacks, models, training  # noqa: E402  (they import the layers above)
 from .gradients import loss_gradient  # noqa: E402
 from . import attribution  # noqa: E402

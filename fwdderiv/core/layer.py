@@ -11,9 +11,12 @@ Shapes, with ``S`` the per-example input shape and ``S_out`` the output shape:
 - tangents ``dx``: ``(N, D, *S)`` -> ``dy``: ``(N, D, *S_out)``, D directions
 - cotangents ``gy``: ``(N, K, *S_out)`` -> ``gx``: ``(N, K, *S)``, K cotangents
 
-Fast paths are declared by the layer and asked for by the graph runner, which never
-names a concrete layer class. Every one of them is optional; a layer that declares none
-runs on its dense ``jvp``/``vjp`` and gives the same numbers:
+A layer is math: what it computes and its derivatives, nothing about the layers around
+it. Fast paths *across* layers (a ReLU into the max-pool after it, a convolution scattered
+from the pool's argmax, BatchNorm folded into the convolution before it, ReLU -> Linear on
+the live units) are fusion rules of their own (:mod:`fwdderiv.fusions`), which the planner
+(:mod:`fwdderiv.core.plan`) applies; ``net.plan(in_shape).explain()`` says which ran.
+A layer declares properties that the engine and the rules read, all optional:
 
 - ``linear = True``: the JVP does not depend on ``x``. A seed shared by the examples
   stays shared (computed once, batch 1) through a run of linear layers, and
@@ -24,60 +27,25 @@ runs on its dense ``jvp``/``vjp`` and gives the same numbers:
   windowed forward mode for free: its ``jvp`` is applied to the channel axis of the
   windowed tangent.
 - ``elementwise = True`` with ``slope(cache)``: ``y = f(x)`` entry by entry, with
-  ``f'(x)`` returned by ``slope``. Windowed tangents are scaled by the slope, and the
-  layer is fused into a following layer with ``takes_slope = True`` (max-pooling) in
-  both modes: its own tangent or cotangent is never built.
-- ``window_rule(window)`` and ``window_jvp(cache, T, window, nxt, n, slope=None)``: the
+  ``f'(x)`` returned by ``slope`` (:class:`fwdderiv.core.Elementwise`; ``second_slope``
+  for second order). Fusion rules may take its slope into the layer after it.
+- ``reshape = True``: the output holds the input's entries in the same order (Flatten,
+  Identity); a rule may look through it.
+- ``window_rule(window)`` and ``window_jvp(cache, T, window, nxt, n)``: the
   receptive-field window after the layer and the windowed tangent through it
-  (:mod:`fwdderiv.core.local`); ``window_rule`` returns None where there is no rule.
-- ``window_dense_jvp(cache, T, window, dense)``: for the node right after the windowed
-  run, when it is the last windowed value's only reader: its dense output tangent
-  ``(n, d1 - d0, *S_out)`` straight from that value's windowed tangent ``T``, where
-  ``dense`` (a :class:`~fwdderiv.core.local.Densify`) gives ``in_shape``, ``n``, ``d0``,
-  ``d1``; returns None to decline, and the runner converts ``T`` first.
-- ``jvp_scaled(cache, dx, slope)``: the JVP of ``slope * dx``, where ``slope`` (N, *S)
-  is the derivative of an elementwise layer before this one, reached directly or through
-  layers that only reshape (``reshape = True``: Flatten, Identity). In the dense part of
-  forward mode that elementwise layer is then fused into this one: its tangent is never
-  built, and a layer can skip the inputs whose slope is zero (a Linear layer multiplies
-  only the live ReLU units of each example).
-- ``live_columns(slope)`` on a layer with ``jvp_scaled``: the inputs each example
-  multiplies, ``(N, a)`` indices, or None for all of them; ``jvp_scaled(cache, dx,
-  slope, cols=...)`` then takes ``dx`` (N, D, a) holding just those columns.
-- ``takes_columns = True``: ``window_dense_jvp`` and ``jvp_scaled`` (where the layer has
-  them) accept ``out_cols`` (N, b) and return the tangent of just those flattened
-  outputs, (N, D, b). When the layer's value reaches a ``live_columns`` layer through an
-  elementwise layer (and layers that only reshape), the runner asks for those columns
-  only: behind a ReLU, the dead units' tangents are never computed.
-- ``selection(cache)``: for layers whose every output copies one input entry
-  (max-pooling): ``(index, (H, W))``, each output's flat index into its input plane.
-- ``vjp_through(cache, gy, nxt, nxt_cache, slope)``: a pull-back fused with the layer
-  after (a convolution scatters straight from a max-pool's output cotangent); returns
-  None to decline, and the runner then pulls back layer by layer.
-- ``vjp_reduced(cache, gy, weights, slope=None)``: on a layer that ``takes_slope``, the
-  VJP of rows that are T blocks of M examples, summed over the blocks with ``weights``
-  (T,): ``(M, K, *S)``. :meth:`~fwdderiv.core.graph.Graph.path_vjp` (integrated
-  gradients) asks for it where the points' cotangents meet the linear layers at the
-  start of the network; a max-pool scatters the T points straight into their sum.
-- ``window_jvp_through(cache, T, window, nxt, nxt_cache, pooled, n, slope)``: its
-  forward-mode twin inside the windowed run: the windows after the layer ``nxt`` that
-  takes a slope (a max-pool), straight from this layer's input windows ``T``, with
-  ``slope`` from an elementwise layer between them or None (a convolution computes only
-  the outputs the pool selects and whose slope is not zero); returns None to decline.
-- ``channel_scale(cache, dtype)``: the layer's derivative as one factor per channel
-  (BatchNorm's inference form), or None (its training form). A layer before it whose
-  value only it reads and that declares ``jvp_channel_scaled(cache, dx, scale)`` and
-  ``vjp_channel_scaled(cache, gy, scale)`` (a convolution: the factors go into its
-  weights) computes the two layers' derivative in one pass, in both modes, unless its
-  parameter gradients are wanted (training).
+  (:mod:`fwdderiv.core.local`); ``window_rule`` returns None where there is no rule, and
+  the windowed run ends there (``explain()`` says so).
 - ``kinks(x, tol)``: how many points of the input ``x`` lie within ``tol`` of a point
   where the layer is not differentiable (the kink census of :mod:`fwdderiv.core.kinks`).
 - ``uses_kernels = True``: the layer runs Numba kernels, and BLAS is kept
   single-threaded while its network computes (:mod:`fwdderiv._threads`).
 - ``work_size(in_shape)``: workspace per example, for the memory planner.
-- ``jvp_cached(cache, dx) -> (dy, tangent_cache)``: the JVP and what the layer's
-  ``jvp_grad`` would compute again from the same tangent (a convolution's tangent
-  columns); the second-order pass passes it back as ``jvp_grad(..., tangent_cache=)``.
+- ``jvp_residual(cache, dx) -> (dy, residual)``: the JVP and whatever ``jvp_grad`` would
+  compute again from the same tangent (a convolution's tangent columns); the
+  second-order pass hands it back as ``jvp_grad(..., residual=)``.
+
+A layer with parameters (``param_names``) implements ``param_vjp`` and ``jvp_grad``; one
+that lacks either is refused when a network is built (:func:`check_layer`).
 
 Layers with several inputs (residual addition, concatenation) set ``multi_input = True``:
 ``output_shape(*in_shapes)``, ``forward(*xs)``, ``jvp(cache, *dxs)``, and ``vjp(cache,
@@ -113,11 +81,8 @@ class Layer:
     pointwise = False
     #: True if ``y = f(x)`` entry by entry; ``slope(cache)`` then returns ``f'(x)``.
     elementwise = False
-    #: True if ``vjp`` and ``window_jvp`` take ``slope=``: the derivative of an
-    #: elementwise layer just before, applied inside this layer's own pass.
-    takes_slope = False
     #: True if the output holds the input's entries in the same order, only reshaped
-    #: (Flatten, Identity): a slope waiting for a layer's ``jvp_scaled`` passes through.
+    #: (Flatten, Identity): fusion rules may look through it.
     reshape = False
     #: True if the layer runs Numba kernels (BLAS then stays single-threaded).
     uses_kernels = False
@@ -155,9 +120,20 @@ class Layer:
         """Pull cotangents ``gy`` of shape ``(N, K, *S_out)`` back; return ``(N, K, *S)``."""
         raise NotImplementedError
 
+    def jvp_residual(self, cache, *dxs):
+        """The JVP and its *residual*: whatever :meth:`jvp_grad` would compute again from
+        the same tangent (a convolution's tangent columns), handed back to it as
+        ``jvp_grad(..., residual=)`` by the second-order pass. None here: nothing."""
+        return self.jvp(cache, *dxs), None
+
     def param_vjp(self, cache, gy):
-        """Parameter gradients for cotangent ``gy`` of shape ``(N, *S_out)``, summed over N."""
-        return {}
+        """Parameter gradients for cotangent ``gy`` of shape ``(N, *S_out)``, summed over N:
+        one array per name of ``param_names`` (none for a layer without parameters; a
+        layer with parameters must implement this)."""
+        if not self.param_names:
+            return {}
+        raise NotImplementedError(f"{self!r} has parameters ({', '.join(self.param_names)}) "
+                                  f"but does not implement param_vjp(cache, gy)")
 
     def jvp_grad(self, cache, x, dx, gdy):
         """Gradient of ``sum <gdy, J(x) dx>`` with respect to ``x`` and the parameters
@@ -207,6 +183,32 @@ class Layer:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+#: What every layer implements.
+PROTOCOL = ("output_shape", "forward", "jvp", "vjp")
+
+
+def check_layer(layer, where):
+    """Refuse an object that does not implement the layer protocol, and a layer with
+    parameters that lacks ``param_vjp`` or ``jvp_grad`` (training would give it no
+    gradient, the Jacobian penalty would drop it): a TypeError naming ``where``."""
+    missing = [m for m in PROTOCOL if not callable(getattr(layer, m, None))]
+    if missing:
+        raise TypeError(f"{where}: {layer!r} is not a layer: it lacks {', '.join(missing)}; "
+                        f"subclass fwdderiv.core.Layer")
+    if getattr(layer, "param_names", ()):
+        cls = type(layer)
+        lacking = [m for m in ("param_vjp", "jvp_grad")
+                   if not callable(getattr(layer, m, None)) or
+                   getattr(cls, m, None) is getattr(Layer, m)]
+        if lacking:
+            raise TypeError(f"{where}: {cls.__name__} has parameters "
+                            f"({', '.join(layer.param_names)}) but does not implement "
+                            f"{' and '.join(lacking)}; without them training would give its "
+                            f"parameters no gradient and the Jacobian penalty would drop "
+                            f"them. Implement {' and '.join(lacking)} (see "
+                            f"docs/pages/add-a-layer.md)")
 
 
 def _with_batch(err, shape):

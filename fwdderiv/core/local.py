@@ -108,8 +108,8 @@ def plan_graph(nodes, shapes):
 
 class Densify(NamedTuple):
     """Converts windowed tangents to the dense tangent ``(n, d1 - d0, *S)`` of the input
-    directions ``d0 <= d < d1`` of an input of shape ``in_shape``; a layer's
-    ``window_dense_jvp`` reads the same fields."""
+    directions ``d0 <= d < d1`` of an input of shape ``in_shape`` (the window head's
+    fusion, :mod:`fwdderiv.fusions.window_head`, reads the same fields)."""
     in_shape: tuple
     n: int
     d0: int

@@ -30,7 +30,7 @@ from .._threads import blas_limited
 from .layer import cast_scope
 
 
-def _second_order(layer, cache, xs, dxs, gdy, tangent_cache=None):
+def _second_order(layer, cache, xs, dxs, gdy, residual=None):
     method = getattr(layer, "jvp_grad", None)
     if method is None:
         if getattr(layer, "linear", False) and not getattr(layer, "param_names", ()):
@@ -38,7 +38,7 @@ def _second_order(layer, cache, xs, dxs, gdy, tangent_cache=None):
         raise TypeError(f"{layer!r} does not implement jvp_grad(cache, x, dx, gdy), which "
                         f"second-order derivatives (Jacobian regularisation) need; see "
                         f"fwdderiv.core.second_order")
-    extra = {} if tangent_cache is None else {"tangent_cache": tangent_cache}
+    extra = {} if residual is None else {"residual": residual}
     if getattr(layer, "multi_input", False):
         return method(cache, tuple(xs), tuple(dxs), gdy, **extra)
     return method(cache, xs[0], dxs[0], gdy, **extra)
@@ -147,8 +147,8 @@ class Linearization:
         T, kept = [np.broadcast_to(dx, (n,) + dx.shape[1:])], []
         for (layer, src), cache in zip(self._nodes, caches):
             ins = [T[v] for v in src]
-            if hasattr(layer, "jvp_cached"):     # keeps what its jvp_grad needs again
-                t, tc = layer.jvp_cached(cache, *ins)
+            if hasattr(layer, "jvp_residual"):   # keeps what its jvp_grad needs again
+                t, tc = layer.jvp_residual(cache, *ins)
             else:
                 t, tc = layer.jvp(cache, *ins), None
             kept.append(tc)

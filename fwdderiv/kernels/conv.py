@@ -325,3 +325,38 @@ def conv_vjp_scatter(gy, weight, in_shape, stride, padding, dilation, groups, nh
                       Wc, stride[0], stride[1], padding[0], padding[1], dilation[0],
                       dilation[1], groups, parts, lanes_min, gx, scratch, vscratch)
     return gx
+
+
+#: When the VJP scatters each non-zero cotangent into its window instead of a dense GEMM
+#: plus col2im (behind max-pool and ReLU most cotangents are zero). Few input channels per
+#: group (below SCATTER_NHWC_CHANNELS): runs of kw along image rows, worth it at a density
+#: up to SCATTER_DENSITY when each entry's work (channels * kh * kw) is at most
+#: SCATTER_MAX_WORK. More channels: channels-last runs that vectorise, worth it up to
+#: SCATTER_NHWC_DENSITY. Measured on the reverse Jacobians of LeNet-5 and mnist_convnet
+#: (B=16, K=10): the channels-last scatter of a 32->64 3x3 conv costs as much as the GEMM
+#: path at 50-70% density and 1/6 of it at 10%; the row scatter of a 1->32 3x3 conv loses
+#: to the GEMM above 10-20%. Both paths give the same numbers.
+SCATTER_DENSITY = 0.2
+SCATTER_MAX_WORK = 150
+SCATTER_NHWC_CHANNELS = 4
+SCATTER_NHWC_DENSITY = 0.4
+
+
+def nonzeros(g):
+    """The number of non-zero entries of ``g``, counted on every 8th entry of a large
+    array (an estimate is enough to choose a path; counting all of them cost 5% of a
+    reverse Jacobian)."""
+    flat = g.reshape(-1)
+    return np.count_nonzero(flat) if flat.size <= 1 << 16 else 8 * np.count_nonzero(flat[::8])
+
+
+def scatter_layout(weight_shape, nnz, size):
+    """``"nchw"``/``"nhwc"`` if scattering ``nnz`` non-zero cotangents out of ``size``
+    through a convolution with weights of ``weight_shape`` beats the dense GEMM + col2im,
+    else None (see SCATTER_DENSITY)."""
+    Cig, kh, kw = weight_shape[1:]
+    if Cig >= SCATTER_NHWC_CHANNELS:
+        return "nhwc" if nnz <= SCATTER_NHWC_DENSITY * size else None
+    if Cig * kh * kw <= SCATTER_MAX_WORK and nnz <= SCATTER_DENSITY * size:
+        return "nchw"
+    return None

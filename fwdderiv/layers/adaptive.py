@@ -82,9 +82,7 @@ class AdaptiveMaxPool2d(_Adaptive):
     """Maximum over each adaptive window. ``return_indices=True`` is refused (one output).
 
     Kink convention (PyTorch's): among tied maxima the first in row-major window order
-    takes the whole derivative. The forward pass caches the argmax, and the layer
-    declares ``selection`` like :class:`MaxPool2d`, so a convolution before it fuses
-    its pull-back."""
+    takes the whole derivative. The forward pass caches the argmax."""
 
     uses_kernels = True
 
@@ -112,10 +110,6 @@ class AdaptiveMaxPool2d(_Adaptive):
             y[:, :, p] = np.take_along_axis(win, a[..., None], axis=2)[..., 0]
             argmax[:, :, p] = (h0 + a // (w1 - w0)) * W + w0 + a % (w1 - w0)
         return y.reshape(M, C, Ho, Wo), (argmax, x.shape[1:])
-
-    def selection(self, cache):
-        argmax, (C, H, W) = cache
-        return argmax, (H, W)
 
     def jvp(self, cache, dx):
         argmax, (C, H, W) = cache

@@ -5,8 +5,9 @@ from .._threads import matmul
 from ..core import local
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ..kernels import winograd
-from ..kernels.conv import col2im, col2im_t, conv_vjp_scatter, im2col_t, out_size
-from ..kernels.local import conv_pool_window, conv_window, window_linear
+from ..kernels.conv import (col2im, col2im_t, conv_vjp_scatter, im2col_t, nonzeros, out_size,
+                            scatter_layout)
+from ..kernels.local import conv_window
 from ._util import chw, pair, positive_int
 from .padding import pad2d, pad2d_adjoint
 
@@ -14,26 +15,13 @@ from .padding import pad2d, pad2d_adjoint
 PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate",
                  "circular": "circular"}
 
-#: When the VJP scatters each non-zero cotangent into its window instead of a dense GEMM
-#: plus col2im (behind max-pool and ReLU most cotangents are zero). Few input channels per
-#: group (below SCATTER_NHWC_CHANNELS): runs of kw along image rows, worth it at a density
-#: up to SCATTER_DENSITY when each entry's work (channels * kh * kw) is at most
-#: SCATTER_MAX_WORK. More channels: channels-last runs that vectorise, worth it up to
-#: SCATTER_NHWC_DENSITY. Measured on the reverse Jacobians of LeNet-5 and mnist_convnet
-#: (B=16, K=10): the channels-last scatter of a 32->64 3x3 conv costs as much as the GEMM
-#: path at 50-70% density and 1/6 of it at 10%; the row scatter of a 1->32 3x3 conv loses
-#: to the GEMM above 10-20%. Both paths give the same numbers.
-SCATTER_DENSITY = 0.2
-SCATTER_MAX_WORK = 150
-SCATTER_NHWC_CHANNELS = 4
-SCATTER_NHWC_DENSITY = 0.4
 #: Output positions (images times pixels) from which a 3x3 stride-1 convolution of a
 #: batch of tangents or cotangents goes by Winograd's F(2x2, 3x3) instead of im2col and
 #: one product. Measured on ResNet-20's convolutions (float32): 3x faster at 205 images
 #: and 52,000 positions, 2x at 10,240 (ten 32x32 cotangents), 1.4x at 640 (ten 8x8
 #: ones: 1.15 against 1.65 ms).
 WINOGRAD_MIN_POSITIONS = 512
-#: Bytes of tangent columns :meth:`Conv2d.jvp_cached` keeps for the second-order pass.
+#: Bytes of tangent columns :meth:`Conv2d.jvp_residual` keeps for the second-order pass.
 KEEP_TANGENT_COLS = 64 << 20
 
 
@@ -81,7 +69,6 @@ class Conv2d(Layer):
 
     linear = True
     uses_kernels = True
-    takes_columns = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, padding_mode="zeros", seed=0):
@@ -224,10 +211,12 @@ class Conv2d(Layer):
         y, cols = self._apply(xp, bias=True)
         return y, (cols, xp.shape[1:])
 
-    def jvp(self, cache, dx):
-        return self.jvp_cached(cache, dx)[0]
+    def jvp(self, cache, dx, weight=None):
+        """The JVP: the convolution of ``dx`` without the bias (by ``weight`` in place of
+        the layer's, if given)."""
+        return self.jvp_residual(cache, dx, weight)[0]
 
-    def jvp_cached(self, cache, dx, weight=None):
+    def jvp_residual(self, cache, dx, weight=None):
         """:meth:`jvp` and the tangent's im2col columns, which :meth:`jvp_grad` would
         otherwise compute again (second-order pass); None when they exceed
         :data:`KEEP_TANGENT_COLS` bytes. ``weight``: in place of the layer's."""
@@ -238,21 +227,6 @@ class Conv2d(Layer):
             return unfold(winograd.conv3x3(t, W, self.padding), *dx_nd), None
         y, cols = self._apply(t, bias=False, weight=weight)
         return unfold(y, *dx_nd), (cols if cols.nbytes <= KEEP_TANGENT_COLS else None)
-
-    # -- a per-channel scaling after the layer (BatchNorm's inference form), folded into
-    # the weights: one pass over the tangents less
-    def _scaled_weight(self, scale):
-        w = cast_param(self.weight, scale.dtype)
-        return w * scale.reshape(-1, 1, 1, 1)
-
-    def jvp_channel_scaled(self, cache, dx, scale):
-        """The JVP, then output channel ``c`` times ``scale[c]``."""
-        return self.jvp_cached(cache, dx, weight=self._scaled_weight(scale))[0]
-
-    def vjp_channel_scaled(self, cache, gy, scale):
-        """The VJP of the same composition: of ``gy`` with channel ``c`` times
-        ``scale[c]``."""
-        return self.vjp(cache, gy, weight=self._scaled_weight(scale))
 
     def _winograd(self, x, padding):
         """True if this layer's convolution of the batch ``x`` (M, C, H, W) with zero
@@ -265,30 +239,10 @@ class Conv2d(Layer):
         Ho, Wo = (x.shape[a] + 2 * padding[a - 2] - 2 for a in (2, 3))
         return x.shape[0] * Ho * Wo >= WINOGRAD_MIN_POSITIONS
 
-    @staticmethod
-    def _nonzeros(g):
-        """The number of non-zero entries of ``g``, counted on every 8th entry of a large
-        array (an estimate is enough to choose a path; counting all of them cost 5% of a
-        reverse Jacobian)."""
-        flat = g.reshape(-1)
-        return np.count_nonzero(flat) if flat.size <= 1 << 16 else \
-            8 * np.count_nonzero(flat[::8])
-
-    def _scatter_layout(self, nnz, size):
-        """``"nchw"``/``"nhwc"`` if scattering ``nnz`` non-zero cotangents out of ``size``
-        beats the dense GEMM + col2im, else None (see SCATTER_DENSITY)."""
-        Cig, kh, kw = self.weight.shape[1:]
-        if Cig >= SCATTER_NHWC_CHANNELS:
-            return "nhwc" if nnz <= SCATTER_NHWC_DENSITY * size else None
-        if Cig * kh * kw <= SCATTER_MAX_WORK and nnz <= SCATTER_DENSITY * size:
-            return "nchw"
-        return None
-
-    def _scatter(self, g, in_shape, layout, pool=None, slope=None, weight=None):
+    def _scatter(self, g, in_shape, layout, weight=None):
         weight = self.weight if weight is None else weight
         return conv_vjp_scatter(g, weight, in_shape, self.stride, self.padding,
-                                self.dilation, self.groups, nhwc=layout == "nhwc",
-                                pool=pool, slope=slope)
+                                self.dilation, self.groups, nhwc=layout == "nhwc")
 
     # -- fast paths of the layer protocol ----------------------------------------------
     def window_rule(self, window):
@@ -299,57 +253,6 @@ class Conv2d(Layer):
     def window_jvp(self, cache, T, window, nxt, n, slope=None):
         _, Ho, Wo = self.output_shape((T.shape[6],) + T.shape[1:3])
         return conv_window(T, self, (Ho, Wo), window, nxt.size)
-
-    def window_jvp_through(self, cache, T, window, nxt, nxt_cache, pooled, n, slope=None):
-        """The windowed tangent of this conv and a selecting layer right after it (a
-        max-pool: it declares ``selection``), with ``slope`` the derivative of an
-        elementwise layer between them if there is one: only the conv outputs that the
-        pool selects, and whose slope is not zero, are computed (a quarter or less of
-        them behind a 2 x 2 pool), straight into the pooled windows ``pooled``. Returns
-        None where the plain path is faster; the caller then runs the layers one by one.
-        The same numbers either way."""
-        if not hasattr(nxt, "selection") or self.prepad is not None or T.shape[0] < n:
-            return None     # a window shared by the examples: the conv runs once for all
-        argmax, (Ho, Wo) = nxt.selection(nxt_cache)
-        pooled_hw = nxt.output_shape((self.out_channels, Ho, Wo))[1:]
-        return conv_pool_window(T, self, argmax, (Ho, Wo), pooled_hw, window,
-                                self.window_rule(window), pooled, slope)
-
-    def window_dense_jvp(self, cache, T, window, dense, out_cols=None):
-        """The dense tangent of the output straight from the input's windowed tangent,
-        when the kernel covers the whole input (one output position, as LeNet-5's
-        16 x 5 x 5 -> 120 layer): a linear map of every window entry, without the dense
-        input tangent. ``out_cols`` (n, a): only these output channels of each example,
-        as a tangent (n, D, a). None otherwise (the runner converts the windows first)."""
-        _, in_shape = cache
-        if self.prepad is not None or self.padding != (0, 0) or self.groups != 1 or \
-                self.dilation != (1, 1) or tuple(in_shape[1:]) != self.kernel_size:
-            return None
-        dy = window_linear(T, self.weight, window, dense.in_shape, dense.n, dense.d0,
-                           dense.d1, out_cols)
-        return dy if out_cols is not None else dy.reshape(dy.shape + (1, 1))
-
-    def vjp_through(self, cache, gy, nxt, nxt_cache, slope=None):
-        """The VJP of this conv and a selecting layer right after it (a max-pool: it
-        declares ``selection``), from that layer's output cotangent ``gy`` (N, K, C, Hp,
-        Wp), with ``slope`` the derivative of an elementwise layer between them if there is
-        one: each non-zero entry is scattered from the pool's argmax straight into the
-        conv's input, and the conv's output cotangent (mostly zeros) is never built.
-        Returns None when the dense path is faster or ``nxt`` selects nothing; the caller
-        then pulls back layer by layer. Same numbers either way, up to float rounding."""
-        if not hasattr(nxt, "selection") or self.prepad is not None:
-            return None
-        _, in_shape = cache
-        argmax, (Ho, Wo) = nxt.selection(nxt_cache)
-        g = fold(gy)
-        nnz = self._nonzeros(g)
-        if slope is not None:     # entries that meet a zero slope are skipped
-            nnz *= self._nonzeros(slope) / max(slope.size, 1)
-        layout = self._scatter_layout(nnz, g.shape[0] * self.out_channels * Ho * Wo)
-        if layout is None or Ho * Wo == 1:
-            return None
-        gx = self._scatter(g, in_shape, layout, pool=(argmax, Wo), slope=slope)
-        return unfold(gx, *gy.shape[:2])
 
     def vjp(self, cache, gy, weight=None):
         gx = self._vjp(cache, gy, weight)
@@ -363,7 +266,7 @@ class Conv2d(Layer):
         _, in_shape = cache
         weight = self.weight if weight is None else weight
         g = fold(gy)
-        layout = self._scatter_layout(self._nonzeros(g), g.size) if g.size else None
+        layout = scatter_layout(self.weight.shape, nonzeros(g), g.size) if g.size else None
         if g.shape[2] * g.shape[3] > 1 and layout is not None:
             return unfold(self._scatter(g, in_shape, layout, weight=weight), *gy.shape[:2])
         M, Co, P = g.shape[0], self.out_channels, g.shape[2] * g.shape[3]
@@ -445,11 +348,11 @@ class Conv2d(Layer):
             grads["bias"] = gy.sum(axis=(0, 2, 3)).astype(self.bias.dtype, copy=False)
         return grads
 
-    def jvp_grad(self, cache, x, dx, gdy, tangent_cache=None):
+    def jvp_grad(self, cache, x, dx, gdy, residual=None):
         r"""Of :math:`\sum \langle g, \mathrm{conv}(dx, W)\rangle`: the weight gradient of
         the tangents seen as a batch of ``N*D`` images (``param_vjp`` with the tangent's
-        columns, from :meth:`jvp_cached` when given); none in ``x`` or the bias."""
-        cols = tangent_cache
+        columns, from :meth:`jvp_residual` when given); none in ``x`` or the bias."""
+        cols = residual
         if cols is None:
             t = np.ascontiguousarray(fold(dx))
             cols = im2col_t(self._prepad(t, dx.shape[2:]), self.kernel_size, self.stride,

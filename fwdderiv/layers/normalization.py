@@ -57,7 +57,10 @@ class BatchNorm2d(Layer):
     def output_shape(self, in_shape):
         return chw(self, in_shape, self.num_features)
 
-    def _scale(self, dtype):
+    def scale(self, dtype):
+        r"""The inference form's factor per channel, :math:`\gamma/\sqrt{\sigma^2+\epsilon}`
+        (its derivative), in ``dtype``."""
+        dtype = np.dtype(dtype)
         var = cast_param(self.running_var, dtype)
         return cast_param(self.weight, dtype) / np.sqrt(var + dtype.type(self.eps))
 
@@ -73,18 +76,12 @@ class BatchNorm2d(Layer):
     def jvp(self, cache, dx):
         if isinstance(cache, tuple):
             return self._batch_jvp(cache, dx)
-        return dx * self._scale(dx.dtype)[:, None, None]
+        return dx * self.scale(dx.dtype)[:, None, None]
 
     def vjp(self, cache, gy):
         if isinstance(cache, tuple):
             return self._batch_jvp(cache, gy)      # the batch map's Jacobian is symmetric
-        return gy * self._scale(gy.dtype)[:, None, None]
-
-    def channel_scale(self, cache, dtype):
-        """The layer's derivative as one factor per channel (layer protocol: a layer
-        before it that declares ``jvp_channel_scaled`` takes it into its weights), or
-        None in the training form, whose derivative mixes the batch."""
-        return None if isinstance(cache, tuple) else self._scale(np.dtype(dtype))
+        return gy * self.scale(gy.dtype)[:, None, None]
 
     def param_vjp(self, cache, gy):
         if isinstance(cache, tuple):
@@ -196,7 +193,7 @@ class BatchNorm1d(BatchNorm2d):
     def jvp(self, cache, dx):
         if isinstance(cache, tuple):
             return self._batch_jvp(cache, dx)
-        return dx * self._channels(self._scale(dx.dtype), dx.ndim - 1)
+        return dx * self._channels(self.scale(dx.dtype), dx.ndim - 1)
 
     vjp = jvp                       # both forms' Jacobians are symmetric
 

@@ -96,8 +96,6 @@ class MaxPool2d(_Pool2d):
     caches the argmax indices.
     """
 
-    takes_slope = True
-
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
                  ceil_mode=False):
         super().__init__(kernel_size, stride, padding, ceil_mode)
@@ -112,12 +110,6 @@ class MaxPool2d(_Pool2d):
         if self.dilation != (1, 1):
             config["dilation"] = list(self.dilation)
         return config
-
-    def selection(self, cache):
-        """``(argmax, (H, W))``: for every output, the flat index ``iy * W + ix`` of its
-        maximum in the input plane of shape ``(H, W)``."""
-        argmax, (C, H, W) = cache
-        return argmax, (H, W)
 
     def window_jvp(self, cache, T, window, nxt, n, slope=None):
         argmax, (C, H, W) = cache
@@ -153,22 +145,11 @@ class MaxPool2d(_Pool2d):
         dy = K.gather(dx.reshape(N, D, C, H * W), argmax)
         return dy.reshape(N, D, C, Ho, Wo)
 
-    def vjp(self, cache, gy, slope=None):
-        """``slope`` (N, C, H, W): fuse the VJP of an elementwise layer before the pool
-        (the graph runner passes it; ``vjp(cache, gy)`` is the plain protocol call)."""
+    def vjp(self, cache, gy):
         argmax, (C, H, W) = cache
         N, Kc = gy.shape[:2]
-        gx = K.scatter(gy.reshape(N, Kc, C, argmax.shape[2]), argmax, H * W, slope)
+        gx = K.scatter(gy.reshape(N, Kc, C, argmax.shape[2]), argmax, H * W)
         return gx.reshape(N, Kc, C, H, W)
-
-    def vjp_reduced(self, cache, gy, weights, slope=None):
-        """The VJP of rows that are T blocks of M examples, summed over the blocks with
-        ``weights`` (T,): (M, K, C, H, W), scattered straight into the sum."""
-        argmax, (C, H, W) = cache
-        N, Kc = gy.shape[:2]
-        gx = K.scatter_reduced(gy.reshape(N, Kc, C, argmax.shape[2]), argmax, H * W,
-                               weights, slope)
-        return gx.reshape(gx.shape[:2] + (C, H, W))
 
     def jvp_grad(self, cache, x, dx, gdy):
         """Zero: the JVP selects entries of ``dx`` and does not change with ``x`` except at

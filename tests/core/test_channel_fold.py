@@ -5,6 +5,8 @@ import pytest
 
 import fwdderiv as fd
 from fwdderiv.core.graph import Graph
+from fwdderiv.core.plan import without
+from fwdderiv.fusions import batchnorm_fold
 
 
 def bn(c, seed):
@@ -31,13 +33,16 @@ def block(shared_output=False):
 
 
 class Spy:
+    """Records BatchNorm's own JVP/VJP calls, and ``"fold"`` where the fusion folds the
+    factors into the convolution's weights."""
+
     def __init__(self, monkeypatch):
         self.calls = []
-        for cls, names in [(fd.BatchNorm2d, ("jvp", "vjp")),
-                           (fd.Conv2d, ("jvp_channel_scaled", "vjp_channel_scaled"))]:
-            for name in names:
-                real = getattr(cls, name)
-                monkeypatch.setattr(cls, name, self.wrap(cls.__name__ + "." + name, real))
+        for name in ("jvp", "vjp"):
+            real = getattr(fd.BatchNorm2d, name)
+            monkeypatch.setattr(fd.BatchNorm2d, name, self.wrap("BatchNorm2d." + name, real))
+        monkeypatch.setattr(batchnorm_fold, "scaled_weight",
+                            self.wrap("fold", batchnorm_fold.scaled_weight))
 
     def wrap(self, label, real):
         def spy(layer, *args, **kwargs):
@@ -46,9 +51,9 @@ class Spy:
         return spy
 
 
-def unfused(monkeypatch):
-    monkeypatch.setattr(Graph, "_folds_scale_ahead", lambda self, k: False)
-    monkeypatch.setattr(Graph, "_folds_scale_behind", lambda self, *a: None)
+def unfused():
+    """The plan without the fold: BatchNorm's own JVP/VJP after the convolution's."""
+    return without("batchnorm into conv")
 
 
 @pytest.mark.parametrize("mode", ["forward", "reverse"])
@@ -58,10 +63,9 @@ def test_folded_equals_node_by_node(monkeypatch, mode):
     spy = Spy(monkeypatch)
     J = net.jacobian(x, mode=mode)
     kind = "jvp" if mode == "forward" else "vjp"
-    assert f"Conv2d.{kind}_channel_scaled" in spy.calls
+    assert "fold" in spy.calls
     assert f"BatchNorm2d.{kind}" not in spy.calls
-    with monkeypatch.context() as m:
-        unfused(m)
+    with unfused():
         spy.calls.clear()
         J0 = net.jacobian(x, mode=mode)
         assert f"BatchNorm2d.{kind}" in spy.calls
@@ -75,7 +79,7 @@ def test_a_value_read_twice_is_not_folded(monkeypatch):
     x = np.random.default_rng(6).normal(size=(2, 2, 9, 9))
     spy = Spy(monkeypatch)
     Jf, Jr = net.jacobian(x), net.jacobian(x, mode="reverse")
-    assert not any("channel_scaled" in c for c in spy.calls)
+    assert "fold" not in spy.calls
     np.testing.assert_allclose(Jf, Jr, rtol=1e-11, atol=1e-14 * np.abs(Jr).max())
 
 
@@ -88,9 +92,9 @@ def test_batch_statistics_are_not_folded(monkeypatch):
     spy = Spy(monkeypatch)
     dx = np.random.default_rng(8).normal(size=(1, 2) + x.shape[1:])
     y, dy = net.jvp(x, np.broadcast_to(dx, (3, 2) + x.shape[1:]))
-    assert "Conv2d.jvp_channel_scaled" not in spy.calls and "BatchNorm2d.jvp" in spy.calls
-    unfused(monkeypatch)
-    _, dy0 = net.jvp(x, np.broadcast_to(dx, (3, 2) + x.shape[1:]))
+    assert "fold" not in spy.calls and "BatchNorm2d.jvp" in spy.calls
+    with unfused():
+        _, dy0 = net.jvp(x, np.broadcast_to(dx, (3, 2) + x.shape[1:]))
     np.testing.assert_array_equal(dy, dy0)
 
 
@@ -101,5 +105,5 @@ def test_training_gradients_are_not_folded(monkeypatch):
     _, caches = net.forward_cached(x)
     spy = Spy(monkeypatch)
     grads = net.backward(caches, np.ones((2, 3)))
-    assert "Conv2d.vjp_channel_scaled" not in spy.calls
+    assert "fold" not in spy.calls
     assert grads is not None

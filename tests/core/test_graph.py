@@ -158,8 +158,8 @@ def test_zero_size_axes_give_empty_jacobians():
 
 
 def test_a_jacobian_larger_than_the_machine_fails_before_allocating(monkeypatch):
-    from fwdderiv.core import graph
-    monkeypatch.setattr(graph, "_physical_memory", lambda: 2**20)
+    from fwdderiv.core import jacobian as jacobian_driver
+    monkeypatch.setattr(jacobian_driver, "physical_memory", lambda: 2**20)
     net = fd.Sequential([fd.Flatten(), fd.Linear(300, 300)])
     with pytest.raises(ValueError, match=r"needs 0.1 GiB, more than this machine's"):
         net.jacobian(np.ones((200, 1, 300)))

@@ -6,7 +6,9 @@ import pathlib
 import numpy as np
 
 import fwdderiv as fd
+from fwdderiv.core.jacobian import windows_of
 from fwdderiv.core import local
+from fwdderiv.fusions import slope_pool
 
 
 class Softsign(fd.Elementwise):
@@ -54,7 +56,7 @@ def test_new_layers_run_windowed_and_fused_and_agree_with_dense(monkeypatch):
     dense = net.jacobian(x, windowed=False)
     assert all(s[0] in (1, 3) and s[2:] == (2, 24, 24) for s in mix.calls)
     # the whole conv prefix is windowed: both new layers have rules
-    assert len(net._windows(net.shapes(x.shape[1:]))) == 6
+    assert len(windows_of(net, net.shapes(x.shape[1:]))) == 6
     mix.calls.clear()
 
     def no_dense(self, *args, **kwargs):
@@ -70,13 +72,13 @@ def test_new_layers_run_windowed_and_fused_and_agree_with_dense(monkeypatch):
     np.testing.assert_allclose(windowed, dense, rtol=1e-12, atol=1e-15)
     # reverse mode: the Softsign before the max-pool is pulled back inside its scatter
     seen = []
-    original = fd.MaxPool2d.vjp
+    original = slope_pool.pool_scatter
 
-    def spy(self, cache, gy, slope=None):
+    def spy(cache, gy, slope=None, weights=None):
         seen.append(slope is not None)
-        return original(self, cache, gy, slope=slope)
+        return original(cache, gy, slope, weights)
 
-    monkeypatch.setattr(fd.MaxPool2d, "vjp", spy)
+    monkeypatch.setattr(slope_pool, "pool_scatter", spy)
     calls = []
     monkeypatch.setattr(Softsign, "vjp", lambda self, c, g: calls.append(1) or c[:, None] * g)
     reverse = net.jacobian(x, mode="reverse")

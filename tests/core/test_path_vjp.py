@@ -6,6 +6,8 @@ import pytest
 from hypothesis import given, settings
 
 import fwdderiv as fd
+from fwdderiv.core.jacobian import linear_head
+from fwdderiv.fusions import slope_pool
 from fwdderiv.attribution import IntegratedGradients
 
 from .test_graph import graphs
@@ -48,11 +50,12 @@ def test_the_linear_head_runs_at_the_ends_and_pulls_back_once(monkeypatch, dtype
     ref = reference(net, b, x, alphas, weights, gy)
     conv, pool = net[1], net[3]
     seen, reduced = [], []
-    forward, vjp_reduced = type(conv).forward, type(pool).vjp_reduced
+    forward, scatter = type(conv).forward, slope_pool.pool_scatter
     monkeypatch.setattr(conv, "forward", lambda h: seen.append(len(h)) or forward(conv, h),
                         raising=False)
-    monkeypatch.setattr(pool, "vjp_reduced", lambda *a, **k: reduced.append(1) or
-                        vjp_reduced(pool, *a, **k), raising=False)
+    monkeypatch.setattr(slope_pool, "pool_scatter", lambda cache, gy, slope=None, weights=None:
+                        (weights is not None and reduced.append(1)) or
+                        scatter(cache, gy, slope, weights))
     got = net.path_vjp(b, x, alphas, weights, gy, steps=3)
     assert seen == [3, 3]            # the first conv saw the two ends, not 7 x 3 points
     assert len(reduced) == 3         # the pool summed each pass's points itself
@@ -103,7 +106,7 @@ def test_a_batch_norm_in_training_form_ends_the_linear_start():
     bn = fd.models.zoo._batchnorm(3, np.random.default_rng(3))
     net = fd.Sequential([fd.Conv2d(1, 3, 3, seed=1), bn, fd.ReLU(), fd.Flatten(),
                          fd.Linear(3 * 4 * 4, 2, seed=2)])
-    assert net._head == 2
+    assert linear_head(net) == 2
     rng = np.random.default_rng(4)
     a, b = rng.random((2, 1, 6, 6)), rng.random((2, 1, 6, 6))
     alphas, weights = np.array([0.2, 0.7]), np.array([0.5, 0.5])

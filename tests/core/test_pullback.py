@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 import fwdderiv as fd
-from fwdderiv.layers import conv as conv_module
+from fwdderiv.fusions import conv_pool as conv_pool_fusion
+from fwdderiv.kernels import conv as conv_module
 
 
 @st.composite
@@ -43,8 +44,10 @@ def test_vjp_through_pool_matches_layer_by_layer(case, layout):
     if slope is not None:
         g = g * slope[:, None]
     expected = conv.vjp(conv_cache, g + 1e-300 * (g == 0))       # dense GEMM path
-    got = conv._scatter(gy.reshape((-1,) + gy.shape[2:]), shape[1:], layout,
-                        pool=(pool_cache[0], h.shape[3]), slope=slope)
+    got = conv_module.conv_vjp_scatter(gy.reshape((-1,) + gy.shape[2:]), conv.weight, shape[1:],
+                                       conv.stride, conv.padding, conv.dilation, conv.groups,
+                                       nhwc=layout == "nhwc", pool=(pool_cache[0], h.shape[3]),
+                                       slope=slope)
     np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=1e-10, atol=1e-12)
 
 
@@ -69,13 +72,14 @@ def test_reverse_jacobian_is_the_same_on_every_path(monkeypatch, path):
 def test_fused_pullback_is_taken_where_it_pays(monkeypatch):
     # LeNet-5's conv -> ReLU -> max-pool pairs are pulled back from the pool's output
     calls = []
-    original = fd.Conv2d._scatter
+    original = conv_pool_fusion.conv_vjp_scatter
 
-    def spy(self, g, in_shape, layout, pool=None, slope=None):
-        calls.append((self.in_channels, layout, pool is not None, slope is not None))
-        return original(self, g, in_shape, layout, pool, slope)
+    def spy(g, weight, in_shape, *args, nhwc=False, pool=None, slope=None):
+        calls.append((in_shape[0], "nhwc" if nhwc else "nchw", pool is not None,
+                      slope is not None))
+        return original(g, weight, in_shape, *args, nhwc=nhwc, pool=pool, slope=slope)
 
-    monkeypatch.setattr(fd.Conv2d, "_scatter", spy)
+    monkeypatch.setattr(conv_pool_fusion, "conv_vjp_scatter", spy)
     net = fd.models.lenet5()
     net.jacobian(np.random.default_rng(0).random((4, 1, 32, 32)), mode="reverse")
     assert (6, "nhwc", True, True) in calls and (1, "nchw", True, True) in calls

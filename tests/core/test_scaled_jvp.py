@@ -6,24 +6,27 @@ import numpy as np
 import pytest
 
 import fwdderiv as fd
-from fwdderiv.core import graph as graph_module
-from fwdderiv.layers import linear as linear_module
+from fwdderiv.core.plan import without
+from fwdderiv.fusions import scaled_linear as linear_module, window_head
+from fwdderiv.fusions.scaled_linear import jvp_scaled, live_columns
 
 
 def calls_of_jvp_scaled(monkeypatch):
     seen = []
-    orig = fd.Linear.jvp_scaled
+    orig = linear_module.jvp_scaled
 
-    def spy(self, cache, dx, slope, **kw):
+    def spy(linear, cache, dx, slope, **kw):
         seen.append((dx.shape[0], slope.shape, sorted(kw)))
-        return orig(self, cache, dx, slope, **kw)
+        return orig(linear, cache, dx, slope, **kw)
 
-    monkeypatch.setattr(fd.Linear, "jvp_scaled", spy)
+    monkeypatch.setattr(linear_module, "jvp_scaled", spy)
     return seen
 
 
-def unfused(monkeypatch):
-    monkeypatch.setattr(graph_module.Graph, "_scales_ahead", lambda self, k: None)
+def unfused():
+    """The plan without the slope fusions: the elementwise layer's own JVP, then the
+    Linear layer's."""
+    return without("slope into linear", "windows into head")
 
 
 @pytest.mark.parametrize("live_share", [0.5, 0.0, 1.0])
@@ -52,8 +55,8 @@ def test_fused_slope_equals_the_unfused_chain(monkeypatch, live_share, dtype):
         Jt = net.jacobian(x, intermediates=True)        # traced: no fusion
         monkeypatch.undo()
         monkeypatch.setattr(linear_module, "LIVE_SHARE", live_share)
-        unfused(monkeypatch)
-        J0 = net.jacobian(x)
+        with unfused():
+            J0 = net.jacobian(x)
         monkeypatch.undo()
         tol = 1e-12 if dtype == np.float64 else 1e-5
         scale = np.abs(J0).max()
@@ -67,8 +70,8 @@ def test_dead_units_and_a_value_read_twice():
     lin = fd.Linear(4, 3, seed=0)
     slope = np.zeros((2, 4))
     dx = np.ones((2, 5, 4))
-    assert not lin.jvp_scaled(None, dx, slope).any()
-    assert lin.jvp_scaled(None, dx, slope).shape == (2, 5, 3)
+    assert not jvp_scaled(lin, None, dx, slope).any()
+    assert jvp_scaled(lin, None, dx, slope).shape == (2, 5, 3)
     g = fd.Graph([("h", fd.Linear(6, 4, seed=1), "input"), ("r", fd.ReLU(), "h"),
                   ("a", fd.Linear(4, 2, seed=2), "r"), ("b", fd.Linear(4, 2, seed=3), "r"),
                   ("s", fd.Add(), ("a", "b"))])
@@ -79,12 +82,12 @@ def test_dead_units_and_a_value_read_twice():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_column_tangents_equal_the_columns_of_the_full_tangents(monkeypatch, dtype):
-    # live_columns + jvp_scaled(cols=, out_cols=) and window_dense_jvp(out_cols=) give
+    # live_columns + jvp_scaled(cols=, out_cols=) and dense_from_windows(out_cols=) give
     # exactly the entries the full computations give at those columns
     rng = np.random.default_rng(3)
     lin = fd.Linear(7, 5, seed=2)
     slope = (rng.random((4, 7)) < 0.4) * rng.normal(size=(4, 7))
-    cols = lin.live_columns(slope)
+    cols = live_columns(lin, slope)
     assert cols.shape == (4, int((slope != 0).sum(axis=1).max()))
     assert all(set(np.flatnonzero(s)) <= set(c) for s, c in zip(slope, cols))
     dx = rng.normal(size=(4, 3, 7)).astype(dtype)
@@ -93,28 +96,29 @@ def test_column_tangents_equal_the_columns_of_the_full_tangents(monkeypatch, dty
     picked = np.take_along_axis(full, out_cols[:, None, :], axis=2)
     dxc = np.take_along_axis(dx, cols[:, None, :], axis=2)
     tol = 1e-12 if dtype == np.float64 else 1e-5
-    np.testing.assert_allclose(lin.jvp_scaled(None, dxc, slope, cols=cols), full,
+    np.testing.assert_allclose(jvp_scaled(lin, None, dxc, slope, cols=cols), full,
                                rtol=tol, atol=tol)
-    np.testing.assert_allclose(lin.jvp_scaled(None, dx, slope, out_cols=out_cols), picked,
+    np.testing.assert_allclose(jvp_scaled(lin, None, dx, slope, out_cols=out_cols), picked,
                                rtol=tol, atol=tol)
     np.testing.assert_allclose(
-        lin.jvp_scaled(None, dxc, slope, cols=cols, out_cols=out_cols), picked,
+        jvp_scaled(lin, None, dxc, slope, cols=cols, out_cols=out_cols), picked,
         rtol=tol, atol=tol)
     # a conv whose kernel covers its input, from the windows of a conv + pool
     net = fd.Sequential([fd.Conv2d(1, 3, 3, seed=4), fd.ReLU(), fd.MaxPool2d(2),
                          fd.Conv2d(3, 6, 4, seed=5)])
     x = rng.normal(size=(3, 1, 10, 10)).astype(dtype)
     conv, captured = net.layers[3], {}
-    real = fd.Conv2d.window_dense_jvp
+    real = window_head.dense_from_windows
 
     def spy(layer, cache, T, window, dense, out_cols=None):
         captured["args"] = (cache, T, window, dense)
         return real(layer, cache, T, window, dense)
-    monkeypatch.setattr(fd.Conv2d, "window_dense_jvp", spy)
+    monkeypatch.setattr(window_head, "dense_from_windows", spy)
     net.jacobian(x)
     monkeypatch.undo()
     cache, T, window, dense = captured["args"]
-    full = conv.window_dense_jvp(cache, T, window, dense)[..., 0, 0]         # (3, D, 6)
+    full = window_head.dense_from_windows(conv, cache, T, window, dense)[..., 0, 0]         # (3, D, 6)
     oc = rng.integers(0, 6, size=(3, 4))
-    np.testing.assert_array_equal(conv.window_dense_jvp(cache, T, window, dense, out_cols=oc),
+    np.testing.assert_array_equal(window_head.dense_from_windows(conv, cache, T, window, dense,
+                                                                 out_cols=oc),
                                   np.take_along_axis(full, oc[:, None, :], axis=2))

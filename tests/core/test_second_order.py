@@ -114,23 +114,23 @@ def test_normalisation_second_order_follows_the_statistics(layer, shape):
 
 
 def test_conv_tangent_columns_are_kept_for_jvp_grad(monkeypatch):
-    """Conv2d.jvp_cached hands its tangent columns to jvp_grad (the second-order pass
+    """Conv2d.jvp_residual hands its tangent columns to jvp_grad (the second-order pass
     passes them on), with the same result as recomputing them."""
     rng = np.random.default_rng(6)
     conv = to_float64(fd.Conv2d(2, 3, 3, padding=1, padding_mode="reflect", seed=1))
     x, dx = rng.normal(size=(2, 2, 5, 5)), rng.normal(size=(2, 2, 2, 5, 5))
     _, cache = conv.forward(x)
-    dy, cols = conv.jvp_cached(cache, dx)
+    dy, cols = conv.jvp_residual(cache, dx)
     np.testing.assert_array_equal(dy, conv.jvp(cache, dx))
     gdy = rng.normal(size=dy.shape)
-    kept = conv.jvp_grad(cache, x, dx, gdy, tangent_cache=cols)[1]
+    kept = conv.jvp_grad(cache, x, dx, gdy, residual=cols)[1]
     fresh = conv.jvp_grad(cache, x, dx, gdy)[1]
     for name in fresh:
         np.testing.assert_allclose(kept[name], fresh[name], rtol=1e-12, atol=1e-14)
     seen = []
     original = fd.Conv2d.jvp_grad
     monkeypatch.setattr(fd.Conv2d, "jvp_grad", lambda self, *a, **k: (
-        seen.append(k.get("tangent_cache") is not None), original(self, *a, **k))[1])
+        seen.append(k.get("residual") is not None), original(self, *a, **k))[1])
     from fwdderiv.core.second_order import jvp_param_grads
     net = fd.Sequential([conv, fd.Tanh(), fd.Flatten(), fd.Linear(75, 2)])
     jvp_param_grads(net, x, dx, rng.normal(size=(2, 2, 2)))

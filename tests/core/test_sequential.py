@@ -4,6 +4,7 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 import fwdderiv as fd
+from fwdderiv.core.jacobian import memory_steps
 from fwdderiv.core.memory import plan_chunks
 from fwdderiv.numeric import jacobian_fd
 
@@ -115,7 +116,7 @@ def test_chunking_by_max_memory_changes_nothing(mode):
     x = np.random.default_rng(2).random((5, 1, 32, 32))
     J = net.jacobian(x, mode=mode)
     budget = 1_200_000
-    plan = plan_chunks(net._steps(net.shapes((1, 32, 32))), net.shapes((1, 32, 32)), 5, 1024 if mode == "forward" else 10,
+    plan = plan_chunks(memory_steps(net, net.shapes((1, 32, 32))), net.shapes((1, 32, 32)), 5, 1024 if mode == "forward" else 10,
                        8, budget)
     assert len(plan.example_chunks) > 1
     if mode == "forward":

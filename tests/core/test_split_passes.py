@@ -9,7 +9,7 @@ import pytest
 
 import fwdderiv as fd
 from fwdderiv import _threads
-from fwdderiv.core import graph as graph_module
+from fwdderiv.core import jacobian as graph_module
 
 
 def net():

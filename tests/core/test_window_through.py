@@ -1,4 +1,4 @@
-"""A convolution's windows computed through the max-pool after it (``window_jvp_through``):
+"""A convolution's windows computed through the max-pool after it (the conv + pool fusion):
 only the selected conv outputs, the same numbers as the layer-by-layer windowed path."""
 import numpy as np
 import pytest
@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import fwdderiv as fd
 from fwdderiv.core import local
+from fwdderiv.fusions import conv_pool
 from fwdderiv.kernels.local import conv_pool_window, conv_window, maxpool_window
 from fwdderiv.kernels.pool import maxpool_forward
 
@@ -50,18 +51,18 @@ def test_kernel_equals_conv_then_pool(seed, dtype, shared, with_slope):
 
 
 class _Spy:
-    """Counts Conv2d.window_jvp_through calls, and those that did not decline."""
+    """Counts the conv + pool fusion's calls, and those that did not decline."""
 
     def __init__(self, monkeypatch):
         self.calls = self.used = 0
-        real = fd.Conv2d.window_jvp_through
+        real = conv_pool.pooled_windows
 
-        def spy(layer, *args, **kwargs):
-            out = real(layer, *args, **kwargs)
+        def spy(*args, **kwargs):
+            out = real(*args, **kwargs)
             self.calls += 1
             self.used += out is not None
             return out
-        monkeypatch.setattr(fd.Conv2d, "window_jvp_through", spy)
+        monkeypatch.setattr(conv_pool, "pooled_windows", spy)
 
 
 @pytest.mark.parametrize("side,n,dtype", [(28, 3, np.float64), (32, 2, np.float64),
@@ -128,7 +129,7 @@ def test_random_lenet_like_nets_with_direction_chunks(seed, live_share):
     # conv -> act -> pool -> whole-input conv -> ReLU -> Flatten -> Linear -> ReLU -> Linear:
     # the through-pool windows, the column tangents of the dense part (forced on every
     # batch with a live share of 1) and small budgets (many direction chunks) together
-    from fwdderiv.layers import linear as linear_module
+    from fwdderiv.fusions import scaled_linear as linear_module
     rng = np.random.default_rng(seed)
     c, size = int(rng.integers(1, 3)), int(rng.integers(9, 13))
     k1 = int(rng.integers(2, 4))

@@ -5,6 +5,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 import fwdderiv as fd
+from fwdderiv.core.jacobian import memory_steps, window_elements, windows_of
+from fwdderiv.fusions import window_head
 from fwdderiv.core import local
 
 
@@ -101,7 +103,7 @@ def test_windowed_direction_chunks_match_dense():
     shapes = net.shapes(x.shape[1:])
     k, windows = local.plan(net.layers, shapes)
     budget = 12_000_000
-    plan = plan_windowed(net._steps(shapes), shapes, 3, 8, budget, k,
+    plan = plan_windowed(memory_steps(net, shapes), shapes, 3, 8, budget, k,
                          local.elements_per_example(shapes, windows))
     assert plan is not None and len(plan.direction_chunks) > 1
     np.testing.assert_allclose(net.jacobian(x, max_memory=budget),
@@ -116,17 +118,17 @@ def test_mnist_lenet5_keeps_its_last_pool_windowed():
 
 
 class _Spy:
-    """Counts Conv2d.window_dense_jvp calls that did not decline."""
+    """Counts the window head's dense tangents from windows that did not decline."""
 
     def __init__(self, monkeypatch):
         self.used = 0
-        real = fd.Conv2d.window_dense_jvp
+        real = window_head.dense_from_windows
 
-        def spy(layer, *args, **kwargs):
-            out = real(layer, *args, **kwargs)
+        def spy(*args, **kwargs):
+            out = real(*args, **kwargs)
             self.used += out is not None
             return out
-        monkeypatch.setattr(fd.Conv2d, "window_dense_jvp", spy)
+        monkeypatch.setattr(window_head, "dense_from_windows", spy)
 
 
 @pytest.mark.parametrize("side,n", [(28, 1), (28, 3), (32, 2)])
@@ -179,11 +181,11 @@ def test_windows_run_once_for_every_direction_chunk(monkeypatch):
                     ("g", fd.Linear(3 * 12 * 12, 4, seed=3), "f")])
     x = np.random.default_rng(5).normal(size=(2, 2, 12, 12))
     shapes = net.shapes(x.shape[1:])
-    windows = net._windows(shapes)
+    windows = windows_of(net, shapes)
     assert len(windows) == 2
     budget = 4_000_000
-    plan = plan_windowed(net._steps(shapes), shapes, 2, 8, budget, len(windows),
-                         net._window_elements(shapes, windows))
+    plan = plan_windowed(memory_steps(net, shapes), shapes, 2, 8, budget, len(windows),
+                         window_elements(net, shapes, windows))
     assert len(plan.example_chunks) == 2 and len(plan.direction_chunks) > 2
     calls = []
     real = fd.Conv2d.window_jvp
