@@ -106,6 +106,10 @@ def report_lines(report, tol):
         lines.append(f"output {tuple(w['output'])}: worst abs {w['abs_error']:.3e} at example "
                      f"{w['example']}, input {tuple(w['input'])}")
     sides = report.get("float32")
+    if sides is not None and sides["units_near_kinks"]:
+        lines.append(f"{sides['units_near_kinks']} activation inputs lie within float32 "
+                     f"rounding of a kink: a float32 pass may decide them either way, and "
+                     f"entries that differ by exactly that count as kink-explained")
     if sides is not None:
         for side, who in (("other", "this float32 Jacobian"), ("fwdderiv", "fwdderiv's float32")):
             r = sides[side]

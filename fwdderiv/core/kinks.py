@@ -37,3 +37,23 @@ def kink_census(net, x, tol=1e-6):
             found.append((i, repr(layer), int(count)))
         values.append(layer.forward(*inputs)[0])
     return found
+
+
+def near_kinks(net, x, tol):
+    """The units of elementwise layers with kinks (ReLU and the like: ``kink_points``)
+    whose input lies within ``tol`` of a kink at ``x``: ``(node index, flat index, slope
+    on the other side)`` for each, in node order. A forward pass in lower precision may
+    decide such a unit the other way (see :func:`fwdderiv.interop.check.compare`)."""
+    found, values = [], [np.asarray(x, dtype=np.float64)]
+    for i, (_, layer, _) in enumerate(net.nodes):
+        inputs = [values[v] for v in net._nodes[i].inputs]
+        h = inputs[0].reshape(-1)
+        for kp in getattr(layer, "kink_points", ()):
+            idx = np.flatnonzero(np.abs(h - kp) <= tol)
+            if idx.size:
+                d = np.maximum(np.abs(h[idx] - kp), np.finfo(np.float64).tiny)
+                other = np.where(h[idx] > kp, kp - d, kp + d)
+                slopes = layer.value_and_slope(other)[1]
+                found += [(i, int(j), float(s)) for j, s in zip(idx, slopes)]
+        values.append(layer.forward(*inputs)[0])
+    return found

@@ -154,3 +154,135 @@ def test_peers_in_float32(tmp_path, capsys):
         r = report["comparisons"][peer]
         assert r["dtype"] == "float32" and r["tolerance"] == 1e-5
         assert 0 < r["max_rel"] < 1e-5 and not r["float32"]["other"]["off_reference"]
+
+
+def test_a_unit_within_float32_rounding_of_its_kink_explains_a_float32_jacobian(tmp_path,
+                                                                                capsys):
+    """A ReLU input 3e-7 above zero: a float32 pass may decide it either way (in a
+    Wide-ResNet one such unit moved both PyTorch's and fwdderiv's float32 Jacobians by
+    3.5e-2 of max|J|). A float32 Jacobian that decided it the other way is explained."""
+    rng = np.random.default_rng(4)
+    lin1, lin2 = fd.Linear(5, 6, seed=1), fd.Linear(6, 3, seed=2)
+    x = rng.normal(size=(1, 5))
+    lin1.bias = lin1.bias.astype(np.float64)
+    lin1.bias[2] += 3e-7 - (x @ lin1.weight.T + lin1.bias)[0, 2]       # unit 2 at +3e-7
+    net = fd.Sequential([lin1, fd.ReLU(), lin2])
+    fd.save(net, tmp_path / "net.npz")
+    np.save(tmp_path / "x.npy", x)
+    other = net.jacobian(x).copy()
+    other[0] -= np.outer(lin2.weight[:, 2], lin1.weight[2])           # unit 2 decided dead
+    assert np.abs(other - net.jacobian(x)).max() > 0.01 * np.abs(other).max()
+    code, out, report = check(tmp_path, other.astype(np.float32), capsys)
+    assert code == 0 and "PASS" in out, out
+    assert report["float32"]["units_near_kinks"] == 1 and report["kink_explained"] > 0
+    assert "within float32 rounding of a kink" in out
+    other[0, 0, 0] += 0.1                      # a real error on top is still named
+    code, out, report = check(tmp_path, other.astype(np.float32), capsys)
+    assert code == DISAGREE and report["unexplained"] == 1
+
+
+DLA = '''
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                       nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.short(x))
+
+
+class Root(nn.Module):          # DLA's aggregation node: concatenate, 1x1 conv, BN, ReLU
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, xs):
+        return torch.relu(self.bn(self.conv(torch.cat(xs, 1))))
+
+
+class Tree(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.left, self.right = Block(cin, cout, stride), Block(cout, cout)
+        self.root = Root(2 * cout, cout)
+
+    def forward(self, x):
+        a = self.left(x)
+        return self.root([a, self.right(a)])
+
+
+class DLA(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.base = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8),
+                                  nn.ReLU())
+        self.tree1, self.tree2 = Tree(8, 8, 1), Tree(8, 16, 2)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        out = self.tree2(self.tree1(self.base(x)))
+        return self.fc(torch.nn.functional.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+def make():
+    torch.manual_seed(0)
+    model = DLA()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(0.5, 1.5)
+            m.momentum = None
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn(16, 3, 12, 12))
+    return model.eval()
+'''
+
+
+def test_dla_float32_jacobians_and_whose_is_off(tmp_path, capsys):
+    """A DLA-style network (He-style blocks, concatenating roots) from PyTorch: PyTorch's
+    float32 Jacobian passes; one computed in bfloat16 (mixed precision) is named as the
+    side off the float64 reference, with fwdderiv's float32 as the one to trust."""
+    import torch
+    (tmp_path / "dla.py").write_text(DLA)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("dla", tmp_path / "dla.py")
+    dla = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dla)
+    model = dla.make()
+    x = np.random.default_rng(0).standard_normal((1, 3, 12, 12)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+
+    def jac(m, dtype):
+        f = lambda v: m(v[None])[0]  # noqa: E731
+        J = torch.func.vmap(torch.func.jacrev(f))(torch.from_numpy(x).to(dtype))
+        return J.detach().float().numpy()
+
+    outs = {}
+    for name, J in (("float32", jac(model, torch.float32)),
+                    ("bfloat16", jac(model.to(torch.bfloat16), torch.bfloat16))):
+        np.save(tmp_path / "J.npy", J)
+        code = main(["check", f"{tmp_path / 'dla.py'}:make", "--inputs", str(tmp_path / "x.npy"),
+                     "--jacobian", str(tmp_path / "J.npy"), "--json", str(tmp_path / "r.json")])
+        outs[name] = code, capsys.readouterr().out, json.loads((tmp_path / "r.json").read_text())
+    code, out, report = outs["float32"]
+    assert code == 0 and "PASS" in out, out
+    assert report["comparisons"][str(tmp_path / "J.npy")]["max_rel"] < 1e-5
+    code, out, report = outs["bfloat16"]
+    sides = report["comparisons"][str(tmp_path / "J.npy")]["float32"]
+    assert code == DISAGREE and sides["other"]["off_reference"], out
+    assert not sides["fwdderiv"]["off_reference"] and sides["fwdderiv"]["max_rel"] < 1e-5
+    assert "trust fwdderiv's float32" in out
