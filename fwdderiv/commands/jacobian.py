@@ -57,6 +57,10 @@ def add_parser(sub):
     p.add_argument("--trace", action="store_true",
                    help="also print dH_k/dx layer by layer (shape, share of non-zeros)")
     p.add_argument("--seed", type=int, default=0, help="model seed (default: 0)")
+    p.add_argument("--explain", action="store_true",
+                   help="print the plan of the forward and reverse Jacobian: the steps, which "
+                        "fusion rules ran, windowed or dense, and where the windowed run "
+                        "ends and why")
     add_download_option(add_progress_options(p))
     p.set_defaults(run=run)
     return p
@@ -148,6 +152,9 @@ def run(args):
     x = x.astype(args.dtype)
     print(f"model      {name}, {len(net.nodes)} layers")
     print(f"data       {where}; {len(x)} inputs, shape {x.shape[1:]}")
+    if args.explain:
+        for mode in ("forward", "reverse"):
+            print(net.plan(x.shape[1:], mode=mode, dtype=x.dtype, batch=len(x)).explain())
     net(x[:1])
     net.jacobian(x[:1])                       # warm-up: Numba compile (cached on disk)
     (F, J), t_fwd = _timed(lambda: net.jacobian(x, mode="forward", return_output=True))

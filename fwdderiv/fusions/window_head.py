@@ -13,11 +13,16 @@ from ..layers.conv import Conv2d
 from .scaled_linear import chain_from, column_segment, live_columns, run_chain, slope_at
 
 
-def covers_input(conv, in_shape):
-    """True if the convolution's kernel covers its whole input, entry for entry: one
-    output position, a linear map of every input entry."""
+def plain(conv):
+    """True if the convolution has no padding, groups or dilation: then, on an input the
+    size of its kernel, it maps every input entry linearly to one output position."""
     return conv.prepad is None and conv.padding == (0, 0) and conv.groups == 1 and \
-        conv.dilation == (1, 1) and tuple(in_shape[1:]) == conv.kernel_size
+        conv.dilation == (1, 1)
+
+
+def covers_input(conv, in_shape):
+    """True if the convolution's kernel covers its whole input, entry for entry."""
+    return plain(conv) and tuple(in_shape[1:]) == conv.kernel_size
 
 
 def dense_from_windows(conv, cache, T, window, dense, out_cols=None):
@@ -73,7 +78,8 @@ class _Rule:
 
     def match(self, view, k):
         if k != view.n_win or not view.n_win or view.nodes[k].inputs != (k,) or \
-                view.uses[k] != 1 or not isinstance(view.layer(k), Conv2d):
+                view.uses[k] != 1 or not isinstance(view.layer(k), Conv2d) or \
+                not plain(view.layer(k)):
             return None
         segment = column_segment(view, k)
         return WindowHead(k, chain_from(view, segment) if segment else ())
