@@ -205,7 +205,8 @@ def check_layer(layer, where):
         if lacking:
             raise TypeError(f"{where}: {cls.__name__} has parameters "
                             f"({', '.join(layer.param_names)}) but does not implement "
-                            f"{' and '.join(lacking)}; without them training would give its "
+                            f"{' and '.join(lacking)}; without "
+                            f"{'them' if len(lacking) > 1 else 'it'} training would give its "
                             f"parameters no gradient and the Jacobian penalty would drop "
                             f"them. Implement {' and '.join(lacking)} (see "
                             f"docs/pages/add-a-layer.md)")
