@@ -2,17 +2,17 @@
 
 Losses and attacks differentiate the cross-entropy of the *logits* Z (stable, and the
 convention of cleverhans and ART), while zoo models end in :class:`~fwdderiv.Softmax`,
-the paper's F. :func:`_split_final_softmax` is the single place that decides whether a
+the paper's F. :func:`split_final_softmax` is the single place that decides whether a
 network ends in a softmax and what its logits part is (for a Sequential, a Graph, or
 anything listing its ``layers``).
 """
 from .layers import LogSoftmax, Softmax
 
-#: What :func:`_split_final_softmax` reports for the final layer.
+#: What :func:`split_final_softmax` reports for the final layer.
 SOFTMAX, LOG_SOFTMAX = "softmax", "log_softmax"
 
 
-def _split_final_softmax(net):
+def split_final_softmax(net):
     """``(logits_net, kind)``: the network without its final (Log)Softmax, and which it was.
 
     Parameters

@@ -10,7 +10,7 @@ import functools
 import numpy as np
 
 from ._classifier import check_images, check_labels, n_outputs
-from ._logits import _split_final_softmax
+from ._logits import split_final_softmax
 from ._threads import holding_blas
 from .training.loss import log_softmax
 
@@ -53,7 +53,7 @@ def example_losses(net, x, y, loss="cross_entropy"):
         :math:`\ell_n = -\log \mathrm{softmax}(z_n)_{y_n}`, in the dtype of ``x``.
     """
     x, y = _prepare(net, x, y, loss, "sum", "example_losses")
-    logits_net, _ = _split_final_softmax(net)
+    logits_net, _ = split_final_softmax(net)
     z = logits_net.forward(x)
     return -log_softmax(z)[np.arange(len(y)), y]
 
@@ -110,7 +110,7 @@ def _loss_pass(net, x, y, reduction="sum"):
     its output, final softmax included), so that an untargeted attack needs no separate
     pass to label its images.
     """
-    logits_net, kind = _split_final_softmax(net)
+    logits_net, kind = split_final_softmax(net)
     if hasattr(logits_net, "forward_cached") and hasattr(logits_net, "pullback"):
         z, caches = logits_net.forward_cached(x)
         pull = functools.partial(logits_net.pullback, caches)

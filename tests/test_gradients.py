@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fwdderiv as fd
-from fwdderiv._logits import _split_final_softmax
+from fwdderiv._logits import split_final_softmax
 from fwdderiv.numeric import loss_gradient_fd
 
 
@@ -61,13 +61,13 @@ def test_stable_when_the_softmax_underflows():
     np.testing.assert_allclose(g, [[1000.0, 0.0]], atol=1e-9)   # W[0] - W[2]
 
 
-def test_split_final_softmax():
+def testsplit_final_softmax():
     net = small_convnet(fd.LogSoftmax())
-    body, kind = _split_final_softmax(net)
+    body, kind = split_final_softmax(net)
     assert kind == "log_softmax" and len(body) == len(net) - 1
-    assert _split_final_softmax(body) == (body, None)
+    assert split_final_softmax(body) == (body, None)
     single = fd.Sequential([fd.Softmax()])
-    assert _split_final_softmax(single) == (single, None)
+    assert split_final_softmax(single) == (single, None)
 
 
 @pytest.mark.parametrize("kwargs, err, match", [

@@ -64,13 +64,12 @@ def _fingerprint(net_digest, x, targets, settings):
     return h.hexdigest()
 
 
-def _craft_shard(net, x, targets, kwargs, threads):
+def _craft_shard(craft, net, x, targets, kwargs, threads):
     """Runs on a worker: craft one shard with ``threads`` Numba threads."""
     import numba
-    from .jsma import jsma
     if threads:
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-    res = jsma(net, x, targets, **kwargs)
+    res = craft(net, x, targets, **kwargs)
     return {f: getattr(res, f) for f in _FIELDS}
 
 
@@ -93,12 +92,15 @@ def _save_shard(path, fingerprint, parts):
     os.replace(tmp, path)
 
 
-def craft_sharded(net, x, targets, kwargs, *, workers=None, scheduler=None, shard_dir=None,
-                  shard_size=None, bar=None, settings=None):
-    """Craft ``jsma(net, x, targets, **kwargs)`` shard by shard on a Dask cluster.
+def craft_sharded(net, x, targets, kwargs, *, craft, workers=None, scheduler=None,
+                  shard_dir=None, shard_size=None, bar=None, settings=None):
+    """Craft ``craft(net, x, targets, **kwargs)`` shard by shard on a Dask cluster.
 
     Parameters
     ----------
+    craft : callable
+        The crafting function (:func:`~fwdderiv.attacks.jsma`), a module-level function
+        so the workers receive it by reference.
     net, x, targets
         As in :func:`~fwdderiv.attacks.jsma` (``targets`` already an int64 array).
     kwargs : dict
@@ -166,18 +168,18 @@ def craft_sharded(net, x, targets, kwargs, *, workers=None, scheduler=None, shar
 
     if workers is None and scheduler is None:
         for i in todo:          # no cluster: the shards in turn, in this process
-            finish(i, _craft_shard(net, x[bounds[i][0]:bounds[i][1]],
+            finish(i, _craft_shard(craft, net, x[bounds[i][0]:bounds[i][1]],
                                    targets[bounds[i][0]:bounds[i][1]], kwargs, 0))
     elif todo:
-        _run_on_cluster(distributed, net, x, targets, kwargs, bounds, todo, workers,
+        _run_on_cluster(distributed, craft, net, x, targets, kwargs, bounds, todo, workers,
                         scheduler, finish)
     if not parts:
         return None
     return {f: np.concatenate([p[f] for p in parts]) for f in _FIELDS}
 
 
-def _run_on_cluster(distributed, net, x, targets, kwargs, bounds, todo, workers, scheduler,
-                    finish):
+def _run_on_cluster(distributed, craft, net, x, targets, kwargs, bounds, todo, workers,
+                    scheduler, finish):
     own = None
     if isinstance(scheduler, distributed.Client):
         client = scheduler
@@ -196,7 +198,7 @@ def _run_on_cluster(distributed, net, x, targets, kwargs, bounds, todo, workers,
         # a rerun of the same network, and the interrupted run's release of it could
         # remove the data under the rerun's tasks ("lost dependencies").
         net_f = client.scatter(net, broadcast=True, hash=False)
-        futures = {client.submit(_craft_shard, net_f, x[bounds[i][0]:bounds[i][1]],
+        futures = {client.submit(_craft_shard, craft, net_f, x[bounds[i][0]:bounds[i][1]],
                                  targets[bounds[i][0]:bounds[i][1]], kwargs, threads,
                                  pure=False): i for i in todo}
         try:

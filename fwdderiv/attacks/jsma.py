@@ -231,7 +231,8 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
                     for k, v in kwargs.items()}
         settings["clip"] = list(clip)
         try:
-            out = craft_sharded(net, x, t, kwargs, workers=workers, scheduler=scheduler,
+            out = craft_sharded(net, x, t, kwargs, craft=jsma, workers=workers,
+                                scheduler=scheduler,
                                 shard_dir=shard_dir, shard_size=shard_size, bar=bar,
                                 settings=settings)
         finally:

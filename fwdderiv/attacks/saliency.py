@@ -28,6 +28,7 @@ the rows cancel.
 """
 import numpy as np
 
+from .._logits import SOFTMAX, split_final_softmax
 from .._validation import as_float_array, check_class_indices, check_classifier, check_finite
 
 __all__ = ["forward_derivative", "target_terms", "target_terms_vjp", "saliency_from_jacobian",
@@ -41,7 +42,7 @@ def _as_targets(targets, n, n_classes, who):
 def softmax_output(net, logits=False):
     """True when the function the attack differentiates is a softmax: ``logits=False``
     and the network's last layer is a ``Softmax``. Then ``beta = -alpha`` exactly."""
-    return not logits and type(net[-1]).__name__ == "Softmax"
+    return not logits and split_final_softmax(net)[1] == SOFTMAX
 
 
 def _neumaier_sum(rows):
@@ -60,7 +61,7 @@ def _neumaier_sum(rows):
 
 def _check_output_layer(net, logits, who):
     last = type(net[-1]).__name__
-    if logits and last not in ("Softmax", "LogSoftmax"):
+    if logits and split_final_softmax(net)[1] is None:
         raise ValueError(f"{who}(logits=True) differentiates net[:-1], which needs a network "
                          f"ending in Softmax; its last layer is {last}. Pass logits=False "
                          "if the network already outputs logits.")

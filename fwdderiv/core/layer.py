@@ -286,3 +286,18 @@ def init_uniform(rng, shape, fan_in):
         return np.zeros(shape, np.float32)
     bound = 1.0 / np.sqrt(fan_in) if fan_in > 0 else 0.0
     return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+
+@contextlib.contextmanager
+def train_mode(net):
+    """Layers that have a training form (``BatchNorm2d``: batch statistics and running
+    averages) use it inside the block, as PyTorch's ``model.train()``; the inference form
+    is restored after, whatever happens."""
+    layers = [layer for layer in net.layers if hasattr(type(layer), "training")]
+    for layer in layers:
+        layer.training = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("training", None)

@@ -1,4 +1,4 @@
-"""BatchNorm's inference form folded into the convolution before it, in both modes.
+r"""BatchNorm's inference form folded into the convolution before it, in both modes.
 
 Its derivative is one factor per channel, :math:`\gamma/\sqrt{\sigma^2+\epsilon}`
 (:meth:`fwdderiv.BatchNorm2d.scale`): the convolution's weights take the factors, and one

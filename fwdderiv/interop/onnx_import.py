@@ -7,7 +7,8 @@ that exporters emit for ``x.view(x.size(0), -1)`` (``Shape``, ``Gather``, ``Unsq
 """
 import numpy as np
 
-BATCH = None  # the batch size inside shape computations: unknown at import time
+from .onnx_ops import BATCH
+
 #: Opsets 21-25 changed the supported operators only by adding element types (bfloat16,
 #: float8, int4); the onnx package's node tests of those versions run in the test suite.
 MAX_OPSET = 25

@@ -7,7 +7,8 @@ the batch size kept symbolic (``None``).
 """
 import numpy as np
 
-from .onnx_import import BATCH
+#: The batch size inside shape computations: unknown at import time.
+BATCH = None
 
 _BIG = 2 ** 62
 

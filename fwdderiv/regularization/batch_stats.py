@@ -130,7 +130,7 @@ def training_forward(net, x):
     node and every node's value, input first (the BatchNorms update their running
     statistics, as in a training step)."""
     from fwdderiv.core.second_order import Linearization
-    from fwdderiv.training.loop import train_mode
+    from fwdderiv.core.layer import train_mode
 
     with train_mode(net):
         lin = Linearization(net, x)

@@ -7,6 +7,7 @@ import numpy as np
 
 from fwdderiv._threads import blas_threads
 from fwdderiv._validation import check_finite, check_int, check_real
+from fwdderiv.core.layer import train_mode  # noqa: F401  (fwdderiv.training.loop.train_mode)
 from fwdderiv.training.checkpoint import save_checkpoint
 from fwdderiv.training.loss import softmax_cross_entropy
 from fwdderiv.training.optim import make_optimizer
@@ -47,9 +48,9 @@ class History:
 
 def logits_part(net):
     """The part of ``net`` that outputs logits: ``net[:-1]`` if it ends in (Log)Softmax."""
-    from fwdderiv._logits import _split_final_softmax
+    from fwdderiv._logits import split_final_softmax
 
-    return _split_final_softmax(net)[0]
+    return split_final_softmax(net)[0]
 
 
 def _check_data(where, net, x, y):
@@ -223,21 +224,6 @@ def limited_threads(n):
             yield
     finally:
         numba.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def train_mode(net):
-    """Layers that have a training form (``BatchNorm2d``: batch statistics and running
-    averages) use it inside the block, as PyTorch's ``model.train()``; the inference form
-    is restored after, whatever happens."""
-    layers = [layer for layer in net.layers if hasattr(type(layer), "training")]
-    for layer in layers:
-        layer.training = True
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.__dict__.pop("training", None)
 
 
 def _check_jacobian(reg, method, n_proj):

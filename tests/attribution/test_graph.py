@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fwdderiv as fd
-from fwdderiv._logits import _split_final_softmax
+from fwdderiv._logits import split_final_softmax
 from fwdderiv.attribution import IntegratedGradients, Saliency
 from fwdderiv.numeric import loss_gradient_fd
 
@@ -28,8 +28,8 @@ def x():
     return np.random.default_rng(1).random((2, 1, 6, 6))
 
 
-def test_split_final_softmax_of_a_graph(graph, x):
-    body, kind = _split_final_softmax(graph)
+def testsplit_final_softmax_of_a_graph(graph, x):
+    body, kind = split_final_softmax(graph)
     assert kind == "softmax" and len(body) == len(graph) - 1
     z = body(x)
     np.testing.assert_allclose(np.exp(z) / np.exp(z).sum(1, keepdims=True), graph(x),
