@@ -7,6 +7,7 @@ from . import config, datasets, numeric
 from .process import tune_process
 from .core import Elementwise, Graph, Layer, Sequential, Trace
 from .io import load, save
+from .registry import register_layer
 from .interop import from_onnx, from_torch, to_torch
 from .interop import to_jax
 from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, LogSoftmax,
@@ -35,4 +36,4 @@ __all__ += ["ELU", "GELU", "Dropout2d", "Hardswish", "Hardtanh", "Identity", "Le
             "Mish", "ReLU6", "SiLU", "Softplus", "CircularPad2d", "ConstantPad2d",
             "ReflectionPad2d", "ReplicationPad2d", "ZeroPad2d", "AdaptiveAvgPool2d",
             "AdaptiveMaxPool2d", "BatchNorm1d", "GroupNorm", "LayerNorm"]
-__all__ += ["to_jax"]
+__all__ += ["to_jax", "register_layer"]

@@ -28,6 +28,7 @@ from ._schema import SchemaError, check_graph, check_sequential, check_layer
 from .core.layer import no_init
 from .core.graph import Graph
 from .core.sequential import Sequential
+from . import registry
 from .layers import LAYER_TYPES
 
 __all__ = ["DEFAULT_MAX_BYTES", "architecture", "load", "save"]
@@ -48,6 +49,11 @@ _MAX_DEFLATE_RATIO = 1100
 _MAX_NPY_HEADER = 1 << 14
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _CHUNK = 1 << 20
+
+
+def _types():
+    """The layer types a file may name: fwdderiv's and the registered ones."""
+    return {**registry.layer_types(), **LAYER_TYPES}
 
 
 def _fail(path, what, fix="re-save the model with fwdderiv.save"):
@@ -73,11 +79,11 @@ def _payload(net, allow_nonfinite):
         key = str(i) if chain else node
         where = f"save: layer {i} ({layer!r})" if chain else \
             f"save: node {node!r} ({layer!r})"
-        if LAYER_TYPES.get(name) is not type(layer):
+        if _types().get(name) is not type(layer):
             raise TypeError(f"{where} is not a built-in fwdderiv layer, so it cannot be "
                             "rebuilt from JSON; save its arrays with np.savez instead")
         try:
-            config, shapes = check_layer(name, layer.get_config(), LAYER_TYPES)
+            config, shapes = check_layer(name, layer.get_config(), _types())
         except SchemaError as err:
             raise ValueError(f"{where}: {err}; the layer's arguments were changed after "
                              "it was built: rebuild it with valid arguments") from None
@@ -292,9 +298,9 @@ def _inspect(path, max_bytes):
         arch = _architecture(zf, members, path)
         try:
             if arch["format"] == FORMAT:
-                entries, output = check_sequential(arch, LAYER_TYPES), None
+                entries, output = check_sequential(arch, _types()), None
             else:
-                entries, output = check_graph(arch, LAYER_TYPES)
+                entries, output = check_graph(arch, _types())
         except SchemaError as err:
             raise _fail(path, f"has an invalid architecture: {err}") from None
         expected = {key: (f"{label} ({type_name})", shape)
@@ -363,7 +369,7 @@ def load(path, *, allow_nonfinite=False, max_bytes=DEFAULT_MAX_BYTES):
         for label, type_name, config, arrays, *_ in entries:
             try:
                 with no_init():                     # the file's arrays replace them
-                    layer = LAYER_TYPES[type_name](**config)
+                    layer = _types()[type_name](**config)
             except (TypeError, ValueError) as err:      # the schema missed a rule
                 raise _fail(path, f"has arguments that {label} ({type_name}) refuses: "
                             f"{err}") from None

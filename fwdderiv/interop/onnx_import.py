@@ -7,6 +7,7 @@ that exporters emit for ``x.view(x.size(0), -1)`` (``Shape``, ``Gather``, ``Unsq
 """
 import numpy as np
 
+from .. import registry
 from .onnx_ops import BATCH
 
 #: Opsets 21-25 changed the supported operators only by adding element types (bfloat16,
@@ -150,7 +151,8 @@ def from_onnx(model):
         imp.node = node
         if imp.fold(node):
             continue
-        rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        rule = (RULES.get(node.op_type) or registry.onnx_rule(node.op_type)) \
+            if node.domain in ("", "ai.onnx") else None
         if rule is None:
             imp.fail(f"the operator {node.domain + '.' if node.domain else ''}{node.op_type}",
                      fix="see fwdderiv.interop.onnx_ops.RULES for the supported operators")

@@ -1,12 +1,16 @@
 """Export a fwdderiv network as a PyTorch module with the same layers and weights."""
 import numpy as np
 
+from .. import registry
+
 
 def _torch_layer(layer):
     """One fwdderiv layer as a torch.nn module (weights copied, dtype kept)."""
     import torch
     from torch import nn
     name = type(layer).__name__
+    if registry.exporter(name) is not None and registry.layer_types()[name] is type(layer):
+        return registry.exporter(name)(layer)
     config = layer.get_config() if hasattr(layer, "get_config") else {}
     special = _special_modules()
     if name in special:

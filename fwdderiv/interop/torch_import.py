@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from .. import registry
 from .torch_ops import RULES
 
 
@@ -113,10 +114,10 @@ class _Context:
 
     # -- building ------------------------------------------------------------------
     def has(self, name):
-        return getattr(self.fd, name, None) is not None
+        return getattr(self.fd, name, None) is not None or name in registry.layer_types()
 
     def layer(self, name, **kwargs):
-        cls = getattr(self.fd, name, None)
+        cls = getattr(self.fd, name, None) or registry.layer_types().get(name)
         if cls is None:
             self.fail(f"{name} (this fwdderiv version has no such layer)",
                       "rewrite the model with supported layers or update fwdderiv")
@@ -265,7 +266,7 @@ def _build(ep):
             ctx.fail(f"a result of shape {tuple(val.shape)} that does not keep the batch axis "
                      "first", "keep the batch axis first and map examples independently")
         name = _op_name(node.target)
-        rule = RULES.get(name)
+        rule = RULES.get(name) or registry.torch_rule(name)
         if rule is None:
             ctx.fail(f"the operator {name!r}", "see fwdderiv.interop.torch_ops.RULES for the "
                      "supported operators")
