@@ -87,13 +87,17 @@ def test_kink_convention_is_explained_not_failed(tmp_path, capsys):
     assert code == 0 and report["kink_explained"] > 0 and report["unexplained"] == 0
 
 
+#: A file.py:factory model for the commands that take PyTorch models.
+SMALL_TORCH_MODEL = (
+    "import torch\n"
+    "def make():\n"
+    "    torch.manual_seed(0)\n"
+    "    return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Tanh(),\n"
+    "                               torch.nn.Flatten(), torch.nn.Linear(32, 3))\n")
+
+
 def test_torch_factory_against_pytorch(tmp_path, capsys):
-    (tmp_path / "model.py").write_text(
-        "import torch\n"
-        "def make():\n"
-        "    torch.manual_seed(0)\n"
-        "    return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Tanh(),\n"
-        "                               torch.nn.Flatten(), torch.nn.Linear(32, 3))\n")
+    (tmp_path / "model.py").write_text(SMALL_TORCH_MODEL)
     np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((2, 1, 6, 6)))
     code = main(["check", f"{tmp_path / 'model.py'}:make", "--inputs", str(tmp_path / "x.npy")])
     out = capsys.readouterr().out
@@ -138,12 +142,7 @@ def test_float32_beyond_a_tighter_tolerance_is_called_rounding(tmp_path, capsys)
 
 
 def test_peers_in_float32(tmp_path, capsys):
-    (tmp_path / "model.py").write_text(
-        "import torch\n"
-        "def make():\n"
-        "    torch.manual_seed(0)\n"
-        "    return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Tanh(),\n"
-        "                               torch.nn.Flatten(), torch.nn.Linear(32, 3))\n")
+    (tmp_path / "model.py").write_text(SMALL_TORCH_MODEL)
     np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((2, 1, 6, 6)))
     code = main(["check", f"{tmp_path / 'model.py'}:make", "--inputs", str(tmp_path / "x.npy"),
                  "--dtype", "float32", "--json", str(tmp_path / "r.json")])
