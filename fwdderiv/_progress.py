@@ -33,7 +33,7 @@ def terminal_columns():
     return columns if columns >= MIN_COLUMNS else FALLBACK_COLUMNS
 
 
-class _PlainBar:
+class PlainBar:
     """Fallback bar: one carriage-return line, redrawn at most 10 times a second."""
 
     WIDTH = 24
@@ -112,6 +112,6 @@ def make_bar(total, desc, enabled, stream=None, unit="ex", bar_format=None):
     try:
         from tqdm import tqdm
     except ImportError:
-        return _PlainBar(total, desc, stream, unit)
+        return PlainBar(total, desc, stream, unit)
     return tqdm(total=total, desc=desc, file=stream, unit=unit, leave=True,
                 ncols=terminal_columns(), bar_format=bar_format)

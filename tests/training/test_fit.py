@@ -125,12 +125,12 @@ def test_plain_fallback_when_tqdm_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)
     stream = io.StringIO()
     bar = progress_mod.make_bar(10, "epoch 1/1", True, stream=stream)
-    assert isinstance(bar, progress_mod._PlainBar)
+    assert isinstance(bar, progress_mod.PlainBar)
     bar.update(10)
     bar.set_postfix_str("loss 0.1000 acc 0.9000")
     bar.close()
     text = stream.getvalue()
-    assert "epoch 1/1 [" + "#" * progress_mod._PlainBar.WIDTH + "] 10/10" in text
+    assert "epoch 1/1 [" + "#" * progress_mod.PlainBar.WIDTH + "] 10/10" in text
     assert "loss 0.1000 acc 0.9000" in text and text.endswith("\n")
 
 
