@@ -132,11 +132,6 @@ class Plan:
     def __len__(self):
         return len(self.steps)
 
-    def fused(self):
-        """The steps that a fusion rule made."""
-        return [s for s in self.steps if s.rule != "layer" and len(s.nodes) > 1
-                or getattr(s, "fusion", False)]
-
     def rows(self):
         """One dict a step: the nodes it covers, the rule, windowed or dense, and the
         elements of its output value per example (a measure of its work)."""
@@ -157,12 +152,12 @@ class Plan:
         computes them, windowed or dense, and the elements of its output per example;
         then where the windowed run ends and why."""
         head = f"{self.mode} plan, {len(self.steps)} steps"
-        lines = [head, f"{'nodes':<40} {'rule':<28} {'form':<9} {'elements':>9}"]
+        lines = [head, f"{'nodes':<40} {'rule':<32} {'form':<9} {'elements':>9}"]
         layers = [type(n.layer).__name__ for n in self.view.nodes]
         for row, s in zip(self.rows(), self.steps):
             rule = row["rule"] if row["rule"] != "layer" else \
                 f"{layers[s.nodes[0]]}.{'window_jvp' if s.windowed else self._method()}"
-            lines.append(f"{', '.join(row['nodes']):<40} {rule:<28} {row['form']:<9} "
+            lines.append(f"{', '.join(row['nodes']):<40} {rule:<32} {row['form']:<9} "
                          f"{row['elements']:>9}")
         if self.note:
             lines.append(self.note)
