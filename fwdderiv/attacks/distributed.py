@@ -150,12 +150,7 @@ def craft_sharded(net, x, targets, kwargs, *, craft, workers=None, scheduler=Non
             bar.update(bounds[i][1] - bounds[i][0], wins[0])
 
     if folder is not None:
-        for i, fp in enumerate(prints):
-            path = folder / f"shard-{i:05d}.npz"
-            if path.exists():
-                parts[i] = _load_shard(path, fp)
-                if parts[i] is not None:
-                    report(i)
+        _resume(folder, prints, parts, report)
     todo = [i for i, p in enumerate(parts) if p is None]
     log.info("%d of %d shards resumed from %s; submitting %d", len(bounds) - len(todo),
              len(bounds), folder, len(todo))
@@ -176,6 +171,17 @@ def craft_sharded(net, x, targets, kwargs, *, craft, workers=None, scheduler=Non
     if not parts:
         return None
     return {f: np.concatenate([p[f] for p in parts]) for f in _FIELDS}
+
+
+def _resume(folder, prints, parts, report):
+    """Fill ``parts`` with the shards already in ``folder`` whose fingerprints match, and
+    ``report`` each."""
+    for i, fp in enumerate(prints):
+        path = folder / f"shard-{i:05d}.npz"
+        if path.exists():
+            parts[i] = _load_shard(path, fp)
+            if parts[i] is not None:
+                report(i)
 
 
 def _run_on_cluster(distributed, craft, net, x, targets, kwargs, bounds, todo, workers,

@@ -132,7 +132,8 @@ def fd_check(net, x, tol):
     return report, Jd, seconds
 
 
-def run(args):
+def _check_args(args):
+    """The options' own limits, before anything is loaded."""
     if args.batch < 1:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
     if args.fd_examples < 0:
@@ -145,32 +146,11 @@ def run(args):
         raise ValueError(f"--top must be at least 1, got {args.top}")
     if not args.fd_tol > 0:
         raise ValueError(f"--fd-tol must be > 0, got {args.fd_tol}")
-    net, x, labels, name, where, kind = load(args)
-    if args.fd_examples > len(x):
-        raise ValueError(f"--fd-examples ({args.fd_examples}) cannot exceed the {len(x)} "
-                         f"inputs of --inputs {args.inputs}")
-    x = x.astype(args.dtype)
-    print(f"model      {name}, {len(net.nodes)} layers")
-    print(f"data       {where}; {len(x)} inputs, shape {x.shape[1:]}")
-    if args.explain:
-        for mode in ("forward", "reverse"):
-            print(net.plan(x.shape[1:], mode=mode, dtype=x.dtype, batch=len(x)).explain())
-    net(x[:1])
-    net.jacobian(x[:1])                       # warm-up: Numba compile (cached on disk)
-    (F, J), t_fwd = _timed(lambda: net.jacobian(x, mode="forward", return_output=True))
-    Jr, t_rev = _timed(lambda: net.jacobian(x, mode="reverse"))
-    print(f"F(x)       shape {F.shape}")
-    print(f"dF/dx      shape {J.shape}  ({J.dtype})")
-    print(f"forward    {t_fwd * 1e3:9.1f} ms  (identity seed pushed through every layer)")
-    print(f"reverse    {t_rev * 1e3:9.1f} ms  (one cotangent per output pulled back)")
-    scale = float(np.abs(J).max()) or 1.0
-    fwd_rev = float(np.abs(J - Jr).max())
-    print(f"|fwd-rev|  {fwd_rev:.3g}  (relative {fwd_rev / scale:.3g})")
-    record = {"model": name, "kind": kind, "inputs": str(where), "inputs_shape": list(x.shape),
-              "dtype": args.dtype, "output": F.tolist(), "labels": None if labels is None
-              else [int(v) for v in labels], "jacobian_shape": list(J.shape), "scale": scale,
-              "seconds": {"forward": t_fwd, "reverse": t_rev},
-              "fwd_rev": {"max_abs": fwd_rev, "max_rel": fwd_rev / scale}}
+
+
+def _fd_section(net, x, J, scale, args, record):
+    """The finite-difference check of the first ``--fd-examples`` inputs, with the kink
+    census: prints it, adds it to ``record`` and returns ``(ok, verdict)``."""
     ok = True
     if args.fd_examples > 0:
         k = args.fd_examples
@@ -204,9 +184,12 @@ def run(args):
         record["kinks"] = [{"node": i, "layer": layer, "count": c} for i, layer, c in kinks]
     else:
         verdict = "finite-difference check skipped (--fd-examples 0)"
-    if args.trace:
-        print("\nper-layer forward derivative dH_k/dx of the first example:")
-        print(net.jacobian(x[:1], intermediates=True).summary())
+    return ok, verdict
+
+
+def _top_inputs(x, F, J, labels, top, record):
+    """For the first two inputs: the prediction, the ``top`` most influential inputs of
+    each output and a picture of the predicted class's derivative (into ``record``)."""
     s_in, k_out = x.shape[1:], int(np.prod(F.shape[1:]))
     record["top"] = []
     for n in range(min(len(x), 2)):
@@ -216,7 +199,7 @@ def run(args):
         print(f"\nimage {n}: {label}predicted {pred} (F = {Fn[pred]:.3f})")
         Jn = J[n].reshape(k_out, -1)
         for j in range(min(k_out, 10)):
-            order = np.argsort(-np.abs(Jn[j]))[:args.top]
+            order = np.argsort(-np.abs(Jn[j]))[:top]
             cells = ", ".join(f"{_position(i, s_in)} {Jn[j, i]:+.2e}" for i in order)
             print(f"  output {j}: {cells}")
             record["top"].append({"example": n, "output": j, "inputs": [
@@ -226,6 +209,41 @@ def run(args):
             print(f"  |dF_{pred}/dx|, darker = larger:")
             picture = np.abs(Jn[pred].reshape(s_in)).reshape((-1,) + s_in[-2:]).sum(axis=0)
             print(heatmap(picture))
+
+
+def run(args):
+    _check_args(args)
+    net, x, labels, name, where, kind = load(args)
+    if args.fd_examples > len(x):
+        raise ValueError(f"--fd-examples ({args.fd_examples}) cannot exceed the {len(x)} "
+                         f"inputs of --inputs {args.inputs}")
+    x = x.astype(args.dtype)
+    print(f"model      {name}, {len(net.nodes)} layers")
+    print(f"data       {where}; {len(x)} inputs, shape {x.shape[1:]}")
+    if args.explain:
+        for mode in ("forward", "reverse"):
+            print(net.plan(x.shape[1:], mode=mode, dtype=x.dtype, batch=len(x)).explain())
+    net(x[:1])
+    net.jacobian(x[:1])                       # warm-up: Numba compile (cached on disk)
+    (F, J), t_fwd = _timed(lambda: net.jacobian(x, mode="forward", return_output=True))
+    Jr, t_rev = _timed(lambda: net.jacobian(x, mode="reverse"))
+    print(f"F(x)       shape {F.shape}")
+    print(f"dF/dx      shape {J.shape}  ({J.dtype})")
+    print(f"forward    {t_fwd * 1e3:9.1f} ms  (identity seed pushed through every layer)")
+    print(f"reverse    {t_rev * 1e3:9.1f} ms  (one cotangent per output pulled back)")
+    scale = float(np.abs(J).max()) or 1.0
+    fwd_rev = float(np.abs(J - Jr).max())
+    print(f"|fwd-rev|  {fwd_rev:.3g}  (relative {fwd_rev / scale:.3g})")
+    record = {"model": name, "kind": kind, "inputs": str(where), "inputs_shape": list(x.shape),
+              "dtype": args.dtype, "output": F.tolist(), "labels": None if labels is None
+              else [int(v) for v in labels], "jacobian_shape": list(J.shape), "scale": scale,
+              "seconds": {"forward": t_fwd, "reverse": t_rev},
+              "fwd_rev": {"max_abs": fwd_rev, "max_rel": fwd_rev / scale}}
+    ok, verdict = _fd_section(net, x, J, scale, args, record)
+    if args.trace:
+        print("\nper-layer forward derivative dH_k/dx of the first example:")
+        print(net.jacobian(x[:1], intermediates=True).summary())
+    _top_inputs(x, F, J, labels, args.top, record)
     record["ok"] = ok
     record["verdict"] = "skipped" if args.fd_examples == 0 else ("pass" if ok else "fail")
     if args.json:

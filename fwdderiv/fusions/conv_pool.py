@@ -108,12 +108,7 @@ class _Reverse:
     def match(self, view, k):
         if not takes_slope(view.layer(k)):
             return None
-        src = view.nodes[k].inputs[0]
-        e = view.single_producer(src, k)
-        if e is not None and getattr(view.layer(e), "elementwise", False):
-            src = view.nodes[e].inputs[0]
-        else:
-            e = None
+        e, src = slope_pool.slope_before_pool(view, k)
         c = view.single_producer(src, k)
         if c is None or not isinstance(view.layer(c), Conv2d):
             return None

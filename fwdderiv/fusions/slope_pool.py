@@ -43,6 +43,16 @@ def pool_scatter(cache, gy, slope=None, weights=None):
     return gx.reshape(gx.shape[:2] + (C, H, W))
 
 
+def slope_before_pool(view, k):
+    """For the max-pool at node k (reverse mode): ``(e, src)``, the elementwise node e whose
+    value only the pool reads (None if there is none) and the value the pair reads."""
+    src = view.nodes[k].inputs[0]
+    e = view.single_producer(src, k)
+    if e is None or not getattr(view.layer(e), "elementwise", False):
+        return None, src
+    return e, view.nodes[e].inputs[0]
+
+
 class SlopeIntoPoolWindows(Step):
     rule = "slope into pool (windows)"
 
@@ -91,10 +101,7 @@ class _Reverse:
     def match(self, view, k):
         if not takes_slope(view.layer(k)):
             return None
-        e = view.single_producer(view.nodes[k].inputs[0], k)
-        if e is not None and not getattr(view.layer(e), "elementwise", False):
-            e = None
-        src = view.nodes[k if e is None else e].inputs[0]
+        e, src = slope_before_pool(view, k)
         reduced = view.reduce and src == view.stop
         if e is None and not reduced:
             return None
