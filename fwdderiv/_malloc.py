@@ -4,9 +4,8 @@ Every Jacobian allocates and frees arrays of a few MiB (tangents, cotangents, co
 glibc serves blocks above its mmap threshold with fresh ``mmap`` pages and gives freed
 heap tops back once they pass its trim threshold; both thresholds adapt only up to the
 largest block freed so far, so the next call faults the same pages in again, each one
-zeroed by the kernel. Measured in fresh processes: 2,700 page faults per LeNet-5 reverse
-Jacobian (float64, B=16; 10.3 ms) and 8,600 per forward Jacobian (float32, B=128; 380
-ms); with the thresholds below, none after the first call (6.2 and 315 ms).
+zeroed by the kernel. With the thresholds below, no page faults after the first call
+(the counts and timings: docs/pages/performance.md, "Process-wide tuning is opt-in").
 
 :func:`tune` sets glibc's mmap threshold to 32 MiB and its trim threshold to 256 MiB, so
 blocks below 32 MiB are reused from the heap and up to 256 MiB of freed memory stays

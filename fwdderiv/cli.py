@@ -4,8 +4,7 @@ import argparse
 import importlib
 import sys
 
-from fwdderiv.commands._common import (add_download_option, add_progress_options,
-                                       first_run_notice_after)
+from fwdderiv.commands import add_download_option, add_progress_options, first_run_notice_after
 
 #: Seconds a command runs before the first-run notice appears (when Numba has not
 #: compiled the kernels yet): a command that fails its checks at once prints only its

@@ -9,9 +9,9 @@ import functools
 
 import numpy as np
 
-from ._classifier import check_images, check_labels, n_outputs
-from ._logits import split_final_softmax
-from ._threads import holding_blas
+from .classifier import check_images, check_labels, n_outputs
+from .logits import split_final_softmax
+from .threads import holding_blas
 from .training.loss import log_softmax
 
 #: Losses :func:`loss_gradient` knows, and the reductions over the batch.
@@ -99,16 +99,32 @@ def loss_gradient(net, x, y, loss="cross_entropy", reduction="sum", return_loss=
     (4, 3)
     """
     x, y = _prepare(net, x, y, loss, reduction, "loss_gradient")
-    gx, total = _loss_pass(net, x, y, reduction)
+    gx, total = loss_pass(net, x, y, reduction)
     return (gx, total) if return_loss else gx
 
 
-def _loss_pass(net, x, y, reduction="sum"):
-    """``(gx, total)`` from one forward pass of the logits and one pull-back.
+def loss_pass(net, x, y, reduction="sum"):
+    """``(gx, total)`` from one forward pass of the logits and one pull-back: the work of
+    :func:`loss_gradient` without its checks, for callers that have checked ``x`` and
+    ``y`` already (the gradient attacks of :mod:`fwdderiv.attacks`).
 
-    ``y`` None takes the network's predictions at ``x`` from that same pass (the argmax of
-    its output, final softmax included), so that an untargeted attack needs no separate
-    pass to label its images.
+    Parameters
+    ----------
+    net : network
+        A classifier with output ``(N, K)``.
+    x : ndarray of shape (N, *S), float32 or float64
+    y : ndarray of shape (N,), int, or None
+        Class labels in ``[0, K)``. None takes the network's predictions at ``x`` from
+        that same pass (the argmax of its output, final softmax included), so that an
+        untargeted attack needs no separate pass to label its images.
+    reduction : {"sum", "mean"}
+
+    Returns
+    -------
+    gx : ndarray of shape (N, *S)
+        The cross-entropy's gradient with respect to ``x``, in the dtype of ``x``.
+    total : float
+        The reduced loss.
     """
     logits_net, kind = split_final_softmax(net)
     if hasattr(logits_net, "forward_cached") and hasattr(logits_net, "pullback"):

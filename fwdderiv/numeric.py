@@ -8,7 +8,7 @@ relative for large inputs. These are the textbook choices (e.g. Nocedal & Wright
 """
 import numpy as np
 
-from ._validation import as_float_array
+from .validation import as_float_array
 
 _EPS = np.finfo(np.float64).eps
 #: Relative step of the forward difference, sqrt(machine epsilon).

@@ -5,9 +5,8 @@ settings measurably help programs whose time is mostly fwdderiv's, and a program
 in to them, once, at start-up (the ``fwdderiv`` command line and the benchmarks do):
 
 - **glibc's allocator** (:mod:`fwdderiv._malloc`): keep freed array memory in the
-  process, so that repeated Jacobians stop faulting fresh pages in. Measured on LeNet-5
-  (docs/pages/performance.md): reverse mode, float64, B=16, 2,700 page faults per call
-  untuned and none once warm; the call 1.2-1.7x faster.
+  process, so that repeated Jacobians stop faulting fresh pages in (page faults and
+  timings: docs/pages/performance.md, "Process-wide tuning is opt-in").
 - **Numba's threading layer**: prefer the OpenMP layer (BLAS is single-threaded while
   fwdderiv's kernels run, so OpenMP's spinning workers compete with nothing), then
   workqueue. Numba picks its layer once, at the first parallel kernel of the process.

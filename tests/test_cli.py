@@ -89,7 +89,7 @@ def test_jsma_bar_label_says_what_it_counts(monkeypatch):
     stream = io.StringIO()
     from fwdderiv.attacks import _progress
     monkeypatch.setattr(_progress, "make_bar",
-                        lambda *a, **k: fd._progress.make_bar(*a, **k, stream=stream))
+                        lambda *a, **k: fd.progress.make_bar(*a, **k, stream=stream))
     bar = _progress.make_progress(True, 4, "jsma")
     bar.update(2, 2)
     bar.update(2, 3)
@@ -100,7 +100,7 @@ def test_jsma_bar_label_says_what_it_counts(monkeypatch):
 
 def test_zero_width_terminal_gets_a_usable_width(monkeypatch):
     monkeypatch.setattr("shutil.get_terminal_size", lambda fallback=None: os.terminal_size((0, 0)))
-    assert fd._progress.terminal_columns() == fd._progress.FALLBACK_COLUMNS
+    assert fd.progress.terminal_columns() == fd.progress.FALLBACK_COLUMNS
 
 
 def test_train_writes_to_a_default_path_and_says_where(tmp_path):

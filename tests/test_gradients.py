@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fwdderiv as fd
-from fwdderiv._logits import split_final_softmax
+from fwdderiv.logits import split_final_softmax
 from fwdderiv.numeric import loss_gradient_fd
 
 

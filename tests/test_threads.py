@@ -88,21 +88,21 @@ def test_cli_main_tunes_only_the_program():
 @pytest.mark.parametrize("shapes", [((37, 9), (9, 5)), ((6, 4), (11, 4, 7)),
                                     ((11, 7, 4), (4, 6)), ((11, 3, 4), (11, 4, 2))])
 def test_split_products_equal_numpy_and_run_on_the_pool(monkeypatch, shapes):
-    from fwdderiv import _threads
+    from fwdderiv import threads
     rng = np.random.default_rng(3)
     a, b = rng.random(shapes[0]), rng.random(shapes[1])
-    monkeypatch.setattr(_threads, "SPLIT_MIN_WORK", 0)
-    outside = _threads.matmul(a, np.asfortranarray(b))  # not in row order
+    monkeypatch.setattr(threads, "SPLIT_MIN_WORK", 0)
+    outside = threads.matmul(a, np.asfortranarray(b))  # not in row order
     np.testing.assert_allclose(outside, np.matmul(a, b), rtol=1e-13)
     seen = []
-    real = _threads._executor
-    monkeypatch.setattr(_threads, "_executor", lambda parts: seen.append(parts) or real(parts))
-    with _threads.blas_limited(True):
-        inside = _threads.matmul(a, b)
+    real = threads._executor
+    monkeypatch.setattr(threads, "_executor", lambda parts: seen.append(parts) or real(parts))
+    with threads.blas_limited(True):
+        inside = threads.matmul(a, b)
     np.testing.assert_allclose(inside, np.matmul(a, b), rtol=1e-13)
-    assert seen == [_threads._cores()] if _threads._cores() > 1 else seen == []
+    assert seen == [threads._cores()] if threads._cores() > 1 else seen == []
     seen.clear()
-    _threads.matmul(a, b)                             # outside the scope: not split
+    threads.matmul(a, b)                             # outside the scope: not split
     assert seen == []
 
 
@@ -116,10 +116,10 @@ def test_concurrent_kernels_known_from_the_first_call(layer):
     env = {k: v for k, v in __import__("os").environ.items()
            if k not in ("NUMBA_THREADING_LAYER", "FWDDERIV_TUNE_PROCESS")}
     env["NUMBA_THREADING_LAYER"] = layer
-    code = ("import numba\nfrom fwdderiv import _threads\n"
+    code = ("import numba\nfrom fwdderiv import threads\n"
             "try:\n    numba.threading_layer(); print('set')\n"
             "except ValueError:\n    print('unset')\n"
-            "print(_threads.kernels_run_concurrently(), numba.threading_layer())")
+            "print(threads.kernels_run_concurrently(), numba.threading_layer())")
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
                          capture_output=True, text=True).stdout.split()
     assert out == ["unset", str(layer == "omp"), layer]

@@ -1,11 +1,11 @@
-"""Progress of a crafting run, drawn with fwdderiv's one bar (:mod:`fwdderiv._progress`).
+"""Progress of a crafting run, drawn with fwdderiv's one bar (:mod:`fwdderiv.progress`).
 
 Samples finish at different iterations: a sample that reaches its target stops early,
 one that fails runs until its distortion budget is spent. The running success rate is
 therefore among the samples *finished so far*, and it starts high and falls as the hard
 samples finish; the label says so.
 """
-from fwdderiv._progress import make_bar
+from fwdderiv.progress import make_bar
 
 #: "jsma: 120/900 samples finished, success 57.8% of them |###   | 00:07<00:45"
 BAR_FORMAT = "{desc}: {n_fmt}/{total_fmt} {unit}{postfix} |{bar}| {elapsed}<{remaining}"

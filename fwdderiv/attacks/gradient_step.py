@@ -14,9 +14,9 @@ import numbers
 
 import numpy as np
 
-from .._classifier import check_images, check_labels, n_outputs
-from .._threads import holding_blas
-from ..gradients import _loss_pass
+from ..classifier import check_images, check_labels, n_outputs
+from ..gradients import loss_pass
+from ..threads import holding_blas
 
 #: Floor on a squared L2 norm before dividing by its root (cleverhans's
 #: ``avoid_zero_div``): a zero gradient gives a zero step instead of NaN.
@@ -204,7 +204,7 @@ def fast_gradient_method(net, x, eps, norm, y=None, targeted=False, clip_min=Non
 
 def _fgm(net, x, eps, norm, y, targeted, clip_min, clip_max):
     """One step; ``y`` None labels ``x`` by the model's predictions (same pass)."""
-    g, _ = _loss_pass(net, x, y)
+    g, _ = loss_pass(net, x, y)
     if targeted:
         g = -g
     return _clip(x + optimize_linear(g, eps, norm), clip_min, clip_max)

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from .._validation import (check_classifier, check_finite, check_int, check_max_memory,
-                           check_real)
+from ..validation import (check_classifier, check_finite, check_int, check_max_memory,
+                          check_real)
 from ._progress import make_progress
 from .pairs import best_pairs
 from .saliency import (_as_targets, _check_output_layer, forward_derivative, softmax_output,

@@ -28,8 +28,8 @@ the rows cancel.
 """
 import numpy as np
 
-from .._logits import SOFTMAX, split_final_softmax
-from .._validation import as_float_array, check_class_indices, check_classifier, check_finite
+from ..logits import SOFTMAX, split_final_softmax
+from ..validation import as_float_array, check_class_indices, check_classifier, check_finite
 
 __all__ = ["forward_derivative", "target_terms", "target_terms_vjp", "saliency_from_jacobian",
            "saliency_map", "softmax_output"]

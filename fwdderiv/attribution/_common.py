@@ -7,10 +7,10 @@ import numbers
 
 import numpy as np
 
-from .._classifier import check_images, check_labels, n_outputs
-from .._threads import holding_blas
-from .._validation import as_float_array, shape_str
+from ..classifier import check_images, check_labels, n_outputs
 from ..config import DEFAULT_MAX_MEMORY
+from ..threads import holding_blas
+from ..validation import as_float_array, shape_str
 
 #: ``target="all"``: every class, results ``(N, K, *S)``.
 ALL = "all"
@@ -18,12 +18,11 @@ ALL = "all"
 
 def held(attribute):
     """Run an ``attribute`` method with BLAS held to one thread while its network runs
-    Numba kernels (:func:`fwdderiv._threads.held_for`, as each network call does).
+    Numba kernels (:func:`fwdderiv.threads.held_for`, as each network call does).
     Without it, the method's own NumPy products between network calls (integrated
     gradients' weighted sum over the path points) start OpenBLAS's threads, which keep
-    spinning on the cores that the next call's kernels need: all-class integrated
-    gradients of LeNet-5 (16 images, 50 points) took 349-396 ms against 172-258 ms with
-    BLAS held, measured alternately in one process."""
+    spinning on the cores that the next call's kernels need (docs/pages/attribution.md
+    has the timings)."""
     return holding_blas(attribute, net_of=lambda method: method.net)
 
 

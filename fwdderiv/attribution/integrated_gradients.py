@@ -5,7 +5,7 @@ import numpy as np
 from ._common import (ALL, Attribution, baselines_like, budget, costs, forward, gradients,
                       held, one_hot, prepare, resolve_target, select)
 from ._quadrature import approximation_parameters
-from .._classifier import check_images, n_outputs
+from ..classifier import check_images, n_outputs
 
 
 class IntegratedGradients(Attribution):

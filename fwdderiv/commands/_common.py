@@ -4,7 +4,7 @@ import os
 import sys
 import threading
 
-from fwdderiv._progress import progress_enabled
+from fwdderiv.progress import progress_enabled
 
 
 class CommandError(ValueError):

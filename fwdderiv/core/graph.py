@@ -11,14 +11,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._threads import blas_limited
-from .._validation import as_float_array, check_tangent, shape_str
+from ..threads import blas_limited
+from ..validation import as_float_array, check_tangent, shape_str
 from . import interpret, jacobian as driver
 from .layer import _with_batch, cast_scope, check_layer
 
 def _call(method):
     """A public method's scope: BLAS limited while a network with Numba kernel layers
-    runs (:mod:`fwdderiv._threads`), parameter casts shared by its layers."""
+    runs (:mod:`fwdderiv.threads`), parameter casts shared by its layers."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         with blas_limited(self.uses_kernels), cast_scope():
@@ -180,7 +180,7 @@ class Graph:
     @property
     def uses_kernels(self):
         """True if a layer runs Numba kernels (convolution, pooling): BLAS is then kept
-        single-threaded during this network's calls (:mod:`fwdderiv._threads`)."""
+        single-threaded during this network's calls (:mod:`fwdderiv.threads`)."""
         return any(getattr(n.layer, "uses_kernels", False) for n in self._nodes)
 
     numba_heavy = uses_kernels

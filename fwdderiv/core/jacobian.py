@@ -12,8 +12,8 @@ import os
 
 import numpy as np
 
-from .. import _threads
-from .._validation import as_float_array, check_int, check_tangent, shape_str
+from .. import threads
+from ..validation import as_float_array, check_int, check_tangent, shape_str
 from ..config import DEFAULT_MAX_MEMORY
 from . import local
 from .layer import cast_scope
@@ -90,7 +90,7 @@ def reverse(net, x, K, s_out, values):
     """``F(x)`` and the K one-hot cotangents of every example pulled back, (N, K,
     *S_in), in one chunk. Inside a BLAS-limited scope with Numba kernels that may run
     concurrently, the work is cut into one part per core, each run on its own thread
-    with its kernels and products on one core (:func:`fwdderiv._threads.alone`):
+    with its kernels and products on one core (:func:`fwdderiv.threads.alone`):
     the examples when there are enough, else the rows of one forward pass. The cores
     then split whole passes instead of each layer (ResNet-20 at B = 4: 83 against
     58 ms for the pull-back alone), and the numbers differ by float rounding only.
@@ -98,30 +98,30 @@ def reverse(net, x, K, s_out, values):
     a row's work."""
     N, dtype = x.shape[0], x.dtype
     fits = net.uses_kernels and N * K * values >= SPLIT_PASSES_FROM and \
-        _threads.kernels_run_concurrently()
+        threads.kernels_run_concurrently()
     # a layer in its training form (batch statistics) couples the examples: one pass
     per_example = not any(getattr(node.layer, "training", False) for node in net._nodes)
-    examples = _threads.ranges(N, N * K * values, 1) if fits and per_example else [(0, N)]
+    examples = threads.ranges(N, N * K * values, 1) if fits and per_example else [(0, N)]
     pieces = {}
     if len(examples) > 1:
         def piece(n0, n1):
-            with _threads.alone(), cast_scope():
+            with threads.alone(), cast_scope():
                 y, caches = net._primal(x[n0:n1], keep=True)
                 pieces[n0] = y, net._pull(caches, identity(n1 - n0, 0, K, s_out, dtype))
 
-        _threads.run(examples, piece)
+        threads.run(examples, piece)
         return tuple(np.concatenate([pieces[n0][i] for n0, _ in examples])
                      for i in (0, 1))
     y, caches = net._primal(x, keep=True)
-    rows = _threads.ranges(K, N * K * values, 1) if fits else [(0, K)]
+    rows = threads.ranges(K, N * K * values, 1) if fits else [(0, K)]
     if len(rows) == 1:
         return y, net._pull(caches, identity(N, 0, K, s_out, dtype))
 
     def piece(k0, k1):
-        with _threads.alone(), cast_scope():
+        with threads.alone(), cast_scope():
             pieces[k0] = net._pull(caches, identity(N, k0, k1, s_out, dtype))
 
-    _threads.run(rows, piece)
+    threads.run(rows, piece)
     return y, np.concatenate([pieces[k0] for k0, _ in rows], axis=1)
 
 

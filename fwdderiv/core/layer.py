@@ -38,7 +38,7 @@ A layer declares properties that the engine and the rules read, all optional:
 - ``kinks(x, tol)``: how many points of the input ``x`` lie within ``tol`` of a point
   where the layer is not differentiable (the kink census of :mod:`fwdderiv.core.kinks`).
 - ``uses_kernels = True``: the layer runs Numba kernels, and BLAS is kept
-  single-threaded while its network computes (:mod:`fwdderiv._threads`).
+  single-threaded while its network computes (:mod:`fwdderiv.threads`).
 - ``work_size(in_shape)``: workspace per example, for the memory planner.
 - ``jvp_residual(cache, dx) -> (dy, residual)``: the JVP and whatever ``jvp_grad`` would
   compute again from the same tangent (a convolution's tangent columns); the
@@ -56,7 +56,7 @@ import threading
 
 import numpy as np
 
-from .._validation import as_float_array, shape_str
+from ..validation import as_float_array, shape_str
 
 
 class Layer:

@@ -26,14 +26,11 @@ import numpy as np
 from ..kernels.local import to_dense
 
 #: Windows stop growing past this share of the image: the windowed kernels beat dense
-#: tangents only while windows are small. Measured on ResNet-20 (float32, one example):
-#: windows up to 15x15 of a 32x32 image (22%, the first stage), then dense: 15% faster
-#: than dense throughout; windows grown to 29x29 (82%) in the second stage: 20x slower;
-#: 17x17 (28%, three more nodes): no change. LeNet-5's largest window, 16x16, is 25% of a
-#: 32x32 input but 33% of MNIST's 28x28: at a limit of 25% the MNIST LeNet-5 went dense
-#: one max-pool early, with 1,600 dense values per direction instead of 256 windowed,
-#: and its forward Jacobian (float32, B=128) was 2.2x slower than at 1/3 (mnist_convnet,
-#: B=16: 1.12x slower).
+#: tangents only while windows are small, and a window that covers most of the image
+#: costs more than the dense tangent it replaces. A third keeps LeNet-5's last window on
+#: MNIST (16x16 of 28x28, 33%) windowed and stops ResNet-20's windows early in its second
+#: stage, before they cover most of the image. The measurements behind the limit:
+#: docs/pages/performance.md#the-engines-thresholds-and-where-their-numbers-come-from.
 MAX_SHARE = 1 / 3
 
 

@@ -26,7 +26,7 @@ of the primal cotangent. :func:`jvp_grad_reference` is the dense reference every
 """
 import numpy as np
 
-from .._threads import blas_limited
+from ..threads import blas_limited
 from .layer import cast_scope
 
 

@@ -10,12 +10,12 @@ multiplies: the dead units' tangents are never computed.
 """
 import numpy as np
 
-from .._threads import matmul
 from ..core.layer import cast_param
 from ..core.plan import Step
 from ..kernels.pool import gather
 from ..layers.conv import Conv2d
 from ..layers.linear import Linear
+from ..threads import matmul
 
 #: :func:`jvp_scaled` multiplies only the live columns when the most live of a batch's
 #: examples has at most this share of the inputs: above it one product of the whole

@@ -26,7 +26,7 @@ def erf(x):
 @njit(**NUMBA_OPTS)
 def _relu(x, y, slope):
     # one thread: a network of Linear and ReLU layers keeps BLAS's own threads, which
-    # a parallel kernel between their products would compete with (fwdderiv._threads)
+    # a parallel kernel between their products would compete with (fwdderiv.threads)
     for i in range(x.size):
         v = x[i]
         live = not v <= 0          # NaN is live: it passes through with slope 1

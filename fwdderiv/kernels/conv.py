@@ -219,14 +219,14 @@ def _conv_vjp_scatter(gy, argmax, slope, Wt, nhwc, Wc, sh, sw, ph, pw, dh, dw, g
     # (N, Co, Ho*Wo), if not empty, the derivative of an elementwise layer between them:
     # the conv's output cotangent is never built. The K rows of an example share argmax
     # and slope, so a task takes an example's rows (``parts`` tasks per example) and
-    # skips an entry with a zero slope once for all of them (integrated gradients: 10
-    # rows per example, 84-98% of LeNet-5's slopes zero; a zero slope stops even an
-    # infinite cotangent, as PyTorch's ReLU backward does). Each row still adds its
-    # windows in the same (co, p) order, so the numbers do not depend on ``parts``.
-    # A task of at least ``lanes_min`` rows of a one-channel input takes
-    # _scatter_rows_last. Channels-last accumulates in per-thread ``scratch`` (threads,
-    # rows, Ci*H*W) allocated by the caller, not in the parallel loop (see _conv_window
-    # in kernels.local: worker-thread allocations page-fault on every call).
+    # skips an entry with a zero slope once for all of them (behind a ReLU most slopes
+    # are zero; a zero slope stops even an infinite cotangent, as PyTorch's ReLU backward
+    # does). Each row still adds its windows in the same (co, p) order, so the numbers do
+    # not depend on ``parts``. A task of at least ``lanes_min`` rows (set by the caller
+    # for a pooled conv of few input channels and one group) takes _scatter_rows_last.
+    # Channels-last accumulates in per-thread ``scratch`` (threads, rows, Ci*H*W)
+    # allocated by the caller, not in the parallel loop (see _conv_window in
+    # kernels.local: worker-thread allocations page-fault on every call).
     M, Co, P = gy.shape
     _, Ci, H, W = gx.shape
     Cig, kh, kw = Wt.shape[1], Wt.shape[2], Wt.shape[3]
@@ -281,8 +281,9 @@ def _conv_vjp_scatter(gy, argmax, slope, Wt, nhwc, Wc, sh, sw, ph, pw, dh, dw, g
                 _to_nchw(scratch[tid, k - k0], gx[n * K + k].reshape(-1), Ci, H * W)
 
 
-#: Rows of one example that a one-channel conv's scatter accumulates together, rows last
-#: (integrated gradients of every class: 10 per example).
+#: Rows of one example from which the pooled scatter of a conv with few input channels
+#: accumulates them together, rows last (integrated gradients of every class: 10 per
+#: example).
 ROWS_LAST_MIN = 4
 #: Input channels up to which the pooled scatter takes the rows last.
 ROWS_LAST_CHANNELS = 8
@@ -328,14 +329,15 @@ def conv_vjp_scatter(gy, weight, in_shape, stride, padding, dilation, groups, nh
 
 
 #: When the VJP scatters each non-zero cotangent into its window instead of a dense GEMM
-#: plus col2im (behind max-pool and ReLU most cotangents are zero). Few input channels per
-#: group (below SCATTER_NHWC_CHANNELS): runs of kw along image rows, worth it at a density
-#: up to SCATTER_DENSITY when each entry's work (channels * kh * kw) is at most
-#: SCATTER_MAX_WORK. More channels: channels-last runs that vectorise, worth it up to
-#: SCATTER_NHWC_DENSITY. Measured on the reverse Jacobians of LeNet-5 and mnist_convnet
-#: (B=16, K=10): the channels-last scatter of a 32->64 3x3 conv costs as much as the GEMM
-#: path at 50-70% density and 1/6 of it at 10%; the row scatter of a 1->32 3x3 conv loses
-#: to the GEMM above 10-20%. Both paths give the same numbers.
+#: plus col2im (behind max-pool and ReLU most cotangents are zero); see
+#: :func:`scatter_layout`. Fewer than SCATTER_NHWC_CHANNELS input channels per group:
+#: runs of kw along image rows, taken while at most SCATTER_DENSITY of the cotangents are
+#: non-zero and each entry's work (channels * kh * kw) is at most SCATTER_MAX_WORK. More
+#: channels: channels-last runs that vectorise, taken up to SCATTER_NHWC_DENSITY. The
+#: scatter's cost grows with the non-zeros and the GEMM's does not; each limit is at or
+#: below the density where the two cost the same on the zoo's convolutions, see
+#: docs/pages/performance.md#the-engines-thresholds-and-where-their-numbers-come-from.
+#: Both paths give the same numbers.
 SCATTER_DENSITY = 0.2
 SCATTER_MAX_WORK = 150
 SCATTER_NHWC_CHANNELS = 4
@@ -343,9 +345,9 @@ SCATTER_NHWC_DENSITY = 0.4
 
 
 def nonzeros(g):
-    """The number of non-zero entries of ``g``, counted on every 8th entry of a large
-    array (an estimate is enough to choose a path; counting all of them cost 5% of a
-    reverse Jacobian)."""
+    """The number of non-zero entries of ``g``, estimated from every 8th entry of a large
+    array: an estimate is enough to choose a path, and counting every entry of every
+    cotangent is a visible share of a reverse Jacobian."""
     flat = g.reshape(-1)
     return np.count_nonzero(flat) if flat.size <= 1 << 16 else 8 * np.count_nonzero(flat[::8])
 

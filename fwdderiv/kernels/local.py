@@ -83,9 +83,9 @@ def _conv_window(T, Wt, sh, sw, ph, pw, dh, dw, Sh, Sw, groups, out, scratch_val
     # ReLUs, unused window corners, cost nothing), then each output block, which stays in
     # cache, gathers them for every kernel offset. Flat indexing keeps the innermost loop
     # (output channels) vectorisable. The lists live in per-thread scratch allocated by the
-    # caller: allocating them inside the parallel loop put them in the worker threads'
-    # malloc arenas, which return freed pages to the kernel, and every call page-faulted
-    # them back (LeNet-5's B=1 forward Jacobian: 2,100 faults, 14.6 instead of 5.8 ms).
+    # caller: allocated inside the parallel loop they would live in the worker threads'
+    # malloc arenas, which return freed pages to the kernel, and every call would
+    # page-fault them back (docs/pages/performance.md, "The engine's thresholds").
     (N, H, W, C0, Rh, Rw, Ci, Ho, Wo, Rh2, Rw2, Co, kh, kw, Cig, Cog, in_block,
      out_block) = _geometry(T, Wt, out, groups)
     Tf, Of, Wf = T.reshape(-1), out.reshape(-1), Wt.reshape(-1)
@@ -353,8 +353,8 @@ def conv_window(T, layer, out_hw, window, new_size):
     """Windowed tangent through a convolution (no bias: the JVP of an affine map)."""
     (sh, sw), (ph, pw), (dh, dw) = layer.stride, layer.padding, layer.dilation
     N, C0 = T.shape[0], T.shape[3]
-    # np.empty: the kernel zeroes each block before adding to it (a caller's np.zeros of
-    # the whole output was 12% of a forward-mode JSMA run)
+    # np.empty: the kernel zeroes each block before adding to it, while the block is in
+    # cache, which saves a separate pass of np.zeros over the whole output
     out = np.empty((N,) + tuple(out_hw) + (C0,) + tuple(new_size) + (layer.out_channels,),
                    T.dtype)
     Wt = np.ascontiguousarray(layer.weight.transpose(2, 3, 1, 0), dtype=T.dtype)

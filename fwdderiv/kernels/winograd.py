@@ -10,22 +10,23 @@ products carry the work.
 The tangents of forward mode (thousands of directions pushed through one layer) and the
 cotangents of reverse mode are such batches. They are worked through in blocks of a few
 images whose transformed tiles stay in cache, one run of blocks per core
-(:func:`fwdderiv._threads.in_parts`). On ResNet-20's convolutions (float32, 205 images)
-this was 3-4x faster than im2col and one product over the whole batch, whose columns,
-nine times the input, went through main memory.
+(:func:`fwdderiv.threads.in_parts`), where im2col's columns, nine times the input, would
+go through main memory. ``fwdderiv.layers.conv.WINOGRAD_MIN_POSITIONS`` decides when a
+convolution takes this path; the timings are in ``docs/pages/performance.md``.
 
 The results differ from im2col's by rounding only: the transforms add and halve (their
-entries are 0, +-1 and +-1/2), measured at 1e-15 relative in float64.
+entries are 0, +-1 and +-1/2); the tests compare the two on random shapes and paddings.
 """
 import numpy as np
 from numba import njit
 
-from .. import _threads
+from .. import threads
 from ..config import NUMBA_OPTS
 
-#: Bytes of transformed tiles per block: a block's input and product tiles stay in a
-#: core's cache between the transform, the product and the inverse transform (measured
-#: on ResNet-20's 32- and 64-channel convolutions: about 1 MB beats 4 and 13 MB).
+#: Bytes of transformed tiles per block: small enough that a block's input and product
+#: tiles stay in a core's cache between the transform, the product and the inverse
+#: transform. Where 1 MiB comes from:
+#: docs/pages/performance.md#the-engines-thresholds-and-where-their-numbers-come-from.
 BLOCK_BYTES = 1 << 20
 
 # F(2x2, 3x3): Y = A^T [(G g G^T) * (B^T d B)] A, with
@@ -145,8 +146,8 @@ def _tiles_out(Q, th, tw, y):
 def _planes(rows, cols, dtype):
     """An array (16, rows, cols) whose 16 planes start at 16 different cache lines of a
     4 KB page (a plane is an odd number of cache lines long): the transforms write and
-    read the 16 planes together, and planes a multiple of 4 KB apart alias in the cache
-    (measured: the input transform 3x slower)."""
+    read the 16 planes together, and planes a multiple of 4 KB apart would alias in the
+    cache and evict each other."""
     dtype = np.dtype(dtype)
     lines = -(-rows * cols * dtype.itemsize // 64)
     lines += 1 - lines % 2
@@ -171,13 +172,12 @@ def conv3x3(x, weight, padding, adjoint=False):
     U = transform_weights(weight, x.dtype, adjoint)
     y = np.empty((M, Co, Ho, Wo), dtype=x.dtype)
     block = BLOCK_BYTES // (16 * max(Ci, Co) * T * x.dtype.itemsize)
-    block = int(max(1, min(block, -(-M // _threads.parts()))))   # every core gets a block
+    block = int(max(1, min(block, -(-M // threads.parts()))))   # every core gets a block
 
-    parts = _threads.ranges(M, M * T * 16 * Ci * Co)
+    parts = threads.ranges(M, M * T * 16 * Ci * Co)
     # each part's tiles, allocated here in the calling thread, as the window kernels'
     # scratch is: a pool thread's own allocations come from its malloc arena, which
-    # returns freed pages at once (no difference measured on ResNet-20, whose blocks of
-    # tiles are about 1 MB; it matters for large blocks)
+    # returns freed pages at once, so large blocks would be faulted in again every call
     spaces = {i: (_planes(Ci, block * T, x.dtype), _planes(Co, block * T, x.dtype))
               for i, _ in parts}
 
@@ -190,5 +190,5 @@ def conv3x3(x, weight, padding, adjoint=False):
             np.matmul(U, V[:, :, :n], out=Q[:, :, :n])
             _tiles_out(Q[:, :, :n], th, tw, y[b0:b1])
 
-    _threads.run(parts, part)
+    threads.run(parts, part)
     return y

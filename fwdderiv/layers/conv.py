@@ -1,7 +1,7 @@
 """2-D convolution (cross-correlation, as in PyTorch) by im2col and BLAS products."""
 import numpy as np
 
-from .._threads import matmul
+from ..threads import matmul
 from ..core import local
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ..kernels import winograd

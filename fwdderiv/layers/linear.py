@@ -1,7 +1,7 @@
 """Fully connected layer: y = x W^T + b."""
 import numpy as np
 
-from .._threads import matmul
+from ..threads import matmul
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ._util import positive_int
 

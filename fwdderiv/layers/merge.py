@@ -6,7 +6,7 @@ import numpy as np
 
 from ..core import local
 from ..core.layer import Layer
-from .._validation import shape_str
+from ..validation import shape_str
 
 
 def _dim(dim, ndim, owner):

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..core import local
 from ..core.layer import Layer
-from .._validation import shape_str
+from ..validation import shape_str
 
 
 class Scale(Layer):

@@ -28,9 +28,9 @@ import numbers
 
 import numpy as np
 
-from fwdderiv._validation import as_float_array, shape_str
+from fwdderiv.validation import as_float_array, shape_str
 from fwdderiv.layers.heads import logits_net
-from fwdderiv._threads import blas_limited
+from fwdderiv.threads import blas_limited
 from fwdderiv.core.layer import cast_scope
 from fwdderiv.core.second_order import Linearization
 

@@ -5,13 +5,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fwdderiv._threads import blas_threads
-from fwdderiv._validation import check_finite, check_int, check_real
 from fwdderiv.core.layer import train_mode  # noqa: F401  (fwdderiv.training.loop.train_mode)
+from fwdderiv.threads import blas_threads
 from fwdderiv.training.checkpoint import save_checkpoint
 from fwdderiv.training.loss import softmax_cross_entropy
 from fwdderiv.training.optim import make_optimizer
 from fwdderiv.training.progress import make_bar, progress_enabled
+from fwdderiv.validation import check_finite, check_int, check_real
 
 #: Examples per forward pass in :func:`evaluate` and :func:`predict`; bounds the memory
 #: of the intermediate activations (about 60 MB for LeNet-5 in float32).
@@ -48,7 +48,7 @@ class History:
 
 def logits_part(net):
     """The part of ``net`` that outputs logits: ``net[:-1]`` if it ends in (Log)Softmax."""
-    from fwdderiv._logits import split_final_softmax
+    from fwdderiv.logits import split_final_softmax
 
     return split_final_softmax(net)[0]
 
@@ -207,8 +207,8 @@ def limited_threads(n):
 
     ``None`` changes nothing. Numba's setting is per calling thread and restored on exit.
     Minibatches of a few dozen images are too small for threads to pay off, and when other
-    processes share the cores, spinning OpenMP and BLAS worker threads slowed LeNet-5
-    training by 10-40x in our measurements; ``n=1`` avoids that.
+    processes share the cores, spinning OpenMP and BLAS worker threads slow training down
+    many times over (docs/pages/training.md); ``n=1`` avoids that.
     """
     if n is None:
         yield

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fwdderiv as fd
-from fwdderiv import _threads
+from fwdderiv import threads
 from fwdderiv.attribution import (InputXGradient, IntegratedGradients, NoiseTunnel, Occlusion,
                                   Saliency)
 
@@ -20,14 +20,14 @@ from fwdderiv.attribution import (InputXGradient, IntegratedGradients, NoiseTunn
 ], ids=["saliency", "input-x-gradient", "ig", "noise-tunnel", "occlusion"])
 def test_attribute_runs_with_blas_held_for_kernel_networks(monkeypatch, make):
     seen = []
-    real = _threads.held_for
+    real = threads.held_for
 
     @contextlib.contextmanager
     def spy(net):
         seen.append(bool(getattr(net, "uses_kernels", False)))
         with real(net):
             yield
-    monkeypatch.setattr(_threads, "held_for", spy)
+    monkeypatch.setattr(threads, "held_for", spy)
     x = np.random.default_rng(0).random((2, 1, 8, 8))
     for net, held in ((fd.models.digits_net(), True),
                       (fd.Sequential([fd.Flatten(), fd.Linear(64, 3, seed=1)]), False)):
@@ -45,12 +45,12 @@ def test_attribute_runs_with_blas_held_for_kernel_networks(monkeypatch, make):
 ], ids=["fgsm", "pgd", "loss-gradient", "example-losses"])
 def test_gradient_attacks_run_with_blas_held_for_kernel_networks(monkeypatch, call):
     seen = []
-    real = _threads.held_for
+    real = threads.held_for
 
     def spy(net):
         seen.append(bool(getattr(net, "uses_kernels", False)))
         return real(net)
-    monkeypatch.setattr(_threads, "held_for", spy)
+    monkeypatch.setattr(threads, "held_for", spy)
     x = np.random.default_rng(1).random((2, 1, 8, 8))
     for net, held in ((fd.models.digits_net(), True),
                       (fd.Sequential([fd.Flatten(), fd.Linear(64, 3, seed=1)]), False)):

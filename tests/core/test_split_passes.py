@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fwdderiv as fd
-from fwdderiv import _threads
+from fwdderiv import threads
 from fwdderiv.core import jacobian as graph_module
 
 
@@ -44,9 +44,9 @@ def test_split_passes_equal_one_pass(monkeypatch, N, split):
     model = net()
     one = model.jacobian(x, mode="reverse", return_output=True)
     monkeypatch.setattr(graph_module, "SPLIT_PASSES_FROM", 0)
-    monkeypatch.setattr(_threads, "SPLIT_MIN_WORK", 0)
-    monkeypatch.setattr(_threads, "_cores", lambda: 2)
-    concurrent = _threads.kernels_run_concurrently()
+    monkeypatch.setattr(threads, "SPLIT_MIN_WORK", 0)
+    monkeypatch.setattr(threads, "_cores", lambda: 2)
+    concurrent = threads.kernels_run_concurrently()
     watch = Watch(monkeypatch)
     y, J = model.jacobian(x, mode="reverse", return_output=True)
     if concurrent:                    # OpenMP or TBB: two threads, one Numba thread each
@@ -64,9 +64,9 @@ def test_split_passes_equal_one_pass(monkeypatch, N, split):
 def test_no_split_when_kernels_cannot_run_concurrently(monkeypatch):
     x = np.random.default_rng(5).normal(size=(3, 2, 8, 8))
     monkeypatch.setattr(graph_module, "SPLIT_PASSES_FROM", 0)
-    monkeypatch.setattr(_threads, "SPLIT_MIN_WORK", 0)
-    monkeypatch.setattr(_threads, "_cores", lambda: 2)
-    monkeypatch.setattr(_threads, "kernels_run_concurrently", lambda: False)
+    monkeypatch.setattr(threads, "SPLIT_MIN_WORK", 0)
+    monkeypatch.setattr(threads, "_cores", lambda: 2)
+    monkeypatch.setattr(threads, "kernels_run_concurrently", lambda: False)
     watch = Watch(monkeypatch)
     net().jacobian(x, mode="reverse")
     assert [p[0] for p in watch.pulls] == [(3, 5)]
@@ -84,11 +84,11 @@ def test_batch_statistics_keep_the_examples_in_one_pass(monkeypatch):
     x = np.random.default_rng(6).normal(size=(4, 2, 8, 8))
     one = model.jacobian(x, mode="reverse")
     monkeypatch.setattr(graph_module, "SPLIT_PASSES_FROM", 0)
-    monkeypatch.setattr(_threads, "SPLIT_MIN_WORK", 0)
-    monkeypatch.setattr(_threads, "_cores", lambda: 2)
+    monkeypatch.setattr(threads, "SPLIT_MIN_WORK", 0)
+    monkeypatch.setattr(threads, "_cores", lambda: 2)
     watch = Watch(monkeypatch)
     J = model.jacobian(x, mode="reverse")
     assert all(p[0][0] == 4 for p in watch.pulls)
-    if _threads.kernels_run_concurrently():
+    if threads.kernels_run_concurrently():
         assert sorted(p[0] for p in watch.pulls) == [(4, 2), (4, 2)]
     np.testing.assert_allclose(J, one, rtol=1e-12, atol=1e-15 * np.abs(one).max())

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import fwdderiv as fd
-from fwdderiv import _threads
+from fwdderiv import threads
 from fwdderiv.kernels import winograd
 from fwdderiv.kernels.conv import im2col_t
 from fwdderiv.layers import conv as conv_module
@@ -54,22 +54,22 @@ def test_split_across_the_cores_gives_the_same_numbers(monkeypatch):
     rng = np.random.default_rng(2)
     x, w = rng.normal(size=(9, 3, 8, 8)), rng.normal(size=(4, 3, 3, 3))
     alone = winograd.conv3x3(x, w, (1, 1))
-    cuts, threads = [], set()
-    real = _threads.run
-    monkeypatch.setattr(_threads, "SPLIT_MIN_WORK", 0)
-    monkeypatch.setattr(_threads, "_cores", lambda: 2)
+    cuts, idents = [], set()
+    real = threads.run
+    monkeypatch.setattr(threads, "SPLIT_MIN_WORK", 0)
+    monkeypatch.setattr(threads, "_cores", lambda: 2)
 
     def spy(parts, piece):
         def watched(i, j):
             cuts.append((i, j))
-            threads.add(threading.get_ident())
+            idents.add(threading.get_ident())
             piece(i, j)
         real(parts, watched)
 
-    monkeypatch.setattr(_threads, "run", spy)
-    with _threads.blas_limited(True):
+    monkeypatch.setattr(threads, "run", spy)
+    with threads.blas_limited(True):
         split = winograd.conv3x3(x, w, (1, 1))
-    assert sorted(cuts) == [(0, 4), (4, 9)] and len(threads) == 2
+    assert sorted(cuts) == [(0, 4), (4, 9)] and len(idents) == 2
     np.testing.assert_array_equal(split, alone)
 
 

@@ -9,8 +9,12 @@ time is in large products that do use the threads.
 Inside such a call BLAS runs on one thread, so :func:`matmul` splits a large product
 itself: the rows (or the stacked matrices) are divided among the cores and each part is
 one single-threaded BLAS call on a thread of a small pool. No thread is left spinning
-after the product, and the product is 1.7-1.9x faster on two cores (measured on the
-convolutions of LeNet-5 and ResNet-20).
+after the product. :func:`ranges`, :func:`run` and :func:`in_parts` split other work
+(Winograd's blocks of images, a reverse Jacobian's passes) the same way, and
+:func:`alone` keeps a part that already has its own core from splitting again.
+
+The measurements behind these choices and constants are in ``docs/pages/performance.md``
+(the "Threads" entry and "The engine's thresholds, and where their numbers come from").
 """
 import contextlib
 import functools
@@ -79,8 +83,8 @@ def matmul(a, b):
         return np.matmul(a, b)
     out_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
     work = int(np.prod(out_shape, dtype=np.int64)) * a.shape[-1]
-    # a transposed operand (x @ W.T) halves numpy's speed on tall products (measured:
-    # 645 against 298 ms for (100352, 400) @ (400, 120) float32): copy a small one first
+    # a transposed operand (x @ W.T) is slow in numpy's tall products: copy it to row
+    # order first when it is small beside the product (CONTIGUOUS_COPY_SHARE)
     a = _contiguous(a, work)
     b = _contiguous(b, work)
     if _parts(out_shape[0], work, 2) < 2:
@@ -156,8 +160,8 @@ def kernels_run_concurrently():
     try:
         layer = numba.threading_layer()
     except ValueError:
-        from .kernels import _launch
-        _launch(np.empty(2))
+        from .kernels import choose_threading_layer
+        choose_threading_layer()
         layer = numba.threading_layer()
     return layer in ("omp", "tbb")
 

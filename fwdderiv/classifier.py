@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from ._validation import as_float_array, shape_str
+from .validation import as_float_array, shape_str
 
 
 def check_images(x, where, name="x"):
