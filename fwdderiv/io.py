@@ -3,7 +3,7 @@ weights as arrays. Never pickle.
 
 Loading a file from elsewhere is safe by construction, in this order: the zip directory
 and the architecture JSON are read (the JSON is bounded in size); every layer's
-arguments are checked against :mod:`fwdderiv._schema` and the shapes of its arrays are
+arguments are checked against :mod:`fwdderiv.schema` and the shapes of its arrays are
 computed from them; the total size is compared with ``max_bytes``; every ``.npz`` member's
 ``.npy`` header (dtype, shape) and its size in the zip directory are compared with what
 the architecture needs; only then are the arrays read, checked for NaN/Inf, and the layers
@@ -24,7 +24,7 @@ import zlib
 
 import numpy as np
 
-from ._schema import SchemaError, check_graph, check_sequential, check_layer
+from .schema import SchemaError, check_graph, check_sequential, check_layer
 from .core.layer import no_init
 from .core.graph import Graph
 from .core.sequential import Sequential
@@ -52,8 +52,8 @@ _CHUNK = 1 << 20
 
 
 def _types():
-    """The layer types a file may name: fwdderiv's and the registered ones."""
-    return {**registry.layer_types(), **LAYER_TYPES}
+    """The layer types a file may name: the registered ones (fwdderiv's among them)."""
+    return {**LAYER_TYPES, **registry.layer_types()}
 
 
 def _fail(path, what, fix="re-save the model with fwdderiv.save"):
@@ -377,7 +377,7 @@ def load(path, *, allow_nonfinite=False, max_bytes=DEFAULT_MAX_BYTES):
             for key in arrays:
                 name = key.rsplit(".", 1)[1]
                 if name not in held or held[name] is None:
-                    raise RuntimeError(f"fwdderiv/_schema.py is out of date: {type_name} "
+                    raise RuntimeError(f"the load schema of {type_name} is out of date: the layer "
                                        f"has no array {name!r}")
                 value = _read_member(zf, members[key], path, key, headers[key])
                 if not allow_nonfinite and not np.isfinite(value).all():

@@ -1,34 +1,54 @@
-"""One entry per layer type defined outside fwdderiv's own tables: the class, its load
-schema, its PyTorch and ONNX import rules and its export, registered next to the class.
+"""One entry per layer type: the class, its load schema, its PyTorch and ONNX import
+rules, its export and an example for the tests, registered next to the class.
 
-A new layer is then one module: the class, then one :func:`register_layer` call. Saving
-and loading (:func:`fwdderiv.save`, :func:`fwdderiv.load`), :func:`fwdderiv.from_torch`,
-:func:`fwdderiv.from_onnx` and :func:`fwdderiv.to_torch` look here after their built-in
-tables. The class is checked when it is registered: the layer protocol, and for a layer
+Every layer module ends with its :func:`register_layer` calls, fwdderiv's own layers as
+well as a user's: a new layer is one module, the class and then one call. Saving and
+loading (:func:`fwdderiv.save`, :func:`fwdderiv.load`), :func:`fwdderiv.from_torch`,
+:func:`fwdderiv.from_onnx` and :func:`fwdderiv.to_torch` read their knowledge of layers
+from here. The class is checked when it is registered: the layer protocol, and for a layer
 with parameters ``param_vjp`` and ``jvp_grad``.
 """
 from typing import Callable, NamedTuple, Optional
 
-from ._schema import LAYER_SCHEMAS, REQUIRED, LayerSchema, SchemaError  # noqa: F401
+from .schema import LAYER_SCHEMAS, REQUIRED, LayerSchema, SchemaError  # noqa: F401
+
+#: The parts of an entry; each is given, or named in ``absent`` with the reason.
+PARTS = ("schema", "torch", "onnx", "to_torch", "example")
+
+
+class Example(NamedTuple):
+    """A configuration of the layer for the registry's own tests
+    (``tests/layers/test_registry.py``): built from ``config``, run on ``inputs`` arrays of
+    per-example shape ``in_shape``, its Jacobians checked against finite differences, saved
+    and loaded, exported and imported. ``values``: ``"normal"`` draws (moved off the
+    layer's ``kink_points``), or ``"distinct"`` (well separated values, no ties: for
+    maxima)."""
+    config: dict
+    in_shape: tuple
+    inputs: int = 1
+    values: str = "normal"
 
 
 class Entry(NamedTuple):
-    """A registered layer type. ``schema``: a ``fwdderiv._schema.LayerSchema`` (None: it
-    cannot be loaded from a file); ``torch``: ATen operator name -> rule ``(ctx, args) ->
-    value name`` (as in ``fwdderiv.interop.torch_ops``); ``onnx``: ONNX op type -> rule
-    ``(importer, node, attrs)`` (as in ``fwdderiv.interop.onnx_ops``); ``to_torch``:
-    ``layer -> torch.nn.Module``."""
+    """A registered layer type. ``schema``: a :class:`fwdderiv.schema.LayerSchema` (None:
+    it cannot be loaded from a file); ``torch``: ATen operator name -> rule ``(ctx, args) ->
+    value name``; ``onnx``: ONNX op type -> rule ``(importer, node, attrs)`` (both written
+    with :mod:`fwdderiv.layers.exchange`); ``to_torch``: ``layer -> torch.nn.Module``;
+    ``example``: an :class:`Example`; ``absent``: part name -> why the layer has none."""
     cls: type
     schema: object = None
     torch: dict = {}
     onnx: dict = {}
     to_torch: Optional[Callable] = None
+    example: Optional[Example] = None
+    absent: dict = {}
 
 
 ENTRIES = {}
 
 
-def register_layer(cls, *, schema=None, torch=None, onnx=None, to_torch=None):
+def register_layer(cls, *, schema=None, torch=None, onnx=None, to_torch=None,
+                   example=None, absent=None):
     """Register the layer class ``cls`` (see the module doc); returns ``cls``.
 
     Raises
@@ -37,8 +57,8 @@ def register_layer(cls, *, schema=None, torch=None, onnx=None, to_torch=None):
         If ``cls`` lacks a method of the layer protocol, or declares parameters
         (``param_names`` on the class) without ``param_vjp`` and ``jvp_grad`` of its own.
     ValueError
-        If another class is registered under the same name, or an operator already has a
-        rule.
+        If another class is registered under the same name, an operator already has a
+        rule, or ``absent`` names a part that is given or is not a part.
     """
     from .core.layer import Layer, PROTOCOL
     name = getattr(cls, "__name__", repr(cls))
@@ -64,11 +84,15 @@ def register_layer(cls, *, schema=None, torch=None, onnx=None, to_torch=None):
             if owner is not None:
                 raise ValueError(f"register_layer: the {kind} operator {op!r} already "
                                  f"imports as {owner}")
-    builtin = LAYER_SCHEMAS.get(name)
-    if schema is not None and builtin is not None and (old is None or old.schema is not builtin):
-        raise ValueError(f"register_layer: {name!r} is a built-in layer type's name; give "
-                         f"the layer another name")
-    ENTRIES[name] = Entry(cls, schema, dict(torch or {}), dict(onnx or {}), to_torch)
+    absent = dict(absent or {})
+    given = {"schema": schema, "torch": torch, "onnx": onnx, "to_torch": to_torch,
+             "example": example}
+    wrong = [p for p in absent if p not in PARTS or given[p]]
+    if wrong:
+        raise ValueError(f"register_layer: {name}: absent names {wrong}, which are given or "
+                         f"are not parts; the parts are {', '.join(PARTS)}")
+    ENTRIES[name] = Entry(cls, schema, dict(torch or {}), dict(onnx or {}), to_torch,
+                          example, absent)
     if schema is not None:
         LAYER_SCHEMAS[name] = schema         # what fwdderiv.load checks a file against
     return cls
@@ -85,8 +109,3 @@ def torch_rule(op):
 
 def onnx_rule(op):
     return next((e.onnx[op] for e in ENTRIES.values() if op in e.onnx), None)
-
-
-def exporter(name):
-    entry = ENTRIES.get(name)
-    return None if entry is None else entry.to_torch

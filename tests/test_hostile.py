@@ -237,7 +237,7 @@ def model_case(draw):
             entry = draw(st.sampled_from([None, [], "ReLU", {"type": typ}]))
         layers.append(entry)
         try:
-            from fwdderiv._schema import check_layer
+            from fwdderiv.schema import check_layer
             _, shapes = check_layer(typ, config, fd.layers.LAYER_TYPES)
         except Exception:
             shapes = {"weight": (2, 3)}

@@ -9,7 +9,7 @@ import pytest
 
 import fwdderiv as fd
 import fwdderiv.io as fio
-from fwdderiv._schema import LAYER_SCHEMAS
+from fwdderiv.schema import LAYER_SCHEMAS
 
 
 def write_model(path, layers, arrays=(), fmt="fwdderiv.sequential", **extra):

@@ -23,7 +23,21 @@ def from_onnx(model):
     return _from_onnx(model)
 
 
-__all__ = ["from_onnx", "from_torch", "to_torch"]
+def supported_operators(kind):
+    """The operators an import reads, sorted: ``kind`` is ``"torch"`` (ATen operator names,
+    as ``torch.export`` records them) or ``"onnx"`` (ONNX op types). The registered layers'
+    rules and the import's own (shapes, constants, tuples)."""
+    from .. import layers, registry  # noqa: F401  (the built-in layers register on import)
+    if kind == "torch":
+        from .torch_ops import RULES
+    elif kind == "onnx":
+        from .onnx_ops import RULES
+    else:
+        raise ValueError(f"supported_operators: kind must be 'torch' or 'onnx', got {kind!r}")
+    return sorted(set(RULES) | {op for e in registry.ENTRIES.values() for op in getattr(e, kind)})
+
+
+__all__ = ["from_onnx", "from_torch", "supported_operators", "to_torch"]
 
 
 def to_jax(net, dtype="float64"):

@@ -8,7 +8,7 @@ that exporters emit for ``x.view(x.size(0), -1)`` (``Shape``, ``Gather``, ``Unsq
 import numpy as np
 
 from .. import registry
-from .onnx_ops import BATCH
+from ..layers.exchange import BATCH
 
 #: Opsets 21-25 changed the supported operators only by adding element types (bfloat16,
 #: float8, int4); the onnx package's node tests of those versions run in the test suite.
@@ -141,7 +141,7 @@ def from_onnx(model):
         thing fwdderiv cannot represent exactly.
     """
     import onnx
-    from .onnx_ops import RULES
+    from .onnx_ops import RULES, SHAPE_RULES, on_shapes
     from .torch_import import _prune
     from .. import Graph, Sequential
     if not isinstance(model, onnx.ModelProto):
@@ -151,11 +151,14 @@ def from_onnx(model):
         imp.node = node
         if imp.fold(node):
             continue
-        rule = (RULES.get(node.op_type) or registry.onnx_rule(node.op_type)) \
-            if node.domain in ("", "ai.onnx") else None
+        rule = None
+        if node.domain in ("", "ai.onnx"):
+            rule = SHAPE_RULES[node.op_type] if on_shapes(imp, node) else \
+                RULES.get(node.op_type) or registry.onnx_rule(node.op_type)
         if rule is None:
             imp.fail(f"the operator {node.domain + '.' if node.domain else ''}{node.op_type}",
-                     fix="see fwdderiv.interop.onnx_ops.RULES for the supported operators")
+                     fix="fwdderiv.interop.supported_operators('onnx') lists the supported "
+                         "ones; fwdderiv.register_layer adds one")
         rule(imp, node, imp.attrs(node))
     out = imp.value(imp.graph.output[0].name)
     if out == "input":

@@ -1,107 +1,17 @@
 """Export a fwdderiv network as a PyTorch module with the same layers and weights."""
-import numpy as np
 
 from .. import registry
 
 
 def _torch_layer(layer):
-    """One fwdderiv layer as a torch.nn module (weights copied, dtype kept)."""
-    import torch
-    from torch import nn
+    """One fwdderiv layer as a torch.nn module (weights copied, dtype kept): its registered
+    export."""
     name = type(layer).__name__
-    if registry.exporter(name) is not None and registry.layer_types()[name] is type(layer):
-        return registry.exporter(name)(layer)
-    config = layer.get_config() if hasattr(layer, "get_config") else {}
-    special = _special_modules()
-    if name in special:
-        return special[name](**config)
-    if name == "Pad2d":
-        return nn.ZeroPad2d(tuple(config["padding"]))
-    if name == "Softmax" and "dim" not in config:
-        return nn.Softmax(dim=-1)
-    if name == "LogSoftmax" and "dim" not in config:
-        return nn.LogSoftmax(dim=-1)
-    if name == "Flatten" and not config:
-        return nn.Flatten()
-    cls = getattr(nn, name, None)
-    if cls is None:
-        raise TypeError(f"to_torch: no torch.nn module for the fwdderiv layer {layer!r}; "
-                        f"export networks built from layers with torch.nn names")
-    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-    module = cls(**config)
-    for pname in ("weight", "bias", "running_mean", "running_var"):
-        value, current = getattr(layer, pname, None), getattr(module, pname, None)
-        if value is None or current is None:
-            continue
-        t = torch.from_numpy(np.array(value, copy=True))
-        if isinstance(current, nn.Parameter):
-            module._parameters[pname] = nn.Parameter(t)
-        else:
-            module._buffers[pname] = t
-    return module.eval()
-
-
-def _special_modules():
-    """torch.nn has no module for fwdderiv's graph joints and tensor ops: small ones here."""
-    import torch
-    from torch import nn
-
-    class Add(nn.Module):
-        def forward(self, *xs):
-            out = xs[0]
-            for x in xs[1:]:
-                out = out + x
-            return out
-
-    class Mul(nn.Module):
-        def forward(self, a, b):
-            return a * b
-
-    class Concat(nn.Module):
-        def __init__(self, dim=1):
-            super().__init__()
-            self.dim = dim
-
-        def forward(self, *xs):
-            return torch.cat(xs, self.dim)
-
-    class Scale(nn.Module):
-        def __init__(self, factor):
-            super().__init__()
-            self.factor = factor
-
-        def forward(self, x):
-            return x * self.factor
-
-    class Reshape(nn.Module):
-        def __init__(self, shape):
-            super().__init__()
-            self.shape = tuple(shape)
-
-        def forward(self, x):
-            return x.reshape((x.shape[0],) + self.shape)
-
-    class Slice(nn.Module):
-        def __init__(self, starts, ends, axes, steps):
-            super().__init__()
-            self.index = list(zip(starts, ends, axes, steps))
-
-        def forward(self, x):
-            index = [slice(None)] * x.ndim
-            for a, b, d, s in self.index:
-                index[d % x.ndim] = slice(a, b, s)
-            return x[tuple(index)]
-
-    class Pad(nn.Module):
-        def __init__(self, pad, value=0.0):
-            super().__init__()
-            self.pad, self.value = tuple(pad), value
-
-        def forward(self, x):
-            return nn.functional.pad(x, self.pad, value=self.value)
-
-    return {"Add": Add, "Mul": Mul, "Concat": Concat, "Scale": Scale, "Reshape": Reshape,
-            "Slice": Slice, "Pad": Pad}
+    entry = registry.ENTRIES.get(name)
+    if entry is None or entry.cls is not type(layer) or entry.to_torch is None:
+        raise TypeError(f"to_torch: no PyTorch export for the fwdderiv layer {layer!r}; "
+                        f"register one with fwdderiv.register_layer({name}, to_torch=...)")
+    return entry.to_torch(layer)
 
 
 def to_torch(net):

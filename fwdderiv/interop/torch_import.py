@@ -259,6 +259,8 @@ def _build(ep):
             output = ctx.value(outs[0])
             continue
         val = node.meta.get("val")
+        if isinstance(val, (tuple, list)) and val:     # max-pool with indices, ...: the
+            val = val[0]                                # first item is the result
         is_tensor = isinstance(val, torch.Tensor)
         if node.target is not operator.getitem and not is_tensor:
             continue  # symbolic sizes (x.size(0)) and runtime asserts: shapes only
@@ -268,8 +270,8 @@ def _build(ep):
         name = _op_name(node.target)
         rule = RULES.get(name) or registry.torch_rule(name)
         if rule is None:
-            ctx.fail(f"the operator {name!r}", "see fwdderiv.interop.torch_ops.RULES for the "
-                     "supported operators")
+            ctx.fail(f"the operator {name!r}", "fwdderiv.interop.supported_operators('torch') "
+                     "lists the supported ones; fwdderiv.register_layer adds one")
         args = _arguments(node)
         ctx.values[node.name] = rule(ctx, args)
         first = args.get("self", args.get("input"))

@@ -12,17 +12,12 @@ from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .pool import AvgPool2d, MaxPool2d
 from .shape import Dropout, Dropout2d, Flatten, Identity, Pad2d
 from .softmax import LogSoftmax, Softmax
-from .tensor import Pad, Reshape, Scale, Slice
+from .tensor import Pad, Permute, Reshape, Scale, Shift, Slice
 
-#: Every layer class by name, for loading saved architectures.
-LAYER_TYPES = {cls.__name__: cls for cls in (
-    Linear, Conv2d, ReLU, Sigmoid, Tanh, MaxPool2d, AvgPool2d, Softmax, LogSoftmax,
-    Flatten, Pad2d, Dropout, BatchNorm2d,
-    # the joints and tensor ops of graphs
-    Add, Concat, Mul, Pad, Reshape, Scale, Slice,
-    # PyTorch's layers and options (issue 9)
-    ELU, GELU, Hardswish, Hardtanh, LeakyReLU, Mish, ReLU6, SiLU, Softplus, Identity,
-    Dropout2d, ZeroPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d, CircularPad2d,
-    AdaptiveAvgPool2d, AdaptiveMaxPool2d, BatchNorm1d, LayerNorm, GroupNorm)}
+from .. import registry
+
+#: Every layer class of fwdderiv by name, for loading saved architectures (each module
+#: registers its classes with :func:`fwdderiv.registry.register_layer`).
+LAYER_TYPES = registry.layer_types()
 
 __all__ = sorted(LAYER_TYPES) + ["LAYER_TYPES"]

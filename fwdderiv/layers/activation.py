@@ -5,7 +5,10 @@ import numbers
 import numpy as np
 
 from ..core.elementwise import Elementwise
+from .. import schema
 from ..kernels.activation import erf, relu
+from ..registry import Example, register_layer
+from . import exchange
 
 
 class ReLU(Elementwise):
@@ -292,3 +295,81 @@ class Hardswish(Elementwise):
         """1/3 where ``-3 < x < 3`` (the slope's linear piece), else 0."""
         t = x.dtype.type
         return np.where((x > t(-3)) & (x < t(3)), t(1) / t(3), t(0)).astype(x.dtype, copy=False)
+
+
+# -- registry entries ------------------------------------------------------------------------
+def _elu_from_torch(ctx, a):
+    if a["scale"] != 1 or a["input_scale"] != 1:
+        ctx.fail("scale/input_scale other than 1 (SELU, CELU)", "use nn.ELU")
+    return ctx.emit(ctx.layer("ELU", alpha=float(a["alpha"])), a["self"])
+
+
+def _hardtanh_from_torch(ctx, a):
+    lo, hi = float(a["min_val"]), float(a["max_val"])
+    if (lo, hi) == (0.0, 6.0):                      # nn.ReLU6 records hardtanh
+        return ctx.emit(ctx.layer("ReLU6"), a["self"])
+    return ctx.emit(ctx.layer("Hardtanh", min_val=lo, max_val=hi), a["self"])
+
+
+def _clip_from_onnx(imp, node, a):
+    """Clip: bounds as inputs (opset 11 on) or attributes (before)."""
+    def bound(i, attr, default):
+        if len(node.input) > i and node.input[i]:
+            return float(imp.const(node.input[i]).reshape(()))
+        return float(a.get(attr, default))
+    lo, hi = bound(1, "min", -np.inf), bound(2, "max", np.inf)
+    if (lo, hi) == (0.0, 6.0):
+        layer = imp.layer("ReLU6")
+    elif (lo, hi) == (0.0, np.inf):
+        layer = imp.layer("ReLU")
+    elif np.isfinite(lo) and np.isfinite(hi):
+        layer = imp.layer("Hardtanh", "min", min_val=lo, max_val=hi)
+    else:
+        imp.fail(f"a one-sided clip to [{lo}, {hi}]", "min", "clip to a finite range")
+    exchange.onnx_output(imp, node, imp.emit(layer, node.input[0]))
+
+
+def _torch_ops(name, *ops, **fixed):
+    """The rule for ``ops`` and their in-place forms (``relu_``)."""
+    rule = exchange.torch_elementwise(name, **fixed)
+    return {op + suffix: rule for op in ops for suffix in ("", "_")}
+
+
+_NO_ONNX_OP = "from_onnx has no rule for its ONNX operator yet"
+_BY_CLIP = "ONNX Clip is the Hardtanh layer's rule, which makes a ReLU6 for [0, 6]"
+_IMAGE = (2, 3, 4)
+_NO_FIELDS = schema.LayerSchema({})
+_ANY = schema.ANY_REAL
+
+for _cls, _fields, _torch, _onnx, _config in (
+        (ReLU, {}, _torch_ops("ReLU", "relu"), {"Relu": ()}, {}),
+        (Sigmoid, {}, _torch_ops("Sigmoid", "sigmoid"), {"Sigmoid": ()}, {}),
+        (Tanh, {}, _torch_ops("Tanh", "tanh"), {"Tanh": ()}, {}),
+        (LeakyReLU, {"negative_slope": (_ANY, 0.01)},
+         _torch_ops("LeakyReLU", "leaky_relu", negative_slope="negative_slope"),
+         {"LeakyRelu": {"negative_slope": ("alpha", 0.01)}}, {"negative_slope": 0.2}),
+        (ELU, {"alpha": (_ANY, 1.0)}, {"elu": _elu_from_torch, "elu_": _elu_from_torch},
+         None, {"alpha": 0.7}),
+        (GELU, {"approximate": (schema.choice("none", "tanh"), "none")},
+         {"gelu": exchange.torch_elementwise("GELU", approximate="approximate")},
+         {"Gelu": {"approximate": ("approximate", "none")}}, {"approximate": "tanh"}),
+        (SiLU, {}, _torch_ops("SiLU", "silu"), None, {}),
+        (Mish, {}, {"mish": exchange.torch_elementwise("Mish")}, None, {}),
+        (Softplus, {"beta": (_ANY, 1.0), "threshold": (_ANY, 20.0)},
+         {"softplus": exchange.torch_elementwise("Softplus", beta="beta",
+                                                 threshold="threshold")},
+         None, {"beta": 2.0, "threshold": 1.0}),
+        (Hardtanh, {"min_val": (_ANY, -1.0), "max_val": (_ANY, 1.0)},
+         {"hardtanh": _hardtanh_from_torch, "hardtanh_": _hardtanh_from_torch},
+         {"Clip": _clip_from_onnx}, {"min_val": -0.5, "max_val": 1.5}),
+        (ReLU6, {}, _torch_ops("ReLU6", "relu6"), _BY_CLIP, {}),
+        (Hardswish, {}, _torch_ops("Hardswish", "hardswish"), None, {})):
+    _onnx_rules = None if _onnx is None or isinstance(_onnx, str) else {
+        op: names if callable(names) else exchange.onnx_elementwise(_cls.__name__, **dict(names))
+        for op, names in _onnx.items()}
+    register_layer(
+        _cls, schema=schema.LayerSchema(_fields) if _fields else _NO_FIELDS, torch=_torch,
+        onnx=_onnx_rules, to_torch=exchange.same_torch_module,
+        example=Example(_config, _IMAGE),
+        absent={"onnx": _onnx if isinstance(_onnx, str) else _NO_ONNX_OP}
+        if _onnx is None or isinstance(_onnx, str) else {})

@@ -8,6 +8,9 @@ import numpy as np
 
 from ..core.layer import Layer, fold, unfold
 from ..kernels import pool as K
+from .. import schema
+from ..registry import Example, register_layer
+from . import exchange
 from ._util import chw
 
 
@@ -136,3 +139,39 @@ class AdaptiveMaxPool2d(_Adaptive):
                 top2 = -np.partition(-win, 1, axis=2)[:, :, :2]
                 count += int(np.count_nonzero(np.abs(top2[..., 0] - top2[..., 1]) <= tol))
         return count
+
+
+# -- registry entries ------------------------------------------------------------------------
+_SCHEMA = schema.LayerSchema({"output_size": (schema.output_size, schema.REQUIRED)})
+
+
+def _avg_from_torch(ctx, a):
+    x = a["self"]
+    (_, h, w), (oh, ow) = ctx.shape(x), exchange.ints(a["output_size"])
+    if h % oh == 0 and w % ow == 0:  # equal windows: an ordinary average pooling
+        return ctx.emit(ctx.layer("AvgPool2d", kernel_size=(h // oh, w // ow)), x)
+    return ctx.emit(ctx.layer("AdaptiveAvgPool2d", output_size=(oh, ow)), x)
+
+
+def _max_from_torch(ctx, a):
+    size = exchange.ints(a["output_size"])
+    return ctx.emit(ctx.layer("AdaptiveMaxPool2d", output_size=size), a["self"])
+
+
+def _global_max_from_onnx(imp, node, a):
+    layer = imp.layer("AdaptiveMaxPool2d", output_size=(1, 1))
+    exchange.onnx_output(imp, node, imp.emit(layer, node.input[0]))
+
+
+register_layer(AdaptiveAvgPool2d, schema=_SCHEMA,
+               torch={"adaptive_avg_pool2d": _avg_from_torch},
+               to_torch=exchange.same_torch_module,
+               example=Example({"output_size": [2, 3]}, (2, 5, 7)),
+               absent={"onnx": "torch.onnx writes unequal windows as several operators, "
+                               "which from_onnx does not read yet; equal windows (and the "
+                               "global average) import as AvgPool2d"})
+register_layer(AdaptiveMaxPool2d, schema=_SCHEMA,
+               torch={"adaptive_max_pool2d": exchange.returns_tuple(_max_from_torch)},
+               onnx={"GlobalMaxPool": _global_max_from_onnx},
+               to_torch=exchange.same_torch_module,
+               example=Example({"output_size": [1, 1]}, (2, 5, 7), values="distinct"))

@@ -8,6 +8,9 @@ from ..kernels import winograd
 from ..kernels.conv import (col2im, col2im_t, conv_vjp_scatter, im2col_t, nonzeros, out_size,
                             scatter_layout)
 from ..kernels.local import conv_window
+from .. import schema
+from ..registry import Example, register_layer
+from . import exchange
 from ._util import chw, pair, positive_int
 from .padding import pad2d, pad2d_adjoint
 
@@ -17,9 +20,8 @@ PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replic
 
 #: Output positions (images times pixels) from which a 3x3 stride-1 convolution of a
 #: batch of tangents or cotangents goes by Winograd's F(2x2, 3x3) instead of im2col and
-#: one product. Measured on ResNet-20's convolutions (float32): 3x faster at 205 images
-#: and 52,000 positions, 2x at 10,240 (ten 32x32 cotangents), 1.4x at 640 (ten 8x8
-#: ones: 1.15 against 1.65 ms).
+#: one product; its gain shrinks with the batch. The measurements behind 512:
+#: docs/pages/performance.md#the-engines-thresholds-and-where-their-numbers-come-from.
 WINOGRAD_MIN_POSITIONS = 512
 #: Bytes of tangent columns :meth:`Conv2d.jvp_residual` keeps for the second-order pass.
 KEEP_TANGENT_COLS = 64 << 20
@@ -168,7 +170,7 @@ class Conv2d(Layer):
 
     # cols: (M, C*kh*kw, P), one row per kernel tap (im2col transposed); result
     # (M, Co, Ho, Wo) = W @ cols[m] for every m: the products come out channels-first, so
-    # no transpose follows them (1.1-3x faster than (M*P, K) @ W.T on the zoo's convs)
+    # no transpose follows them, as one (M*P, K) @ W.T product would need
     def _prepad(self, x, shape):
         """``x`` padded in ``padding_mode`` when the layer pads first; checks ``shape``."""
         if self.prepad is None:
@@ -276,7 +278,7 @@ class Conv2d(Layer):
         if P == 1:                          # one window per example: one product
             g = g.reshape(M, Co)
             if G == 1:
-                gcols = matmul(g, W)        # split across the cores (_threads.matmul)
+                gcols = matmul(g, W)        # split across the cores (threads.matmul)
             else:
                 gcols = np.empty((M, Kg * G), dtype=gy.dtype)
                 for i in range(G):
@@ -314,7 +316,7 @@ class Conv2d(Layer):
         ``d*(k-1) - p``, it lands on the input's grid. The gather (im2col of ``g``) then
         replaces col2im's scatter-add, which costs more per entry; it is taken when it
         gathers no more entries than col2im would add (``Co*H*W <= Ci*Ho*Wo``: ResNet's
-        same-padded convolutions, 1.1-1.3x on their VJP). None where it does not apply."""
+        same-padded convolutions). None where it does not apply."""
         Co, Ci = self.out_channels, self.in_channels
         (kh, kw), (dh, dw), (ph, pw) = self.kernel_size, self.dilation, self.padding
         qh, qw = dh * (kh - 1) - ph, dw * (kw - 1) - pw
@@ -340,8 +342,8 @@ class Conv2d(Layer):
             if cols.shape[2] == 1:              # one window: a single product
                 gW[i * Cog:(i + 1) * Cog] = gi[:, :, 0].T @ ci[:, :, 0]
             else:
-                # as (cols[n] @ g[n].T).T: the long side K first is 2x faster in BLAS than
-                # g[n] @ cols[n].T with its few output channels (measured, 20x576x180)
+                # as (cols[n] @ g[n].T).T: BLAS runs faster with the long side K first
+                # than as g[n] @ cols[n].T with its few output channels
                 gW[i * Cog:(i + 1) * Cog] = matmul(ci, gi.transpose(0, 2, 1)).sum(axis=0).T
         grads = {"weight": gW.reshape(self.weight.shape).astype(self.weight.dtype, copy=False)}
         if self.bias is not None:
@@ -361,3 +363,83 @@ class Conv2d(Layer):
         if self.bias is not None:
             grads["bias"] = np.zeros_like(self.bias)
         return None, grads
+
+
+# -- registry entry --------------------------------------------------------------------------
+def _conv_arrays(c):
+    kh, kw = c["kernel_size"]
+    shapes = {"weight": (c["out_channels"], c["in_channels"] // c["groups"], kh, kw)}
+    if c["bias"]:
+        shapes["bias"] = (c["out_channels"],)
+    return shapes
+
+
+def _conv_relations(c):
+    g = c["groups"]
+    if c["in_channels"] % g or c["out_channels"] % g:
+        raise schema.SchemaError(f"fields 'in_channels' ({c['in_channels']}) and "
+                                 f"'out_channels' ({c['out_channels']}) must both be "
+                                 f"divisible by 'groups' ({g})")
+
+
+SCHEMA = schema.LayerSchema(
+    {"in_channels": (schema.POSITIVE, schema.REQUIRED),
+     "out_channels": (schema.POSITIVE, schema.REQUIRED),
+     "kernel_size": (schema.ints(2, 1), schema.REQUIRED), "stride": (schema.ints(2, 1), 1),
+     "padding": (schema.either(schema.choice("same", "valid"), schema.ints(2, 0)), 0),
+     "dilation": (schema.ints(2, 1), 1), "groups": (schema.POSITIVE, 1),
+     "bias": (schema.boolean, True),
+     "padding_mode": (schema.choice(*PADDING_MODES), "zeros")},
+    _conv_arrays, _conv_relations)
+
+
+def _padding_of(ctx, padding, dilation, kernel):
+    if padding == "valid":
+        return [0, 0]
+    if padding == "same":
+        total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        # symmetric when even; otherwise the layer must support 'same' itself
+        return "same" if any(t % 2 for t in total) else [t // 2 for t in total]
+    return exchange.ints(padding)
+
+
+def _from_torch(ctx, a):
+    x = a["input"]
+    if a.get("transposed"):
+        ctx.fail("transposed convolution", "not supported")
+    if len(ctx.shape(x)) != 3:
+        ctx.fail(f"a {len(ctx.shape(x)) - 1}-d convolution", "only 2-d convolution (N, C, H, W)")
+    w = ctx.param(a["weight"])
+    b = None if a["bias"] is None else ctx.param(a["bias"])
+    out_c, in_g, kh, kw = w.shape
+    groups = int(a["groups"])
+    dilation = exchange.ints(a["dilation"])
+    layer = ctx.layer("Conv2d", in_channels=in_g * groups, out_channels=out_c,
+                      kernel_size=(kh, kw), stride=exchange.ints(a["stride"]),
+                      padding=_padding_of(ctx, a["padding"], dilation, (kh, kw)),
+                      dilation=dilation, groups=groups, bias=b is not None)
+    layer.weight, layer.bias = w, b
+    return ctx.emit(layer, x)
+
+
+def _from_onnx(imp, node, a):
+    exchange.onnx_auto_pad(imp, a)
+    x = node.input[0]
+    if len(imp.shape(x)) != 3:
+        imp.fail(f"a {len(imp.shape(x)) - 1}-d convolution", "kernel_shape")
+    w = imp.const(node.input[1]).copy()
+    b = imp.const(node.input[2]).copy() if len(node.input) > 2 and node.input[2] else None
+    g = int(a.get("group", 1))
+    layer = imp.layer("Conv2d", "pads", in_channels=w.shape[1] * g, out_channels=w.shape[0],
+                      kernel_size=w.shape[2:], stride=list(a.get("strides", [1, 1])),
+                      padding=exchange.onnx_pads(imp, a.get("pads")),
+                      dilation=list(a.get("dilations", [1, 1])), groups=g, bias=b is not None)
+    layer.weight, layer.bias = w, b
+    exchange.onnx_output(imp, node, imp.emit(layer, x))
+
+
+register_layer(Conv2d, schema=SCHEMA,
+               torch={"conv2d": _from_torch, "convolution": _from_torch},
+               onnx={"Conv": _from_onnx}, to_torch=exchange.same_torch_module,
+               example=Example(dict(in_channels=2, out_channels=4, kernel_size=3, padding=1,
+                                    stride=2, groups=2), (2, 7, 6)))

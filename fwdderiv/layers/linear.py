@@ -3,6 +3,9 @@ import numpy as np
 
 from ..threads import matmul
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
+from .. import schema
+from ..registry import Example, register_layer
+from . import exchange
 from ._util import positive_int
 
 
@@ -75,3 +78,68 @@ class Linear(Layer):
         if self.bias is not None:
             grads["bias"] = np.zeros_like(self.bias)
         return None, grads
+
+
+# -- registry entry --------------------------------------------------------------------------
+def _linear_arrays(c):
+    shapes = {"weight": (c["out_features"], c["in_features"])}
+    if c["bias"]:
+        shapes["bias"] = (c["out_features"],)
+    return shapes
+
+
+SCHEMA = schema.LayerSchema({"in_features": (schema.POSITIVE, schema.REQUIRED),
+                             "out_features": (schema.POSITIVE, schema.REQUIRED),
+                             "bias": (schema.boolean, True)}, _linear_arrays)
+
+
+def _from_torch(ctx, a):
+    x = a["input"]
+    if len(ctx.shape(x)) != 1:
+        ctx.fail(f"a linear map of per-example shape {ctx.shape(x)}",
+                 "flatten to (N, features) before nn.Linear")
+    w = ctx.param(a["weight"])
+    b = None if a.get("bias") is None else ctx.param(a["bias"])
+    layer = ctx.layer("Linear", in_features=w.shape[1], out_features=w.shape[0],
+                      bias=b is not None)
+    layer.weight, layer.bias = w, b
+    return ctx.emit(layer, x)
+
+
+def _emit_onnx(imp, node, x, w, b):
+    if imp.shape(x) != (w.shape[1],):
+        imp.fail(f"a product of per-example shape {imp.shape(x)} with weights {w.shape[::-1]}")
+    layer = imp.layer("Linear", in_features=w.shape[1], out_features=w.shape[0],
+                      bias=b is not None)
+    layer.weight, layer.bias = w, b
+    exchange.onnx_output(imp, node, imp.emit(layer, x))
+
+
+def _from_gemm(imp, node, a):
+    x = node.input[0]
+    if a.get("transA", 0):
+        imp.fail("transA=1", "transA")
+    w = imp.const(node.input[1])
+    w = (w if a.get("transB", 0) else w.T) * w.dtype.type(a.get("alpha", 1.0))
+    c = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if c is not None:
+        if c.size not in (1, w.shape[0]) or (c.ndim == 2 and c.shape[0] != 1):
+            imp.fail(f"C of shape {c.shape} (a bias per output is needed)", "C")
+        c = np.broadcast_to(c.reshape(-1) * c.dtype.type(a.get("beta", 1.0)),
+                            (w.shape[0],)).astype(w.dtype)
+    _emit_onnx(imp, node, x, np.ascontiguousarray(w), c)
+
+
+def _from_matmul(imp, node, a):
+    if node.input[0] not in imp.values:
+        imp.fail("a constant on the left of MatMul")
+    if imp.const(node.input[1]).ndim != 2 or len(imp.shape(node.input[0])) != 1:
+        imp.fail("a batched or broadcast MatMul", fix="only (N, K) @ (K, M) with constant weights")
+    _emit_onnx(imp, node, node.input[0],
+               np.ascontiguousarray(imp.const(node.input[1]).T), None)
+
+
+register_layer(Linear, schema=SCHEMA, torch={"linear": _from_torch},
+               onnx={"Gemm": _from_gemm, "MatMul": _from_matmul},
+               to_torch=exchange.same_torch_module,
+               example=Example(dict(in_features=6, out_features=4), (6,)))

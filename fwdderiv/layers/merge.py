@@ -4,6 +4,9 @@ import numbers
 
 import numpy as np
 
+from .. import schema
+from ..registry import Example, register_layer
+from . import exchange
 from ..core import local
 from ..core.layer import Layer
 from ..validation import shape_str
@@ -69,37 +72,65 @@ class Add(Layer):
 
 
 class Mul(Layer):
-    r"""The elementwise product of two inputs of one shape, :math:`y = a \odot b`.
+    r"""The elementwise product of two inputs, :math:`y = a \odot b`, broadcast as NumPy
+    and PyTorch do over the per-example axes (a squeeze-and-excitation block multiplies
+    ``(C, H, W)`` by ``(C, 1, 1)``).
 
-    .. math:: dy = da \odot b + a \odot db, \qquad g_a = g_y \odot b,\; g_b = g_y \odot a
+    .. math:: dy = da \odot b + a \odot db, \qquad g_a = \Sigma(g_y \odot b),\;
+              g_b = \Sigma(g_y \odot a)
+
+    where :math:`\Sigma` sums over the axes along which that input was broadcast.
     """
 
     multi_input = True
 
     def output_shape(self, *in_shapes):
         shapes = [tuple(s) for s in in_shapes]
-        if len(shapes) != 2 or shapes[0] != shapes[1]:
-            raise ValueError(f"Mul() expected two inputs of one shape, got "
-                             f"{', '.join(shape_str(('N',) + s) for s in shapes)}")
-        return shapes[0]
+        try:
+            if len(shapes) != 2:
+                raise ValueError
+            return tuple(int(d) for d in np.broadcast_shapes(*shapes))
+        except ValueError:
+            raise ValueError(f"Mul() expected two inputs whose shapes broadcast, got "
+                             f"{', '.join(shape_str(('N',) + s) for s in shapes)}") from None
 
     def forward(self, a, b):
-        self.output_shape(a.shape[1:], b.shape[1:])
-        return a * b, (a, b)
+        out = self.output_shape(a.shape[1:], b.shape[1:])
+        return a * b, (_full(a, 1, len(out)), _full(b, 1, len(out)), a.shape[1:], b.shape[1:])
 
     def jvp(self, cache, da, db):
-        a, b = cache
-        return da * b[:, None] + a[:, None] * db
+        a, b, _, _ = cache
+        nd = a.ndim - 1
+        return _full(da, 2, nd) * b[:, None] + a[:, None] * _full(db, 2, nd)
 
     def vjp(self, cache, gy):
-        a, b = cache
-        return gy * b[:, None], gy * a[:, None]
+        a, b, sa, sb = cache
+        return _reduce(gy * b[:, None], 2, sa), _reduce(gy * a[:, None], 2, sb)
 
     def jvp_grad(self, cache, x, dx, gdy):
         r"""Of :math:`\sum_d \langle g_d, da_d \odot b + a \odot db_d\rangle`:
-        :math:`\sum_d g_d \odot db_d` in ``a`` and :math:`\sum_d g_d \odot da_d` in ``b``."""
-        da, db = dx
-        return ((gdy * db).sum(axis=1), (gdy * da).sum(axis=1)), {}
+        :math:`\Sigma \sum_d g_d \odot db_d` in ``a`` and :math:`\Sigma \sum_d g_d \odot
+        da_d` in ``b``."""
+        a, b, sa, sb = cache
+        nd = a.ndim - 1
+        da, db = _full(dx[0], 2, nd), _full(dx[1], 2, nd)
+        return (_reduce((gdy * db).sum(axis=1), 1, sa),
+                _reduce((gdy * da).sum(axis=1), 1, sb)), {}
+
+
+def _full(v, lead, nd):
+    """``v`` with ones inserted after its ``lead`` leading axes, to ``nd`` example axes."""
+    return v.reshape(v.shape[:lead] + (1,) * (nd - (v.ndim - lead)) + v.shape[lead:])
+
+
+def _reduce(g, lead, shape):
+    """``g`` summed over the axes along which an input of example shape ``shape`` was
+    broadcast, in that shape."""
+    full = (1,) * (g.ndim - lead - len(shape)) + tuple(shape)
+    axes = tuple(lead + i for i, (n, m) in enumerate(zip(full, g.shape[lead:])) if n == 1 != m)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(g.shape[:lead] + tuple(shape))
 
 
 class Concat(Layer):
@@ -155,3 +186,156 @@ class Concat(Layer):
         N = max(T.shape[0] for T in Ts)
         return np.concatenate([local.embed(T, w, nxt, N) for T, w in zip(Ts, windows)],
                               axis=-1)
+
+
+# -- registry entries ------------------------------------------------------------------------
+def _add_from_torch(sign):
+    """``self + sign * alpha * other``; a number on either side makes a Shift."""
+    def rule(ctx, a):
+        x, y, factor = a["self"], a["other"], sign * float(a.get("alpha", 1))
+        cx, cy = exchange.torch_scalar(ctx, x), exchange.torch_scalar(ctx, y)
+        if cy is not None and cx is None:                       # x + c, x - c
+            return ctx.emit(ctx.layer("Shift", value=factor * cy), x)
+        if cx is not None and cy is None:                       # c + y, c - y
+            if factor != 1:
+                y = ctx.emit(ctx.layer("Scale", factor=factor), y)
+            return ctx.emit(ctx.layer("Shift", value=cx), y)
+        if ctx.constant(x) is not None or ctx.constant(y) is not None:
+            ctx.fail("adding a constant tensor", "fold it into a Linear/Conv2d bias")
+        if ctx.shape(x) != ctx.shape(y):
+            ctx.fail(f"a broadcasting addition {ctx.shape(x)} + {ctx.shape(y)}",
+                     "add values of equal per-example shapes")
+        if factor != 1:
+            y = ctx.emit(ctx.layer("Scale", factor=factor), y)
+        return ctx.emit(ctx.layer("Add"), [x, y])
+    return rule
+
+
+def _rsub_from_torch(ctx, a):
+    """``other - alpha * self``."""
+    return _add_from_torch(-1)(ctx, {"self": a["other"], "other": a["self"],
+                                     "alpha": a.get("alpha", 1)})
+
+
+def _mul_from_torch(ctx, a):
+    x, y = a["self"], a["other"]
+    for u, v in ((x, y), (y, x)):
+        c = exchange.torch_scalar(ctx, v)
+        if c is not None:
+            return ctx.emit(ctx.layer("Scale", factor=c), u)
+    if ctx.constant(x) is not None or ctx.constant(y) is not None:
+        ctx.fail("a product with a constant tensor", "only products by scalars or of two "
+                 "values of the same shape")
+    return ctx.emit(ctx.layer("Mul"), [x, y])
+
+
+def _cat_from_torch(ctx, a):
+    xs = list(a["tensors"])
+    dim = exchange.torch_dim(ctx, xs[0], a["dim"], "a concatenation")
+    return ctx.emit(ctx.layer("Concat", dim=dim), xs)
+
+
+def _fold_bias(imp, node, x, c):
+    """x + constant where x is a bias-free Linear/Conv2d output used only here."""
+    src = imp.values.get(x)
+    entry = next((e for e in imp.nodes if e[0] == src), None)
+    users = sum(x in n.input for n in imp.graph.node)
+    layer = entry[1] if entry else None
+    if layer is None or users != 1 or getattr(layer, "bias", 0) is not None or \
+            not hasattr(layer, "weight"):
+        imp.fail("adding a constant that is not the bias of the preceding Gemm/MatMul/Conv")
+    out = layer.weight.shape[0]
+    if c.size != out or (c.ndim > 1 and c.shape[-1] != c.size and c.shape[-c.ndim] != 1
+                         and type(layer).__name__ == "Linear"):
+        imp.fail(f"a constant of shape {c.shape} added to {layer!r}")
+    layer.bias = c.reshape(out).astype(layer.weight.dtype)
+    if hasattr(layer, "param_names"):
+        layer.param_names = ("weight", "bias")
+    exchange.onnx_output(imp, node, src)
+
+
+def _two_values(imp, node, kind, x, y):
+    if kind != "Mul" and imp.shape(x) != imp.shape(y):
+        imp.fail(f"broadcasting {imp.shape(x)} with {imp.shape(y)}",
+                 fix="only products broadcast; add values of equal shapes")
+    if kind == "Div":
+        imp.fail("a division by a computed value", fix="divide by constants only")
+    if kind == "Sub":
+        y = imp.emit(imp.layer("Scale", factor=-1.0), y, node.output[0] + "_neg")
+    joint = imp.layer("Mul") if kind == "Mul" else imp.layer("Add")
+    exchange.onnx_output(imp, node, imp.emit(joint, [x, y]))
+
+
+def _binary_from_onnx(kind):
+    """ONNX Add, Sub, Mul or Div on values (shape arithmetic is the importer's own)."""
+    def rule(imp, node, a):
+        x, y = node.input[0], node.input[1]
+        xv, yv = x in imp.values, y in imp.values
+        if xv and yv:
+            return _two_values(imp, node, kind, x, y)
+        if not (xv or yv):
+            imp.fail("an operation between constants (fold constants before importing)")
+        v, c = (x, y) if xv else (y, x)
+        s = exchange.onnx_scalar(imp, c)
+        if kind == "Mul" and s is not None:
+            return exchange.onnx_output(imp, node, imp.emit(imp.layer("Scale", factor=s), v))
+        if kind == "Div" and xv and s not in (None, 0.0):
+            layer = imp.layer("Scale", factor=1.0 / s)
+            return exchange.onnx_output(imp, node, imp.emit(layer, v))
+        if kind in ("Add", "Sub") and s is not None:          # v + s, v - s, s - v
+            if kind == "Sub" and yv:
+                v = imp.emit(imp.layer("Scale", factor=-1.0), v, node.output[0] + "_neg")
+            value = -s if kind == "Sub" and xv else s
+            return exchange.onnx_output(imp, node, imp.emit(imp.layer("Shift", value=value), v))
+        if kind == "Add":
+            return _fold_bias(imp, node, v, imp.consts[c])
+        if kind == "Sub" and xv:
+            return _fold_bias(imp, node, v, -imp.consts[c])
+        imp.fail(f"{kind} with the constant {c!r} of shape {imp.consts[c].shape}")
+    return rule
+
+
+def _concat_from_onnx(imp, node, a):
+    nd = len(imp.shape(node.input[0]))
+    axis = int(a["axis"]) % (nd + 1)
+    if axis == 0:
+        imp.fail("concatenation along the batch axis", "axis")
+    exchange.onnx_output(imp, node, imp.emit(imp.layer("Concat", dim=axis), list(node.input)))
+
+
+def _concat_dim(v, field):
+    if not schema.is_int(v) or v == 0 or abs(v) > schema.MAX_AXES:
+        raise schema.SchemaError(f"field {field!r} must be a nonzero int (a per-example axis; 0 "
+                                 f"is the batch axis) of magnitude <= {schema.MAX_AXES}, got "
+                                 f"{schema.describe(v)}")
+    return int(v)
+
+
+def _sum(*xs):
+    out = xs[0]
+    for x in xs[1:]:
+        out = out + x
+    return out
+
+
+def _concat_to_torch(layer):
+    import torch
+    return exchange.torch_function_module(lambda *xs: torch.cat(xs, layer.dim), "Concat")
+
+
+register_layer(Add, schema=schema.LayerSchema({}),
+               torch={"add": _add_from_torch(1), "add_": _add_from_torch(1),
+                      "sub": _add_from_torch(-1), "sub_": _add_from_torch(-1),
+                      "rsub": _rsub_from_torch},
+               onnx={"Add": _binary_from_onnx("Add"), "Sub": _binary_from_onnx("Sub")},
+               to_torch=lambda layer: exchange.torch_function_module(_sum, "Add"),
+               example=Example({}, (2, 3), inputs=3))
+register_layer(Mul, schema=schema.LayerSchema({}),
+               torch={"mul": _mul_from_torch, "mul_": _mul_from_torch},
+               onnx={"Mul": _binary_from_onnx("Mul"), "Div": _binary_from_onnx("Div")},
+               to_torch=lambda layer: exchange.torch_function_module(lambda a, b: a * b, "Mul"),
+               example=Example({}, (2, 3), inputs=2))
+register_layer(Concat, schema=schema.LayerSchema({"dim": (_concat_dim, 1)}),
+               torch={"cat": _cat_from_torch, "concat": _cat_from_torch},
+               onnx={"Concat": _concat_from_onnx}, to_torch=_concat_to_torch,
+               example=Example({"dim": 2}, (2, 3), inputs=2))

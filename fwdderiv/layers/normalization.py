@@ -5,6 +5,9 @@ import numbers
 import numpy as np
 
 from ..core.layer import Layer, cast_param
+from .. import schema
+from ..registry import Example, register_layer
+from . import exchange
 from ._util import chw, positive_int
 
 
@@ -416,3 +419,120 @@ class GroupNorm(Layer):
             grads = {"weight": (gdy * d).sum(axis=axes).astype(self.weight.dtype),
                      "bias": np.zeros_like(self.bias)}
         return gx.reshape(x.shape), grads
+
+
+# -- registry entries ------------------------------------------------------------------------
+def _bn_arrays(c):
+    return {k: (c["num_features"],) for k in ("weight", "bias", "running_mean", "running_var")}
+
+
+_BN_SCHEMA = schema.LayerSchema({"num_features": (schema.POSITIVE, schema.REQUIRED),
+                                 "eps": schema.EPS, "momentum": (schema.real(0, 1), 0.1)},
+                                _bn_arrays)
+
+
+def _affine_arrays(names, key):
+    def arrays(c):
+        shape = tuple(c[key]) if isinstance(c[key], list) else (c[key],)
+        return {n: shape for n in names(c)}
+    return arrays
+
+
+_LN_SCHEMA = schema.LayerSchema(
+    {"normalized_shape": (schema.int_list(minimum=0, maximum=2**40), schema.REQUIRED),
+     "eps": schema.EPS, "elementwise_affine": (schema.boolean, True),
+     "bias": (schema.boolean, True)},
+    _affine_arrays(lambda c: [n for n, on in (("weight", c["elementwise_affine"]),
+                                             ("bias", c["elementwise_affine"] and c["bias"]))
+                              if on], "normalized_shape"))
+_GN_SCHEMA = schema.LayerSchema(
+    {"num_groups": (schema.POSITIVE, schema.REQUIRED),
+     "num_channels": (schema.POSITIVE, schema.REQUIRED), "eps": schema.EPS,
+     "affine": (schema.boolean, True)},
+    _affine_arrays(lambda c: ["weight", "bias"] if c["affine"] else [], "num_channels"))
+
+
+def _bn_from_torch(ctx, a):
+    x = a["input"]
+    if a.get("training"):
+        ctx.fail("batch normalization in training mode", "call module.eval() before importing")
+    if a["running_mean"] is None:
+        ctx.fail("batch normalization without running statistics",
+                 "use track_running_stats=True")
+    mean, var = ctx.param(a["running_mean"]), ctx.param(a["running_var"])
+    name = {3: "BatchNorm2d", 1: "BatchNorm1d", 2: "BatchNorm1d"}.get(len(ctx.shape(x)))
+    momentum = a.get("momentum")           # None (a cumulative average): keep the default
+    extra = {"momentum": float(momentum)} if isinstance(momentum, (int, float)) else {}
+    layer = ctx.layer(name or "BatchNorm3d", num_features=mean.shape[0], eps=float(a["eps"]),
+                      **extra)
+    layer.running_mean, layer.running_var = mean, var
+    layer.weight = ctx.param(a["weight"]) if a["weight"] is not None else mean * 0 + 1
+    layer.bias = ctx.param(a["bias"]) if a["bias"] is not None else mean * 0
+    return ctx.emit(layer, x)
+
+
+def _bn_from_onnx(imp, node, a):
+    if a.get("training_mode", 0):
+        imp.fail("training_mode=1", "training_mode")
+    exchange.onnx_unused_outputs(imp, node, "running statistics")
+    scale, bias, mean, var = (imp.const(n).copy() for n in node.input[1:5])
+    nd = len(imp.shape(node.input[0]))
+    layer = imp.layer("BatchNorm2d" if nd == 3 else "BatchNorm1d", num_features=mean.size,
+                      eps=float(a.get("epsilon", 1e-5)))
+    layer.weight, layer.bias, layer.running_mean, layer.running_var = scale, bias, mean, var
+    exchange.onnx_output(imp, node, imp.emit(layer, node.input[0]))
+
+
+def _affine(ctx, layer, weight, bias):
+    """Copy the operator's affine parameters (None: the layer has none) onto ``layer``."""
+    if (weight is None) != (layer.weight is None) or (bias is None) != (layer.bias is None):
+        ctx.fail("a weight without a bias or the reverse", "use both or neither")
+    if weight is not None:
+        layer.weight = ctx.param(weight)
+    if bias is not None:
+        layer.bias = ctx.param(bias)
+    return layer
+
+
+def _ln_from_torch(ctx, a):
+    x, shape = a["input"], [int(s) for s in a["normalized_shape"]]
+    if list(ctx.shape(x)[len(ctx.shape(x)) - len(shape):]) != shape:
+        ctx.fail(f"normalized_shape {shape} on per-example shape {ctx.shape(x)}",
+                 "normalise over trailing axes")
+    affine = a["weight"] is not None
+    layer = ctx.layer("LayerNorm", normalized_shape=shape, eps=float(a["eps"]),
+                      elementwise_affine=affine or a["bias"] is not None,
+                      bias=a["bias"] is not None)
+    return ctx.emit(_affine(ctx, layer, a["weight"], a["bias"]), x)
+
+
+def _gn_from_torch(ctx, a):
+    x = a["input"]
+    layer = ctx.layer("GroupNorm", num_groups=int(a["num_groups"]),
+                      num_channels=ctx.shape(x)[0], eps=float(a["eps"]),
+                      affine=a["weight"] is not None)
+    return ctx.emit(_affine(ctx, layer, a["weight"], a["bias"]), x)
+
+
+_BY_BN2D = {"torch": "BatchNorm2d's rule makes a BatchNorm1d for (N, C) and (N, C, L)",
+            "onnx": "BatchNorm2d's rule makes a BatchNorm1d for (N, C) and (N, C, L)"}
+_NO_ONNX = {"onnx": "from_onnx has no rule for its ONNX operator yet"}
+
+register_layer(BatchNorm2d, schema=_BN_SCHEMA,
+               torch={"batch_norm": _bn_from_torch,
+                      "_native_batch_norm_legit_no_training":
+                          exchange.returns_tuple(_bn_from_torch)},
+               onnx={"BatchNormalization": _bn_from_onnx},
+               to_torch=exchange.same_torch_module,
+               example=Example({"num_features": 3}, (3, 4, 5)))
+register_layer(BatchNorm1d, schema=_BN_SCHEMA, to_torch=exchange.same_torch_module,
+               example=Example({"num_features": 3}, (3, 4)), absent=_BY_BN2D)
+register_layer(LayerNorm, schema=_LN_SCHEMA,
+               torch={"layer_norm": _ln_from_torch,
+                      "native_layer_norm": exchange.returns_tuple(_ln_from_torch)},
+               to_torch=exchange.same_torch_module,
+               example=Example({"normalized_shape": [4, 5]}, (3, 4, 5)), absent=_NO_ONNX)
+register_layer(GroupNorm, schema=_GN_SCHEMA, torch={"group_norm": _gn_from_torch},
+               to_torch=exchange.same_torch_module,
+               example=Example({"num_groups": 2, "num_channels": 4}, (4, 3, 3)),
+               absent=_NO_ONNX)

@@ -10,6 +10,9 @@ import numbers
 
 import numpy as np
 
+from .. import schema
+from ..registry import Example, register_layer
+from . import exchange
 from ..core import local
 from ..core.layer import Layer
 from ._util import chw
@@ -184,3 +187,39 @@ class CircularPad2d(_Pad2d):
     size along its axis."""
 
     mode = "circular"
+
+
+# -- registry entries ------------------------------------------------------------------------
+#: Padding of the last two axes; negative entries crop (ZeroPad2d, ConstantPad2d).
+_CROPPING = {"padding": (schema.ints(4, -schema.MAX_EXTENT), schema.REQUIRED)}
+_BY_PAD = {kind: "the Pad layer's rule (aten.pad / ONNX Pad) makes this layer"
+           for kind in ("torch", "onnx")}
+_BY_PAD_AS_PAD = {"torch": "the Pad layer's rule (aten.pad) makes it for cropping, and a "
+                           "Pad layer otherwise",
+                  "onnx": "ONNX Pad with a constant imports as the Pad layer"}
+
+
+def zero_pad_to_torch(layer):
+    """``torch.nn.ZeroPad2d`` with the layer's padding (ZeroPad2d and Pad2d export)."""
+    from torch import nn
+    return nn.ZeroPad2d(tuple(layer.padding))
+
+
+def _constant_pad_to_torch(layer):
+    from torch import nn
+    return nn.ConstantPad2d(tuple(layer.padding), layer.value)
+
+
+register_layer(ZeroPad2d, schema=schema.LayerSchema(_CROPPING), to_torch=zero_pad_to_torch,
+               example=Example({"padding": [1, 0, 2, -1]}, (2, 4, 5)), absent=_BY_PAD_AS_PAD)
+register_layer(ConstantPad2d,
+               schema=schema.LayerSchema({**_CROPPING, "value": (schema.ANY_REAL,
+                                                                 schema.REQUIRED)}),
+               to_torch=_constant_pad_to_torch,
+               example=Example({"padding": [1, 2, 0, 1], "value": 0.5}, (2, 4, 5)),
+               absent=_BY_PAD_AS_PAD)
+for _cls in (ReflectionPad2d, ReplicationPad2d, CircularPad2d):
+    register_layer(_cls, schema=schema.LayerSchema({"padding": (schema.ints(4, 0),
+                                                                schema.REQUIRED)}),
+                   to_torch=exchange.same_torch_module,
+                   example=Example({"padding": [1, 2, 2, 0]}, (2, 4, 5)), absent=_BY_PAD)

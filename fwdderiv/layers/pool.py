@@ -6,6 +6,9 @@ from ..core.layer import Layer, fold, unfold
 from ..kernels import pool as K
 from ..kernels.conv import col2im, im2col, out_size
 from ..kernels.local import maxpool_window
+from .. import schema
+from ..registry import Example, register_layer
+from . import exchange
 from ._util import chw, pair
 from .padding import pad2d
 
@@ -298,3 +301,98 @@ class AvgPool2d(_Pool2d):
                 out[:, :, :, :, ky * Sh:ky * Sh + Rh, kx * Sw:kx * Sw + Rw] += scale * Tp[
                     :, ky:ky + (Ho - 1) * s1 + 1:s1, kx:kx + (Wo - 1) * s2 + 1:s2]
         return out
+
+
+# -- registry entries ------------------------------------------------------------------------
+def _padding_within_kernel(c):
+    span = [d * (k - 1) + 1 for k, d in zip(c["kernel_size"], c.get("dilation", [1, 1]))]
+    if any(2 * p > k for p, k in zip(c["padding"], span)):
+        raise schema.SchemaError(f"field 'padding' {c['padding']} must be at most half of the "
+                                 f"(dilated) kernel size {span}")
+
+
+_WINDOW = {"kernel_size": (schema.ints(2, 1), schema.REQUIRED),
+           "stride": (schema.optional(schema.ints(2, 1)), None),
+           "padding": (schema.ints(2, 0), 0), "ceil_mode": (schema.boolean, False)}
+_MAX_SCHEMA = schema.LayerSchema({**_WINDOW, "dilation": (schema.ints(2, 1), 1)},
+                                 relations=_padding_within_kernel)
+_AVG_SCHEMA = schema.LayerSchema({**_WINDOW, "count_include_pad": (schema.boolean, True),
+                                  "divisor_override": (schema.optional(schema.integer(1)),
+                                                       None)},
+                                 relations=_padding_within_kernel)
+
+
+def _window(a):
+    k = exchange.ints(a["kernel_size"])
+    stride = exchange.ints(a["stride"]) if a["stride"] else k
+    return {"kernel_size": k, "stride": stride, "padding": exchange.ints(a["padding"]),
+            **({"ceil_mode": True} if a["ceil_mode"] else {})}
+
+
+def _max_from_torch(ctx, a):
+    extra = {}
+    if exchange.ints(a["dilation"]) != [1, 1]:
+        extra["dilation"] = exchange.ints(a["dilation"])
+    return ctx.emit(ctx.layer("MaxPool2d", **_window(a), **extra), a["self"])
+
+
+def _avg_from_torch(ctx, a):
+    extra = {}
+    if not a["count_include_pad"] and any(exchange.ints(a["padding"])):
+        extra["count_include_pad"] = False
+    if a["divisor_override"] is not None:
+        extra["divisor_override"] = int(a["divisor_override"])
+    return ctx.emit(ctx.layer("AvgPool2d", **_window(a), **extra), a["self"])
+
+
+def _mean_from_torch(ctx, a):
+    x = a["self"]
+    shape = ctx.shape(x)
+    dims = sorted(d % (len(shape) + 1) for d in a["dim"])
+    if len(shape) != 3 or dims != [2, 3]:
+        ctx.fail(f"a mean over axes {list(a['dim'])}", "only the spatial mean x.mean((2, 3))")
+    y = ctx.emit(ctx.layer("AvgPool2d", kernel_size=shape[1:]), x)
+    return y if a["keepdim"] else ctx.emit(ctx.layer("Flatten"), y)
+
+
+def _from_onnx(name):
+    def rule(imp, node, a):
+        exchange.onnx_auto_pad(imp, a)
+        kwargs = {"kernel_size": list(a["kernel_shape"]),
+                  "stride": list(a.get("strides", [1, 1])),
+                  "padding": exchange.onnx_pads(imp, a.get("pads"))}
+        if a.get("ceil_mode", 0):
+            kwargs["ceil_mode"] = True
+        if list(a.get("dilations", [1, 1])) != [1, 1]:
+            kwargs["dilation"] = list(a["dilations"])
+        if name == "AvgPool2d" and any(kwargs["padding"]) and not a.get("count_include_pad", 0):
+            kwargs["count_include_pad"] = False
+        if a.get("storage_order", 0):
+            imp.fail("storage_order=1", "storage_order")
+        exchange.onnx_unused_outputs(imp, node, "Indices")
+        layer = imp.layer(name, "kernel_shape", **kwargs)
+        exchange.onnx_output(imp, node, imp.emit(layer, node.input[0]))
+    return rule
+
+
+def _global_from_onnx(imp, node, a):
+    shape = imp.shape(node.input[0])
+    if len(shape) != 3:
+        imp.fail(f"per-example shape {shape}, expected (C, H, W)")
+    layer = imp.layer("AvgPool2d", kernel_size=shape[1:])
+    exchange.onnx_output(imp, node, imp.emit(layer, node.input[0]))
+
+
+register_layer(MaxPool2d, schema=_MAX_SCHEMA,
+               torch={"max_pool2d": _max_from_torch,
+                      "max_pool2d_with_indices": exchange.returns_tuple(_max_from_torch)},
+               onnx={"MaxPool": _from_onnx("MaxPool2d")}, to_torch=exchange.same_torch_module,
+               example=Example({"kernel_size": 3, "stride": 2, "padding": 1}, (2, 5, 6),
+                               values="distinct"))
+register_layer(AvgPool2d, schema=_AVG_SCHEMA,
+               torch={"avg_pool2d": _avg_from_torch, "mean": _mean_from_torch},
+               onnx={"AveragePool": _from_onnx("AvgPool2d"),
+                     "GlobalAveragePool": _global_from_onnx},
+               to_torch=exchange.same_torch_module,
+               example=Example({"kernel_size": 2, "stride": 1, "padding": 1,
+                                "count_include_pad": False}, (2, 4, 5)))

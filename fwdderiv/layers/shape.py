@@ -4,8 +4,11 @@ import numbers
 
 import numpy as np
 
+from .. import schema
+from ..registry import Example, register_layer
+from . import exchange
 from ..core.layer import Layer
-from .padding import ZeroPad2d
+from .padding import ZeroPad2d, zero_pad_to_torch
 
 
 def _dim(value, name, owner):
@@ -116,3 +119,54 @@ class Dropout(Identity):
 
 class Dropout2d(Dropout):
     """Channel dropout (``torch.nn.Dropout2d``) at inference: the identity."""
+
+
+# -- registry entries ------------------------------------------------------------------------
+def _identity(ctx, a):
+    return ctx.value(exchange.torch_input(a))
+
+
+def _dropout(ctx, a):
+    if a.get("train"):
+        ctx.fail("dropout in training mode", "call module.eval() before importing")
+    return _identity(ctx, a)
+
+
+def _flatten_from_onnx(imp, node, a):
+    nd = len(imp.shape(node.input[0]))
+    if int(a.get("axis", 1)) % (nd + 1) != 1:
+        imp.fail(f"axis={a.get('axis')} (only 1 keeps the batch axis)", "axis")
+    exchange.onnx_output(imp, node, imp.emit(imp.layer("Flatten"), node.input[0]))
+
+
+_PASSED = {"onnx": "ONNX Identity and Dropout pass values, shapes and constants through "
+                   "in the importer itself (fwdderiv.interop.onnx_ops)"}
+_P = {"p": (schema.real(0, 1), 0.5)}
+
+register_layer(Flatten, schema=schema.LayerSchema({"start_dim": (schema.dim, 1),
+                                                   "end_dim": (schema.dim, -1)}),
+               onnx={"Flatten": _flatten_from_onnx}, to_torch=exchange.same_torch_module,
+               example=Example({"start_dim": 2}, (2, 3, 4)),
+               absent={"torch": "aten.view/reshape/flatten are the Reshape layer's rule, "
+                                "which makes a Flatten for (N, F)"})
+register_layer(Identity, schema=schema.LayerSchema({}),
+               torch={op: _identity for op in ("clone", "contiguous", "alias", "detach",
+                                               "lift_fresh_copy")},
+               to_torch=exchange.same_torch_module, example=Example({}, (2, 3)),
+               absent=_PASSED)
+register_layer(Dropout, schema=schema.LayerSchema(_P),
+               torch={"dropout": _dropout, "dropout_": _dropout, "feature_dropout": _dropout,
+                      "alpha_dropout": _dropout,
+                      "native_dropout": exchange.returns_tuple(_dropout)},
+               to_torch=exchange.same_torch_module, example=Example({"p": 0.3}, (5,)),
+               absent=_PASSED)
+register_layer(Dropout2d, schema=schema.LayerSchema(_P), to_torch=exchange.same_torch_module,
+               example=Example({"p": 0.3}, (2, 3, 3)),
+               absent={"torch": "Dropout's rule: at inference every dropout is the identity",
+                       **_PASSED})
+register_layer(Pad2d, schema=schema.LayerSchema(
+                   {"padding": (schema.ints(4, -schema.MAX_EXTENT), schema.REQUIRED)}),
+               to_torch=zero_pad_to_torch,
+               example=Example({"padding": [1, 0, 2, 1]}, (2, 4, 5)),
+               absent={kind: "the name saved models use for ZeroPad2d; imported models get "
+                             "the Pad layer" for kind in ("torch", "onnx")})

@@ -3,6 +3,9 @@ import numbers
 
 import numpy as np
 
+from .. import schema
+from ..registry import Example, register_layer
+from . import exchange
 from ..core.layer import Layer
 
 
@@ -131,3 +134,39 @@ class LogSoftmax(_OverAxis):
         a, ad = self._axes(cache.ndim)
         g = -(gdy.sum(axis=ad, keepdims=True) * dx).sum(axis=1)
         return cache * (g - (cache * g).sum(axis=a, keepdims=True)), {}
+
+
+# -- registry entries ------------------------------------------------------------------------
+def _from_torch(name):
+    def rule(ctx, a):
+        x = exchange.torch_input(a)
+        dim = exchange.torch_dim(ctx, x, a["dim"], "a softmax")
+        if dim == len(ctx.shape(x)):
+            return ctx.emit(ctx.layer(name), x)
+        return ctx.emit(ctx.layer(name, dim=dim), x)
+    return rule
+
+
+def _from_onnx(name):
+    def rule(imp, node, a):
+        nd = len(imp.shape(node.input[0]))
+        axis = int(a.get("axis", -1 if imp.opset >= 13 else 1)) % (nd + 1)
+        if axis == 0:
+            imp.fail("a softmax over the batch axis", "axis")
+        if imp.opset < 13 and axis != nd:
+            imp.fail(f"axis={axis} before opset 13 (coerces to 2-d)", "axis")
+        layer = imp.layer(name) if axis == nd else imp.layer(name, "axis", dim=axis)
+        exchange.onnx_output(imp, node, imp.emit(layer, node.input[0]))
+    return rule
+
+
+def _to_torch(layer):
+    from torch import nn
+    return getattr(nn, type(layer).__name__)(dim=layer.dim)
+
+
+for _cls, _op in ((Softmax, "softmax"), (LogSoftmax, "log_softmax")):
+    register_layer(_cls, schema=schema.LayerSchema({"dim": (schema.dim, -1)}),
+                   torch={_op: _from_torch(_cls.__name__), "_" + _op: _from_torch(_cls.__name__)},
+                   onnx={_cls.__name__: _from_onnx(_cls.__name__)}, to_torch=_to_torch,
+                   example=Example({"dim": 2}, (3, 4)))

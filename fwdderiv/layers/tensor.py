@@ -5,6 +5,9 @@ import numbers
 
 import numpy as np
 
+from .. import schema
+from ..registry import Example, register_layer
+from . import exchange
 from ..core import local
 from ..core.layer import Layer
 from ..validation import shape_str
@@ -35,6 +38,76 @@ class Scale(Layer):
         return dx * dx.dtype.type(self.factor)
 
     vjp = jvp
+
+
+class Shift(Layer):
+    r"""Addition of a constant, :math:`y = x + c`, :math:`dy = dx`: the ``x + 3`` of
+    hard-sigmoid and hard-swish as MobileNetV3 writes them (``relu6(x + 3) / 6``)."""
+
+    linear = True
+    pointwise = True
+
+    def __init__(self, value):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or \
+                not np.isfinite(value):
+            raise TypeError(f"Shift: value must be a finite real number, got {value!r}")
+        self.value = float(value)
+
+    def get_config(self):
+        return {"value": self.value}
+
+    def output_shape(self, in_shape):
+        return tuple(in_shape)
+
+    def forward(self, x):
+        return x + x.dtype.type(self.value), None
+
+    def jvp(self, cache, dx):
+        return dx
+
+    vjp = jvp
+
+
+class Permute(Layer):
+    """A reordering of the axes, ``x.permute(*dims)`` (``torch.permute``): ``dims`` counts
+    the batch axis as 0, which must stay first. ShuffleNet's channel shuffle and a vision
+    transformer's patch embedding move data this way. Linear: tangents are permuted, and
+    cotangents permuted back."""
+
+    linear = True
+
+    def __init__(self, dims):
+        try:
+            dims = tuple(int(d) for d in dims)
+        except (TypeError, ValueError):
+            raise TypeError(f"Permute: dims must be a sequence of ints (all axes, the batch "
+                            f"axis 0 first), got {dims!r}") from None
+        if sorted(dims) != list(range(len(dims))) or not dims or dims[0] != 0:
+            raise ValueError(f"Permute: dims must be a permutation of 0..{len(dims) - 1} "
+                             f"that keeps the batch axis 0 first, got {list(dims)}")
+        self.dims = dims
+
+    def get_config(self):
+        return {"dims": list(self.dims)}
+
+    def output_shape(self, in_shape):
+        in_shape = tuple(in_shape)
+        if len(in_shape) + 1 != len(self.dims):
+            raise self._input_error(f"{len(self.dims)} axes (batch included)",
+                                    ("N",) + in_shape,
+                                    "give Permute one entry per axis of its input")
+        return tuple(in_shape[d - 1] for d in self.dims[1:])
+
+    def forward(self, x):
+        self.output_shape(x.shape[1:])
+        return np.ascontiguousarray(x.transpose(self.dims)), None
+
+    def jvp(self, cache, dx):
+        return np.ascontiguousarray(dx.transpose((0, 1) + tuple(d + 1 for d in self.dims[1:])))
+
+    def vjp(self, cache, gy):
+        back = np.argsort(self.dims)
+        return np.ascontiguousarray(gy.transpose((0, 1) + tuple(d + 1 for d in back[1:])))
 
 
 class Reshape(Layer):
@@ -241,3 +314,280 @@ class Pad(Layer):
         (c0, c1), (t, b), (l, r) = self._widths(len(cache))
         widths = [(0, 0), (t, b), (l, r), (0, 0), (0, 0), (0, 0), (c0, c1)]
         return np.pad(T, widths)
+
+
+# -- registry entries ------------------------------------------------------------------------
+def _scale_from_torch(factor):
+    def rule(ctx, a):
+        if factor is None:
+            c = exchange.torch_scalar(ctx, a["other"])
+            if c is None or c == 0:
+                ctx.fail("a division by a value other than a nonzero constant",
+                         "divide by constants only")
+            return ctx.emit(ctx.layer("Scale", factor=1.0 / c), a["self"])
+        return ctx.emit(ctx.layer("Scale", factor=factor), a["self"])
+    return rule
+
+
+def _reshape_from_torch(ctx, a):
+    x = exchange.torch_input(a)
+    src, out = ctx.shape(x), ctx.out_shape()
+    if tuple(src) == tuple(out):
+        return ctx.value(x)
+    if len(out) == 1:
+        return ctx.emit(ctx.layer("Flatten"), x)
+    return ctx.emit(ctx.layer("Reshape", shape=list(out)), x)
+
+
+def _reshape_from_onnx(imp, node, a):
+    x, target = node.input[0], node.input[1]
+    shape = imp.shapes[target] if target in imp.shapes else list(imp.const(target))
+    src, per = imp.shape(x), []
+    for i, s in enumerate(shape[1:], start=1):
+        if s == 0 and not a.get("allowzero", 0):
+            s = src[i - 1] if i - 1 < len(src) else imp.fail("a 0 past the input's rank")
+        per.append(int(s) if s is not exchange.BATCH else
+                   imp.fail("the batch size inside a shape"))
+    first = shape[0]
+    if first not in (exchange.BATCH, 0, -1):
+        imp.fail(f"a fixed batch size {first} in the target shape {shape}", "shape",
+                 "export with a dynamic batch axis (dynamic_axes / dynamic_shapes)")
+    if first == -1 and -1 in per:
+        imp.fail(f"two -1 in the target shape {shape}")
+    exchange.onnx_reshape_to(imp, node, x, per)
+
+
+def _slice_from_torch(ctx, a):
+    x = a["self"]
+    dim = int(a["dim"]) % (len(ctx.shape(x)) + 1)
+    start = 0 if a["start"] is None else int(a["start"])
+    end = exchange.BIG if a["end"] is None else min(int(a["end"]), exchange.BIG)
+    step = int(a["step"])
+    if ctx.out_shape() == ctx.shape(x) and dim != 0:
+        return ctx.value(x)
+    if dim == 0:
+        if start == 0 and end >= exchange.BIG and step == 1:
+            return ctx.value(x)
+        ctx.fail("slicing the batch axis", "slice per-example axes only")
+    return ctx.emit(ctx.layer("Slice", starts=[start], ends=[end], axes=[dim], steps=[step]), x)
+
+
+def _select_from_torch(ctx, a):
+    x = a["self"]
+    dim = exchange.torch_dim(ctx, x, a["dim"], "indexing")
+    i = int(a["index"]) % ctx.shape(x)[dim - 1]
+    y = ctx.emit(ctx.layer("Slice", starts=[i], ends=[i + 1], axes=[dim]), x)
+    out = ctx.out_shape()
+    return ctx.emit(ctx.layer("Flatten") if len(out) == 1 else
+                    ctx.layer("Reshape", shape=list(out)), y)
+
+
+def _slice_from_onnx(imp, node, a):
+    x = node.input[0]
+    starts, ends, axes, steps = (
+        [int(v) for v in imp.const(node.input[i])] if len(node.input) > i and node.input[i]
+        else None for i in (1, 2, 3, 4))
+    nd = len(imp.shape(x)) + 1
+    axes = [v % nd for v in (axes or range(len(starts)))]
+    steps = steps or [1] * len(axes)
+    keep = [(s, min(e, exchange.BIG), ax, st) for s, e, ax, st in zip(starts, ends, axes, steps)]
+    if any(st < 1 for *_, st in keep):
+        imp.fail("negative steps", "steps")
+    for s, e, ax, st in keep:
+        if ax == 0 and not (s == 0 and e >= exchange.BIG // 2 and st == 1):
+            imp.fail("slicing the batch axis", "axes")
+    keep = [k for k in keep if k[2] != 0]
+    if not keep:
+        return exchange.onnx_output(imp, node, imp.value(x))
+    s, e, ax, st = zip(*keep)
+    exchange.onnx_output(imp, node, imp.emit(imp.layer("Slice", starts=s, ends=e, axes=ax,
+                                                       steps=st), x))
+
+
+#: torch's and ONNX's non-constant padding modes -> the fwdderiv layer.
+_PAD_MODES = {"reflect": "ReflectionPad2d", "replicate": "ReplicationPad2d",
+              "edge": "ReplicationPad2d", "circular": "CircularPad2d", "wrap": "CircularPad2d"}
+
+
+def _pad_from_torch(ctx, a):
+    x = exchange.torch_input(a)
+    pad = [int(p) for p in a["pad"]]
+    mode = a.get("mode", "constant")
+    value = 0.0 if a.get("value") is None else float(a["value"])
+    if min(pad) < 0:
+        if mode != "constant" or len(pad) != 4:
+            ctx.fail(f"negative padding (cropping) with mode {mode!r} of {len(pad) // 2} axes",
+                     "crop with a slice")
+        if value == 0:
+            return ctx.emit(ctx.layer("ZeroPad2d", padding=pad), x)
+        return ctx.emit(ctx.layer("ConstantPad2d", padding=pad, value=value), x)
+    if mode != "constant":
+        if mode not in _PAD_MODES or len(pad) != 4:
+            ctx.fail(f"padding mode {mode!r} with {len(pad) // 2} axes",
+                     "use constant, reflect, replicate or circular padding of the last two "
+                     "axes")
+        return ctx.emit(ctx.layer(_PAD_MODES[mode], padding=pad), x)
+    return ctx.emit(ctx.layer("Pad", pad=pad, value=value), x)
+
+
+def _onnx_pad_widths(imp, node):
+    """ONNX ``pads`` (and ``axes``) in torch's order: last axis first, (before, after)."""
+    pads = [int(p) for p in imp.const(node.input[1])]
+    nd = len(imp.shape(node.input[0])) + 1
+    axes = list(range(nd))
+    if len(node.input) > 3 and node.input[3]:
+        axes = [int(v) % nd for v in imp.const(node.input[3])]
+    widths = {ax: (b, e) for ax, b, e in zip(axes, pads[:len(axes)], pads[len(axes):])}
+    if widths.get(0, (0, 0)) != (0, 0):
+        imp.fail("padding the batch axis", "pads")
+    order = [w for ax in range(nd - 1, 0, -1) for w in widths.get(ax, (0, 0))]
+    if min(order) < 0:
+        imp.fail("negative pads (cropping)", "pads", "use Slice")
+    return order
+
+
+def _pad_from_onnx(imp, node, a):
+    mode = a.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    order = _onnx_pad_widths(imp, node)
+    if mode == "constant":
+        value = 0.0
+        if len(node.input) > 2 and node.input[2]:
+            value = float(imp.const(node.input[2]).reshape(()))
+        layer = imp.layer("Pad", pad=order, value=value)
+    elif mode in _PAD_MODES and not any(order[4:]):
+        layer = imp.layer(_PAD_MODES[mode], "mode", padding=order[:4])
+    else:
+        imp.fail(f"mode={mode!r}", "mode")
+    exchange.onnx_output(imp, node, imp.emit(layer, node.input[0]))
+
+
+# -- export: torch.nn has no module for these, so each is a function of the inputs -------
+def _scale_to_torch(layer):
+    return exchange.torch_function_module(lambda x: x * layer.factor, "Scale")
+
+
+def _reshape_to_torch(layer):
+    return exchange.torch_function_module(
+        lambda x: x.reshape((x.shape[0],) + tuple(layer.shape)), "Reshape")
+
+
+def _slice_to_torch(layer):
+    def fn(x):
+        index = [slice(None)] * x.ndim
+        for a, b, d, s in zip(layer.starts, layer.ends, layer.axes, layer.steps):
+            index[d % x.ndim] = slice(a, b, s)
+        return x[tuple(index)]
+    return exchange.torch_function_module(fn, "Slice")
+
+
+def _pad_to_torch(layer):
+    from torch.nn import functional
+    return exchange.torch_function_module(
+        lambda x: functional.pad(x, tuple(layer.pad), value=layer.value), "Pad")
+
+
+def _reshape_relations(c):
+    if c["shape"].count(-1) > 1:
+        raise schema.SchemaError(f"field 'shape' may hold one -1, got {c['shape']}")
+
+
+def _slice_relations(c):
+    steps = c["steps"] if c["steps"] is not None else [1] * len(c["axes"])
+    if not len(c["starts"]) == len(c["ends"]) == len(c["axes"]) == len(steps):
+        raise schema.SchemaError(
+            "fields 'starts', 'ends', 'axes' and 'steps' must have one entry per sliced axis, "
+            f"got lengths {len(c['starts'])}, {len(c['ends'])}, {len(c['axes'])}, "
+            f"{len(steps)}")
+
+
+register_layer(Scale, schema=schema.LayerSchema({"factor": (schema.ANY_REAL, schema.REQUIRED)}),
+               torch={"div": _scale_from_torch(None), "div_": _scale_from_torch(None),
+                      "neg": _scale_from_torch(-1.0)},
+               to_torch=_scale_to_torch, example=Example({"factor": -1.5}, (2, 3)),
+               absent={"onnx": "ONNX Mul and Div by a constant are the Mul and Add layers' "
+                               "binary rules, which make a Scale"})
+register_layer(Reshape, schema=schema.LayerSchema(
+                   {"shape": (schema.int_list(minimum=-1, maximum=2**40), schema.REQUIRED)},
+                   relations=_reshape_relations),
+               torch={op: _reshape_from_torch for op in (
+                   "view", "reshape", "_unsafe_view", "flatten", "unflatten", "squeeze",
+                   "unsqueeze")},
+               onnx={"Reshape": _reshape_from_onnx},
+               to_torch=_reshape_to_torch, example=Example({"shape": [4, -1]}, (2, 3, 2)))
+register_layer(Slice, schema=schema.LayerSchema(
+                   {"starts": (schema.int_list(min_len=1), schema.REQUIRED),
+                    "ends": (schema.int_list(min_len=1), schema.REQUIRED),
+                    "axes": (schema.int_list(min_len=1, minimum=-schema.MAX_AXES,
+                                             maximum=schema.MAX_AXES, nonzero=True,
+                                             distinct=True), schema.REQUIRED),
+                    "steps": (schema.optional(schema.int_list(minimum=1, min_len=1)), None)},
+                   relations=_slice_relations),
+               torch={"slice": _slice_from_torch, "select": _select_from_torch},
+               onnx={"Slice": _slice_from_onnx}, to_torch=_slice_to_torch,
+               example=Example({"starts": [1, 0], "ends": [3, 2**62], "axes": [1, 3],
+                                "steps": [1, 2]}, (4, 2, 5)))
+register_layer(Pad, schema=schema.LayerSchema(
+                   {"pad": (schema.int_list(minimum=0, maximum=schema.MAX_EXTENT, min_len=2,
+                                            even=True), schema.REQUIRED),
+                    "value": (schema.ANY_REAL, 0.0)}),
+               torch={"pad": _pad_from_torch, "constant_pad_nd": _pad_from_torch},
+               onnx={"Pad": _pad_from_onnx}, to_torch=_pad_to_torch,
+               example=Example({"pad": [1, 0, 0, 2], "value": 0.25}, (2, 3, 3)))
+
+
+def _permute_from_torch(ctx, a):
+    x = a["self"]
+    nd = len(ctx.shape(x)) + 1
+    dims = [int(d) % nd for d in a["dims"]]
+    if dims[0] != 0:
+        ctx.fail(f"a permutation {dims} that moves the batch axis", "keep the batch axis first")
+    return ctx.emit(ctx.layer("Permute", dims=dims), x)
+
+
+def _transpose_from_torch(ctx, a):
+    x = a["self"]
+    nd = len(ctx.shape(x)) + 1
+    i, j = int(a["dim0"]) % nd, int(a["dim1"]) % nd
+    if 0 in (i, j) and i != j:
+        ctx.fail("a transpose with the batch axis", "keep the batch axis first")
+    dims = list(range(nd))
+    dims[i], dims[j] = dims[j], dims[i]
+    return ctx.emit(ctx.layer("Permute", dims=dims), x)
+
+
+def _transpose_from_onnx(imp, node, a):
+    x = node.input[0]
+    shape = (None,) + imp.shape(x)
+    perm = [int(p) for p in a.get("perm", range(len(shape))[::-1])]
+    if perm[0] != 0:
+        imp.fail(f"perm={perm} moves the batch axis", "perm", "keep the batch axis first")
+    moved = [p for p in perm if shape[p] != 1]
+    if moved == sorted(moved):              # the memory layout stays: a reshape
+        return exchange.onnx_reshape_to(imp, node, x, [shape[p] for p in perm[1:]])
+    exchange.onnx_output(imp, node, imp.emit(imp.layer("Permute", "perm", dims=perm), x))
+
+
+def _permute_to_torch(layer):
+    return exchange.torch_function_module(lambda x: x.permute(*layer.dims), "Permute")
+
+
+def _dims(v, field):
+    dims = schema.int_list(minimum=0, maximum=schema.MAX_AXES, min_len=2, distinct=True)(v, field)
+    if sorted(dims) != list(range(len(dims))) or dims[0] != 0:
+        raise schema.SchemaError(f"field {field!r} must be a permutation of 0..{len(dims) - 1} "
+                                 f"with 0 first, got {dims}")
+    return dims
+
+
+register_layer(Shift, schema=schema.LayerSchema({"value": (schema.ANY_REAL, schema.REQUIRED)}),
+               to_torch=lambda layer: exchange.torch_function_module(
+                   lambda x: x + layer.value, "Shift"),
+               example=Example({"value": 3.0}, (2, 3)),
+               absent={kind: "adding or subtracting a number (aten.add/sub/rsub, ONNX Add/Sub) "
+                             "is the Add layer's rule, which makes a Shift"
+                       for kind in ("torch", "onnx")})
+register_layer(Permute, schema=schema.LayerSchema({"dims": (_dims, schema.REQUIRED)}),
+               torch={"permute": _permute_from_torch, "transpose": _transpose_from_torch},
+               onnx={"Transpose": _transpose_from_onnx}, to_torch=_permute_to_torch,
+               example=Example({"dims": [0, 3, 1, 2]}, (2, 3, 4)))

@@ -47,7 +47,8 @@ REFUSED = {
     "count_include_pad=0 of pooling (the last three need branch `layers`)",
     r"wrap_pad|edge_pad|reflect_pad": "wrap/edge/reflect padding (the last two need branch "
     "`layers`)",
-    r"transpose_all_permutations|transpose_default": "transposes that move data",
+    r"transpose_all_permutations|transpose_default": "transposes that move axis 0, which "
+    "fwdderiv treats as the batch",
     r"identity_(opt|sequence)|dropout_(default|random)_old|uint8": "optional/sequence "
     "types, or a model that returns its input unchanged",
 }
