@@ -14,7 +14,7 @@ import numpy as np
 #: BLAS threads while a network with Numba kernel layers (convolution, pooling) computes
 #: anything (forward, JVP, VJP, Jacobians, training steps, attacks); None leaves BLAS
 #: alone. Multi-threaded OpenBLAS workers spin after each product on the cores the next
-#: Numba kernel needs (measured: conv-net Jacobians up to 2x slower on two cores).
+#: Numba kernel needs (the "Threads" entry of docs/pages/performance.md has the figures).
 KERNEL_BLAS_THREADS = 1
 
 #: Flags for serial kernels. ``cache=True`` keeps a fresh process from recompiling.
@@ -25,7 +25,8 @@ NUMBA_PARALLEL_OPTS = {**NUMBA_OPTS, "parallel": True}
 
 #: Default budget, in bytes, for the tangent (or cotangent) work of one ``jacobian`` call.
 #: The directions and examples are split into chunks that fit; the result array and the
-#: model are not counted.
+#: model are not counted. A network whose one direction of one example needs more (a
+#: GoogLeNet in reverse mode) gets that much: the default never refuses a call.
 DEFAULT_MAX_MEMORY = 256 * 2**20
 
 #: Tolerances for comparing derivatives, one row per floating dtype.

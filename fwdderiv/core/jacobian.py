@@ -13,8 +13,8 @@ import os
 import numpy as np
 
 from .. import threads
-from ..validation import as_float_array, check_int, check_tangent, shape_str
 from ..config import DEFAULT_MAX_MEMORY
+from ..validation import as_float_array, check_int, check_tangent, shape_str
 from . import local
 from .layer import cast_scope
 from .memory import plan_chunks, plan_windowed
@@ -39,6 +39,7 @@ def jacobian(net, x, mode="forward", max_memory=None, return_output=False,
     if mode not in ("forward", "reverse"):
         raise ValueError(f"{name}: mode must be 'forward' or 'reverse', got {mode!r}")
     x, shapes = net._input(x)
+    stretch = max_memory is None          # the default budget grows to one direction's need
     max_memory = budget(max_memory, name)
     if intermediates:
         if mode != "forward":
@@ -56,7 +57,7 @@ def jacobian(net, x, mode="forward", max_memory=None, return_output=False,
         windows, plan = windows_for_budget(net, shapes, N, itemsize, max_memory, steps)
     if plan is None:
         plan = plan_chunks(steps, shapes, N, D if mode == "forward" else K, itemsize,
-                           max_memory, name)
+                           max_memory, name, stretch)
     if mode == "reverse" and len(plan.example_chunks) == len(plan.direction_chunks) == 1:
         y, J = reverse(net, x, K, s_out, sum(_size(s) for s in shapes))
         J = np.ascontiguousarray(J).reshape((N,) + s_out + s_in)
@@ -92,8 +93,8 @@ def reverse(net, x, K, s_out, values):
     concurrently, the work is cut into one part per core, each run on its own thread
     with its kernels and products on one core (:func:`fwdderiv.threads.alone`):
     the examples when there are enough, else the rows of one forward pass. The cores
-    then split whole passes instead of each layer (ResNet-20 at B = 4: 83 against
-    58 ms for the pull-back alone), and the numbers differ by float rounding only.
+    then split whole passes instead of each layer, which saves a hand-off per layer
+    (see SPLIT_PASSES_FROM), and the numbers differ by float rounding only.
     ``values``: the elements of all the network's values per example, a measure of
     a row's work."""
     N, dtype = x.shape[0], x.dtype

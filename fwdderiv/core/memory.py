@@ -55,14 +55,18 @@ def plan_windowed(steps, shapes, n_examples, itemsize, max_memory, n_windowed,
 
 
 def plan_chunks(steps, shapes, n_examples, n_directions, itemsize, max_memory,
-                component="jacobian"):
+                component="jacobian", stretch=False):
     """Choose chunks so that one chunk's work stays within ``max_memory`` bytes.
 
     All directions of an example go together when they fit (the shared first-layer
-    tangents are then computed once per example chunk); examples fill what is left.
+    tangents are then computed once per example chunk); examples fill what is left. With
+    ``stretch`` (the caller's budget is the default, not the user's), a budget smaller
+    than one direction of one example grows to that; otherwise it is an error.
     """
     per_dir, per_example = estimate(steps, shapes, itemsize)
     need = per_dir + per_example
+    if stretch:
+        max_memory = max(max_memory, need)
     if max_memory < need:
         raise ValueError(
             f"{component}: max_memory={int(max_memory)} bytes is too small for this "

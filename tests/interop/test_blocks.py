@@ -1,0 +1,116 @@
+"""Blocks of public vision models, written as their authors write them, through both
+import routes: squeeze-and-excitation (a broadcasting product), hard-sigmoid and
+hard-swish as MobileNetV3 writes them (adding and dividing by numbers), and ShuffleNet's
+channel shuffle (a transpose of activations). Each Jacobian, forward and reverse, equals
+PyTorch's own in float64."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import fwdderiv as fd
+
+
+class HSigmoid(nn.Module):
+    def forward(self, x):
+        return F.relu6(x + 3.0) / 6.0
+
+
+class HSwish(nn.Module):
+    def forward(self, x):
+        return x * F.relu6(x + 3.0) / 6.0
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels, reduction=2):
+        super().__init__()
+        self.fc1 = nn.Linear(channels, channels // reduction)
+        self.fc2 = nn.Linear(channels // reduction, channels)
+        self.gate = HSigmoid()
+
+    def forward(self, x):
+        n, c = x.shape[:2]
+        y = F.adaptive_avg_pool2d(x, 1).view(n, c)
+        y = self.gate(self.fc2(F.relu(self.fc1(y)))).view(n, c, 1, 1)
+        return x * y
+
+
+def channel_shuffle(x, groups):
+    n, c, h, w = x.shape
+    x = x.view(n, groups, c // groups, h, w)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(n, -1, h, w)
+
+
+class Block(nn.Module):
+    """Conv, hard-swish, squeeze-and-excitation, channel shuffle, 3 - x, a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = HSwish()
+        self.se = SqueezeExcite(8)
+        self.head = nn.Linear(8 * 6 * 6, 5)
+
+    def forward(self, x):
+        x = self.se(self.act(self.conv(x)))
+        x = 3 - channel_shuffle(x, 2) * 0.5
+        return self.head(torch.flatten(x.permute(0, 2, 3, 1), 1))
+
+
+def torch_jacobian(model, x):
+    return torch.vmap(torch.func.jacrev(lambda v: model(v[None])[0]))(
+        torch.from_numpy(x)).detach().numpy()
+
+
+@pytest.fixture(scope="module")
+def block():
+    torch.manual_seed(0)
+    model = Block().double().eval()
+    x = np.random.default_rng(0).normal(size=(3, 3, 6, 6))
+    return model, x, torch_jacobian(model, x)
+
+
+def test_from_torch_equals_pytorchs_jacobian(block):
+    model, x, J = block
+    net = fd.from_torch(model, torch.from_numpy(x))
+    names = {type(layer).__name__ for _, layer, _ in net.nodes}
+    assert {"Mul", "Shift", "Permute"} <= names
+    for mode in ("forward", "reverse"):
+        np.testing.assert_allclose(net.jacobian(x, mode=mode), J, rtol=1e-10, atol=1e-12)
+
+
+def test_from_onnx_equals_pytorchs_jacobian(block, tmp_path):
+    model, x, J = block
+    path = tmp_path / "block.onnx"
+    torch.onnx.export(model, (torch.from_numpy(x),), str(path), input_names=["x"],
+                      dynamic_axes={"x": {0: "N"}}, opset_version=17, dynamo=False)
+    net = fd.from_onnx(path)
+    for mode in ("forward", "reverse"):
+        np.testing.assert_allclose(net.jacobian(x, mode=mode), J, rtol=1e-10, atol=1e-12)
+
+
+def test_a_product_that_does_not_broadcast_is_refused_with_both_shapes():
+    with pytest.raises(ValueError, match=r"\(N, 3, 4\), \(N, 2, 1\)"):
+        fd.Mul().output_shape((3, 4), (2, 1))
+
+
+def test_permute_refuses_moving_the_batch_axis():
+    with pytest.raises(ValueError, match="batch axis 0 first"):
+        fd.Permute([1, 0, 2])
+
+
+def test_the_default_memory_budget_never_refuses_a_call(monkeypatch):
+    """A documented call must not fail on its own default (GoogLeNet in reverse mode
+    needed 301 MB for one direction against the 256 MiB default): the default budget
+    grows to one direction of one example; a budget the user gives is still enforced."""
+    net = fd.Sequential([fd.Conv2d(1, 4, 3, padding=1), fd.ReLU(), fd.Flatten(),
+                         fd.Linear(4 * 8 * 8, 3)])
+    x = np.random.default_rng(1).normal(size=(2, 1, 8, 8))
+    monkeypatch.setattr("fwdderiv.core.jacobian.DEFAULT_MAX_MEMORY", 64)
+    J = net.jacobian(x, mode="reverse")
+    np.testing.assert_allclose(J, net.jacobian(x, mode="forward", max_memory=1 << 24),
+                               rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="max_memory=64 bytes is too small"):
+        net.jacobian(x, mode="reverse", max_memory=64)
