@@ -56,7 +56,7 @@ class Elementwise(Layer):
     def window_rule(self, window):
         return window
 
-    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+    def window_jvp(self, cache, T, window, nxt, n):
         return scale_window(T, self.slope(cache), n)
 
     def kinks(self, x, tol):

@@ -152,7 +152,7 @@ class Layer:
         or None (no windowed rule). A pointwise linear layer keeps the window as it is."""
         return windows[0] if self.pointwise and self.linear and len(windows) == 1 else None
 
-    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+    def window_jvp(self, cache, T, window, nxt, n):
         """The windowed tangent ``T`` of shape ``(N, H, W, C0, Rh, Rw, C)`` through the
         layer (``n`` examples; ``T`` may hold one shared by all). The default serves
         pointwise linear layers: their JVP acts on the channel axis alone."""

@@ -252,7 +252,7 @@ class Conv2d(Layer):
             return None
         return local.grow(window, self.kernel_size, self.stride, self.padding, self.dilation)
 
-    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+    def window_jvp(self, cache, T, window, nxt, n):
         _, Ho, Wo = self.output_shape((T.shape[6],) + T.shape[1:3])
         return conv_window(T, self, (Ho, Wo), window, nxt.size)
 

@@ -62,7 +62,7 @@ class Add(Layer):
         """Windows of one stride add inside their union."""
         return local.union(windows)
 
-    def window_jvp(self, cache, Ts, windows, nxt, n, slope=None):
+    def window_jvp(self, cache, Ts, windows, nxt, n):
         N = max(T.shape[0] for T in Ts)
         out = local.embed(Ts[0], windows[0], nxt, N).copy()
         for T, w in zip(Ts[1:], windows[1:]):
@@ -182,7 +182,7 @@ class Concat(Layer):
         """Channels of images (dim 1 of (N, C, H, W)) join inside the union window."""
         return local.union(windows) if self.dim in (1, -3) else None
 
-    def window_jvp(self, cache, Ts, windows, nxt, n, slope=None):
+    def window_jvp(self, cache, Ts, windows, nxt, n):
         N = max(T.shape[0] for T in Ts)
         return np.concatenate([local.embed(T, w, nxt, N) for T, w in zip(Ts, windows)],
                               axis=-1)

@@ -146,7 +146,7 @@ class ZeroPad2d(_Pad2d):
             return None
         return local.shift(window, self.padding[2], self.padding[0])
 
-    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+    def window_jvp(self, cache, T, window, nxt, n):
         """Zero windows around the image (``T`` is channels-last, (N, H, W, ...))."""
         left, right, top, bottom = self.padding
         N, H, W = T.shape[:3]

@@ -114,10 +114,10 @@ class MaxPool2d(_Pool2d):
             config["dilation"] = list(self.dilation)
         return config
 
-    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+    def window_jvp(self, cache, T, window, nxt, n):
         argmax, (C, H, W) = cache
         _, Ho, Wo = self.output_shape((C, H, W))
-        return maxpool_window(T, argmax, (H, W), (Ho, Wo), self, window, nxt.size, slope)
+        return maxpool_window(T, argmax, (H, W), (Ho, Wo), self, window, nxt.size)
 
     def kinks(self, x, tol):
         """Windows whose two largest values are within ``tol`` (ties)."""
@@ -286,7 +286,7 @@ class AvgPool2d(_Pool2d):
         gx = gp[:, :, ph:ph + H, pw:pw + W]
         return np.ascontiguousarray(gx).reshape(gy.shape[:2] + (C, H, W))
 
-    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+    def window_jvp(self, cache, T, window, nxt, n):
         """The mean of the shifted windows of each pooling window."""
         N, H, W, C0, Rh, Rw, C = T.shape
         (kh, kw), (s1, s2), (p1, p2) = self.kernel_size, self.stride, self.padding

@@ -244,7 +244,7 @@ class Slice(Layer):
                             (window.offset[0] - ah * window.stride[0],
                              window.offset[1] - aw * window.stride[1]))
 
-    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+    def window_jvp(self, cache, T, window, nxt, n):
         c, h, w = self._index(cache)
         return np.ascontiguousarray(T[:, h, w, :, :, :, c])
 
@@ -310,7 +310,7 @@ class Pad(Layer):
         (_, _), (top, _), (left, _) = self._widths(3)
         return local.shift(window, top, left)
 
-    def window_jvp(self, cache, T, window, nxt, n, slope=None):
+    def window_jvp(self, cache, T, window, nxt, n):
         (c0, c1), (t, b), (l, r) = self._widths(len(cache))
         widths = [(0, 0), (t, b), (l, r), (0, 0), (0, 0), (0, 0), (c0, c1)]
         return np.pad(T, widths)
