@@ -18,6 +18,7 @@ from .layers import (ELU, GELU, Dropout2d, Hardswish, Hardtanh, Identity, LeakyR
 from .layers import (CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d,
                      ZeroPad2d)
 from .layers import AdaptiveAvgPool2d, AdaptiveMaxPool2d, BatchNorm1d, GroupNorm, LayerNorm
+from .layers import Upsample
 from . import fusions  # noqa: E402,F401  (registers the planner's fusion rules)
 from . import attacks, models, training  # noqa: E402  (they import the layers above)
 from .gradients import loss_gradient  # noqa: E402
@@ -36,4 +37,4 @@ __all__ += ["ELU", "GELU", "Dropout2d", "Hardswish", "Hardtanh", "Identity", "Le
             "Mish", "ReLU6", "SiLU", "Softplus", "CircularPad2d", "ConstantPad2d",
             "ReflectionPad2d", "ReplicationPad2d", "ZeroPad2d", "AdaptiveAvgPool2d",
             "AdaptiveMaxPool2d", "BatchNorm1d", "GroupNorm", "LayerNorm"]
-__all__ += ["to_jax", "register_layer", "Permute", "Shift"]
+__all__ += ["to_jax", "register_layer", "Permute", "Shift", "Upsample"]

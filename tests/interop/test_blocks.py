@@ -114,3 +114,36 @@ def test_the_default_memory_budget_never_refuses_a_call(monkeypatch):
                                rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="max_memory=64 bytes is too small"):
         net.jacobian(x, mode="reverse", max_memory=64)
+
+
+class Upsampling(nn.Module):
+    """U-Net's decoder steps: nearest x2, bilinear to a size that is not a multiple, and
+    bilinear x2 with aligned corners, joined by a convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2)
+
+    def forward(self, x):
+        x = self.up(x)
+        x = F.interpolate(torch.tanh(self.conv(x)), size=(11, 7), mode="bilinear")
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+
+
+@pytest.mark.parametrize("route", ["torch", "onnx"])
+def test_upsampling_equals_pytorchs_jacobian(route, tmp_path):
+    torch.manual_seed(1)
+    model = Upsampling().double().eval()
+    x = np.random.default_rng(2).normal(size=(2, 2, 3, 4))
+    if route == "torch":
+        net = fd.from_torch(model, torch.from_numpy(x))
+    else:
+        torch.onnx.export(model, (torch.from_numpy(x),), str(tmp_path / "up.onnx"),
+                          input_names=["x"], dynamic_axes={"x": {0: "N"}}, opset_version=17,
+                          dynamo=False)
+        net = fd.from_onnx(tmp_path / "up.onnx")
+    assert sum(type(layer).__name__ == "Upsample" for _, layer, _ in net.nodes) == 3
+    J = torch_jacobian(model, x)
+    for mode in ("forward", "reverse"):
+        np.testing.assert_allclose(net.jacobian(x, mode=mode), J, rtol=1e-10, atol=1e-12)
