@@ -19,6 +19,7 @@ from .layers import (CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationP
                      ZeroPad2d)
 from .layers import AdaptiveAvgPool2d, AdaptiveMaxPool2d, BatchNorm1d, GroupNorm, LayerNorm
 from .layers import Upsample
+from .layers import ConvTranspose2d
 from . import fusions  # noqa: E402,F401  (registers the planner's fusion rules)
 from . import attacks, models, training  # noqa: E402  (they import the layers above)
 from .gradients import loss_gradient  # noqa: E402
@@ -38,3 +39,4 @@ __all__ += ["ELU", "GELU", "Dropout2d", "Hardswish", "Hardtanh", "Identity", "Le
             "ReflectionPad2d", "ReplicationPad2d", "ZeroPad2d", "AdaptiveAvgPool2d",
             "AdaptiveMaxPool2d", "BatchNorm1d", "GroupNorm", "LayerNorm"]
 __all__ += ["to_jax", "register_layer", "Permute", "Shift", "Upsample"]
+__all__ += ["ConvTranspose2d"]

@@ -4,6 +4,7 @@ from .adaptive import AdaptiveAvgPool2d, AdaptiveMaxPool2d
 from .activation import (ELU, GELU, Hardswish, Hardtanh, LeakyReLU, Mish, ReLU, ReLU6, Sigmoid,
                          SiLU, Softplus, Tanh)
 from .conv import Conv2d
+from .conv_transpose import ConvTranspose2d
 from .linear import Linear
 from .merge import Add, Concat, Mul
 from .padding import (CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d,

@@ -62,6 +62,9 @@ SPECS = [
     ("Linear-nobias", lambda rng, f: fd.Linear(f, 2, bias=False), "vector", smooth),
     ("Conv2d", conv, "image", smooth),
     ("Conv2d-dilated", dilated_conv, "image", smooth),
+    ("ConvTranspose2d", lambda rng, c, h, w: fd.ConvTranspose2d(
+        c, 2, 3, stride=2, padding=1, output_padding=1, seed=int(rng.integers(1000))),
+     "image", smooth),
     ("ReLU", lambda rng, *s: fd.ReLU(), "image", off_zero),
     ("Sigmoid", lambda rng, *s: fd.Sigmoid(), "image", smooth),
     ("Tanh", lambda rng, *s: fd.Tanh(), "vector", smooth),
