@@ -405,8 +405,9 @@ def _padding_of(ctx, padding, dilation, kernel):
 
 def _from_torch(ctx, a):
     x = a["input"]
-    if a.get("transposed"):
-        ctx.fail("transposed convolution", "not supported")
+    if a.get("transposed"):                 # the same arguments as conv_transpose2d
+        from .conv_transpose import from_torch as transposed
+        return transposed(ctx, a)
     if len(ctx.shape(x)) != 3:
         ctx.fail(f"a {len(ctx.shape(x)) - 1}-d convolution", "only 2-d convolution (N, C, H, W)")
     w = ctx.param(a["weight"])

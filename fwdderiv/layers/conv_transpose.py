@@ -290,7 +290,7 @@ SCHEMA = schema.LayerSchema(
     _arrays, _relations)
 
 
-def _from_torch(ctx, a):
+def from_torch(ctx, a):
     """ATen ``conv_transpose2d``, which ``torch.export`` records for nn.ConvTranspose2d and
     F.conv_transpose2d (the arguments carry the same names in ``convolution`` with
     ``transposed=True``, so this rule reads that too)."""
@@ -334,7 +334,7 @@ def _from_onnx(imp, node, a):
     exchange.onnx_output(imp, node, imp.emit(layer, x))
 
 
-register_layer(ConvTranspose2d, schema=SCHEMA, torch={"conv_transpose2d": _from_torch},
+register_layer(ConvTranspose2d, schema=SCHEMA, torch={"conv_transpose2d": from_torch},
                onnx={"ConvTranspose": _from_onnx}, to_torch=exchange.same_torch_module,
                example=Example(dict(in_channels=2, out_channels=4, kernel_size=3, stride=2,
                                     padding=1, output_padding=1, groups=2), (2, 4, 3)))

@@ -244,3 +244,25 @@ def test_an_empty_output_and_a_wrong_input_are_refused_with_the_shape():
         layer(np.zeros((1, 2, 3, 3)))
     with pytest.raises(ValueError, match=r"expected input of shape \(N, 2, H, W\)"):
         fd.ConvTranspose2d(2, 3, 3)(np.zeros((1, 3, 4, 4)))
+
+
+def test_aten_convolution_with_transposed_true_imports_as_conv_transpose2d():
+    """torch.export's decompositions record aten.convolution(transposed=True); Conv2d's
+    rule hands it to ConvTranspose2d's."""
+    torch.manual_seed(3)
+    module = torch.nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1).double().eval()
+
+    class Raw(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = module
+
+        def forward(self, x):
+            return torch.ops.aten.convolution(x, self.inner.weight, self.inner.bias, [2, 2],
+                                              [1, 1], [1, 1], True, [0, 0], 1)
+
+    x = torch.randn(2, 2, 4, 4, dtype=torch.float64)
+    net = fd.from_torch(Raw().eval(), x)
+    assert [type(layer).__name__ for layer in net.layers] == ["ConvTranspose2d"]
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x.numpy()), module(x).numpy(), rtol=1e-12, atol=1e-13)
