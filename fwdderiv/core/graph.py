@@ -224,13 +224,14 @@ class Graph:
     def _forward_plan(self, n_win=0, fuse=True):
         return self._plans.forward(n_win, fuse)
 
-    def _reverse_plan(self, top, stop=0, grads=False, reduce=False):
-        return self._plans.reverse(top, stop, grads, reduce)
+    def _reverse_plan(self, top, stop=0, grads=False, reduce=False, fuse=True):
+        return self._plans.reverse(top, stop, grads, reduce, fuse)
 
-    def _primal(self, x, start=0, stop=None, keep=False):
+    def _primal(self, x, start=0, stop=None, keep=False, **kwargs):
         """Values of nodes ``start`` to ``stop - 1`` from ``x`` (value ``start``):
-        ``(value stop, caches or None)``."""
-        return interpret.primal(self._nodes, self._uses, x, start, stop, keep, self._where)
+        ``(value stop, caches or None)``; :func:`fwdderiv.core.interpret.primal`."""
+        return interpret.primal(self._nodes, self._uses, x, start, stop, keep, self._where,
+                                **kwargs)
 
     def _tangents(self, dx, n, windows=(), record=None, **kwargs):
         """:func:`fwdderiv.core.interpret.run_forward` on this graph's forward plan."""
@@ -238,25 +239,29 @@ class Graph:
         return interpret.run_forward(self._nodes, self._uses, plan, dx, n, windows=windows,
                                      record=record, where=self._where, **kwargs)
 
-    def _pull(self, caches, g, grads=None, need_input=True, top=None, stop=0, reduce=None):
-        """Cotangents ``g`` (N, K, *S_out) pulled back to the input: (N, K, *S_in), or None
-        if ``need_input`` is False. ``grads`` (a list, one slot per node) receives each
-        node's parameter gradients for K = 1 (training). With ``top`` and ``stop``, ``g``
-        is the cotangent of value ``top`` and is pulled back through nodes ``top - 1``
-        down to ``stop`` only, to value ``stop``. ``reduce`` (T,): the N rows are T blocks
-        of M examples, and value ``stop`` gets the weighted sum of the blocks, (M, K,
-        ...)."""
+    def _pull(self, caches, g, grads=None, need_input=True, top=None, stop=0, reduce=None,
+              extra=None, fuse=True, visit=None):
+        """Cotangents ``g`` (N, K, *S_out; or None) pulled back to the input: (N, K,
+        *S_in), or None if ``need_input`` is False. ``grads`` (a list, one slot per node)
+        receives each node's parameter gradients for K = 1 (training). With ``top`` and
+        ``stop``, ``g`` is the cotangent of value ``top`` and is pulled back through nodes
+        ``top - 1`` down to ``stop`` only, to value ``stop``. ``reduce`` (T,): the N rows
+        are T blocks of M examples, and value ``stop`` gets the weighted sum of the blocks,
+        (M, K, ...). ``extra``, ``visit``: see :mod:`fwdderiv.core.interpret`;
+        ``fuse=False`` runs node by node."""
         top = len(self._nodes) if top is None else top
-        plan = self._reverse_plan(top, stop, grads is not None, reduce is not None)
-        ctx = interpret.Reverse(self._nodes, caches, {top: g}, grads, need_input, stop, reduce)
-        return interpret.cotangents(plan, ctx, top)
+        plan = self._reverse_plan(top, stop, grads is not None, reduce is not None, fuse)
+        ctx = interpret.Reverse(self._nodes, caches, {} if g is None else {top: g}, grads,
+                                need_input, stop, reduce, visit)
+        return interpret.cotangents(plan, ctx, top, extra)
 
     # -- primal ------------------------------------------------------------------------
     @_call
-    def forward(self, x):
-        """Output ``F(x)`` of shape ``(N, *S_out)`` for a batch ``x`` of shape ``(N, *S_in)``."""
+    def forward(self, x, visit=None):
+        """Output ``F(x)`` of shape ``(N, *S_out)`` for a batch ``x`` of shape ``(N, *S_in)``;
+        ``visit(k, node, xs)`` sees each node and its input values before the node runs."""
         x, _ = self._input(x)
-        return self._primal(x)[0]
+        return self._primal(x, visit=visit)[0]
 
     __call__ = forward
 
@@ -267,15 +272,22 @@ class Graph:
         return self._primal(x, keep=True)
 
     @_call
-    def backward(self, caches, gy, input_grad=True):
+    def backward(self, caches, gy, input_grad=True, extra=None):
         """Reverse pass for training: ``(gx, grads)`` from the ``caches`` of
         :meth:`forward_cached` and the output's cotangent ``gy`` (N, *S_out), e.g. a loss
         gradient. ``gx`` (N, *S_in) is None if ``input_grad`` is False; ``grads`` holds
-        one dict of parameter gradients per node, keyed as ``layer.params``.
-        """
+        one dict of parameter gradients per node, keyed as ``layer.params``. ``extra``
+        ({node name or "input": cotangent (N, *S)}) adds cotangents of inner values (a
+        loss on them, a batch statistic's path); ``gy`` may then be None."""
         grads = [{} for _ in self._nodes]
-        gx = self._pull(caches, gy[:, None], grads=grads, need_input=input_grad)
-        return (gx[:, 0] if input_grad else None), grads
+        unknown = sorted(set(extra or ()) - set(self._index))
+        if unknown:
+            raise ValueError(f"{self._kind}.backward: extra names {unknown}, not nodes of this "
+                             f"network; use node names or 'input'")
+        extra = extra and {self._index[name]: g[:, None] for name, g in extra.items()}
+        gx = self._pull(caches, None if gy is None else gy[:, None], grads=grads,
+                        need_input=input_grad, extra=extra)
+        return (gx[:, 0] if gx is not None else None), grads
 
     @_call
     def pullback(self, caches, gy):
@@ -343,8 +355,9 @@ class Graph:
             cotangent per output back. Both give the same matrix.
         max_memory : int, optional
             Bytes allowed for the tangent work of one call (default
-            :data:`fwdderiv.config.DEFAULT_MAX_MEMORY`). Directions and examples are split
-            into chunks that fit; the result itself is not counted.
+            :data:`fwdderiv.config.DEFAULT_MAX_MEMORY`, or one direction of one example
+            if that needs more). Directions and examples are split into chunks that fit;
+            the result itself is not counted.
         return_output : bool
             Also return ``F(x)``, computed once with the Jacobian.
         intermediates : bool

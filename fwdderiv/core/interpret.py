@@ -19,11 +19,13 @@ class Forward:
     ``T[v]`` is the tangent of value v (``T[0]`` the input's), windowed in the leading
     region with window ``win[v]``; ``n`` examples run, and a tangent of batch 1 is shared
     by all of them; ``dense`` converts a windowed tangent (a
-    :class:`~fwdderiv.core.local.Densify`)."""
+    :class:`~fwdderiv.core.local.Densify`); ``residuals``, if a list, receives each
+    node's JVP residual (``jvp_residual``: what its ``jvp_grad`` would compute again)."""
 
-    def __init__(self, nodes, caches, n, T, win, dense):
+    def __init__(self, nodes, caches, n, T, win, dense, residuals=None):
         self.nodes, self.caches, self.n = nodes, caches, n
         self.T, self.win, self.dense = T, win, dense
+        self.residuals = residuals
 
     def inputs(self, k):
         return [self.T[v] for v in self.nodes[k].inputs]
@@ -32,8 +34,19 @@ class Forward:
         """Node k's dense JVP of ``dins`` (its inputs' tangents by default), by
         ``call(cache, *dins)`` in place of the layer's ``jvp`` if given."""
         node = self.nodes[k]
-        return jvp_node(node.layer, self.caches[k], self.inputs(k) if dins is None else dins,
-                        self.n, call)
+        dins = self.inputs(k) if dins is None else dins
+        if self.residuals is None or call is not None:
+            return jvp_node(node.layer, self.caches[k], dins, self.n, call)
+        dy, self.residuals[k] = jvp_node(node.layer, self.caches[k], dins, self.n,
+                                         _with_residual(node.layer))
+        return dy
+
+
+def _with_residual(layer):
+    """``layer.jvp_residual``, or the plain JVP with no residual."""
+    method = getattr(layer, "jvp_residual", None)
+    return method if method is not None else lambda cache, *dins: (layer.jvp(cache, *dins),
+                                                                   None)
 
 
 def jvp_node(layer, cache, dins, n, call=None):
@@ -89,24 +102,33 @@ class LeaveWindows(Step):
                 ctx.T[v] = ctx.dense(ctx.T[v], ctx.win[v])
 
 
-def primal(nodes, uses, x, start=0, stop=None, keep=False, where=None):
+def primal(nodes, uses, x, start=0, stop=None, keep=False, where=None, every=False,
+           visit=None):
     """Values of nodes ``start`` to ``stop - 1`` from ``x`` (value ``start``): ``(value
-    stop, caches or None)``; ``caches[k]`` is None for ``k < start``. ``where(k)`` names
-    a node in errors."""
+    stop, caches or None)``; ``caches[k]`` is None for ``k < start``. ``every=True``
+    returns the list of every value from ``start`` to ``stop`` in place of value ``stop``
+    (none is dropped on the way). ``visit(k, node, xs)`` sees each node with its input
+    values before its forward runs (a census, or a statistic the node will read).
+    ``where(k)`` names a node in errors."""
     stop = len(nodes) if stop is None else stop
     H = {start: x}
     left = list(uses)
     caches = [None] * start if keep else None
     for k in range(start, stop):
         node = nodes[k]
-        H[k + 1], cache = _forward(node, [H[v] for v in node.inputs], k, where)
+        xs = [H[v] for v in node.inputs]
+        if visit is not None:
+            visit(k, node, xs)
+        H[k + 1], cache = _forward(node, xs, k, where)
         if keep:
             caches.append(cache)
+        if every:
+            continue
         for v in node.inputs:
             left[v] -= 1
             if left[v] == 0:
                 H.pop(v, None)
-    return H[stop], caches
+    return ([H[v] for v in range(start, stop + 1)] if every else H[stop]), caches
 
 
 def _forward(node, xs, k, where):
@@ -152,7 +174,7 @@ def tangents(nodes, uses, ctx, steps, x=None, record=None, where=None, left=None
 
 
 def run_forward(nodes, uses, plan, dx, n, windows=(), dense=None, caches=None, x=None,
-                record=None, hold=False, carry=None, where=None):
+                record=None, hold=False, carry=None, where=None, residuals=None):
     """Push the tangent ``dx`` through a forward ``plan``: ``(y, dy)``.
 
     ``caches`` from an earlier pass, or the values computed from ``x`` on the way (``y``
@@ -164,6 +186,8 @@ def run_forward(nodes, uses, plan, dx, n, windows=(), dense=None, caches=None, x
     without fusions). The windowed region holds every direction whatever the seed, so it
     can run once for several direction chunks: ``hold=True`` stops where it ends and
     returns its tangents as a carry, which a later call resumes from (``carry=``).
+    ``residuals`` (a list, one slot per node) receives the layers' JVP residuals
+    (:class:`Forward`).
     """
     L, n_win = len(nodes), len(windows)
     steps = plan.steps
@@ -177,7 +201,7 @@ def run_forward(nodes, uses, plan, dx, n, windows=(), dense=None, caches=None, x
         steps = steps[split:]
         T[:n_win + 1], left = list(carry[0]), list(carry[1])
     ctx = Forward(nodes, list(caches) if caches is not None else [None] * L, n, T,
-                  [default_window()] + list(windows), dense)
+                  [default_window()] + list(windows), dense, residuals)
     left, y = tangents(nodes, uses, ctx, steps, x=x, record=record, where=where, left=left)
     if hold:
         return T[:n_win + 1], left
@@ -187,16 +211,21 @@ def run_forward(nodes, uses, plan, dx, n, windows=(), dense=None, caches=None, x
 class Reverse:
     """The state of a reverse pass: cotangents by value, parameter gradients, and what the
     pass is asked for (``need_input``: the input's cotangent; ``reduce``: weights (T,) of
-    the row blocks summed at value ``stop``)."""
+    the row blocks summed at value ``stop``; ``visit(k, node, g)``: sees the output
+    cotangent of each node a step starts from, every node in a plan without fusions)."""
 
-    def __init__(self, nodes, caches, cot, grads=None, need_input=True, stop=0, reduce=None):
+    def __init__(self, nodes, caches, cot, grads=None, need_input=True, stop=0, reduce=None,
+                 visit=None):
         self.nodes, self.caches, self.cot, self.grads = nodes, caches, cot, grads
         self.need_input, self.stop, self.reduce = need_input, stop, reduce
+        self.visit = visit
 
     def take(self, k):
         """Node k's output cotangent, with node k's parameter gradients recorded."""
         g = self.cot.pop(k + 1)
         layer = self.nodes[k].layer
+        if self.visit is not None:
+            self.visit(k, self.nodes[k], g)
         if self.grads is not None and hasattr(layer, "param_vjp"):
             self.grads[k] = layer.param_vjp(self.caches[k], g[:, 0])
         return g
@@ -235,12 +264,35 @@ class LayerPull(Step):
         ctx.pull(k, ctx.take(k))
 
 
-def cotangents(plan, ctx, top):
+def cotangents(plan, ctx, top, extra=None):
     """Run the reverse ``plan`` from the cotangent of value ``top`` (already in
-    ``ctx.cot``); returns the cotangent of value ``ctx.stop`` if ``ctx.need_input``."""
+    ``ctx.cot``, or none: then from ``extra`` alone); returns the cotangent of value
+    ``ctx.stop`` if ``ctx.need_input`` (None if nothing reaches it).
+
+    ``extra`` ({value: cotangent}) enters values from outside the graph (a loss on a
+    hidden value, a statistic's dependence on it): it is added to what the value's readers
+    pulled back, before the step producing the value runs; a fused step inside which such
+    a value lies runs its nodes one by one. A step whose value gets no cotangent is skipped
+    (nothing reaches it: its nodes get no parameter gradient)."""
+    extra = dict(extra or {})
     for step in plan.steps:
-        step.run(ctx)
+        if extra and any(k + 1 in extra for k in step.nodes if k != step.last):
+            for k in sorted(step.nodes, reverse=True):
+                _pull_step(LayerPull([k]), ctx, extra)
+        else:
+            _pull_step(step, ctx, extra)
+    if ctx.need_input and ctx.stop in extra:
+        ctx.add(ctx.stop, extra.pop(ctx.stop))
     return ctx.cot.get(ctx.stop) if ctx.need_input else None
+
+
+def _pull_step(step, ctx, extra):
+    """One reverse step, from its value's cotangent with any extra one added; none: skip."""
+    v = step.last + 1
+    if v in extra:
+        ctx.add(v, extra.pop(v))
+    if v in ctx.cot:
+        step.run(ctx)
 
 
 def reduce_blocks(g, weights):
@@ -275,11 +327,12 @@ class Plans:
                                                  LeaveWindows), view, FORWARD)
         return self.cache[key]
 
-    def reverse(self, top, stop=0, grads=False, reduce=False):
-        """The reverse plan from value ``top`` down to node ``stop``."""
-        key = (REVERSE, top, stop, grads, reduce, generation())
+    def reverse(self, top, stop=0, grads=False, reduce=False, fuse=True):
+        """The reverse plan from value ``top`` down to node ``stop``; ``fuse=False``: node
+        by node."""
+        key = (REVERSE, top, stop, grads, reduce, fuse, generation())
         if key not in self.cache:
             view = self.view(grads=grads, stop=stop, reduce=reduce)
-            self.cache[key] = Plan(reverse_steps(view, top, True, lambda k: LayerPull([k])),
+            self.cache[key] = Plan(reverse_steps(view, top, fuse, lambda k: LayerPull([k])),
                                    view, REVERSE)
         return self.cache[key]

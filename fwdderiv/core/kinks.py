@@ -28,14 +28,15 @@ def kink_census(net, x, tol=1e-6):
         ``(node index, layer, number of kinks)`` for every node with at least one.
     """
     found = []
-    values = [np.asarray(x, dtype=np.float64)]
-    for i, (_, layer, _) in enumerate(net.nodes):
-        inputs = [values[v] for v in net._nodes[i].inputs]
+
+    def census(i, node, inputs):
+        layer = node.layer
         count = (layer.kinks(inputs[0] if len(inputs) == 1 else inputs, tol)
                  if hasattr(layer, "kinks") else 0)
         if count:
             found.append((i, repr(layer), int(count)))
-        values.append(layer.forward(*inputs)[0])
+
+    net.forward(np.asarray(x, dtype=np.float64), visit=census)
     return found
 
 
@@ -44,16 +45,17 @@ def near_kinks(net, x, tol):
     whose input lies within ``tol`` of a kink at ``x``: ``(node index, flat index, slope
     on the other side)`` for each, in node order. A forward pass in lower precision may
     decide such a unit the other way (see :func:`fwdderiv.interop.check.compare`)."""
-    found, values = [], [np.asarray(x, dtype=np.float64)]
-    for i, (_, layer, _) in enumerate(net.nodes):
-        inputs = [values[v] for v in net._nodes[i].inputs]
-        h = inputs[0].reshape(-1)
+    found = []
+
+    def census(i, node, inputs):
+        layer, h = node.layer, inputs[0].reshape(-1)
         for kp in getattr(layer, "kink_points", ()):
             idx = np.flatnonzero(np.abs(h - kp) <= tol)
             if idx.size:
                 d = np.maximum(np.abs(h[idx] - kp), np.finfo(np.float64).tiny)
                 other = np.where(h[idx] > kp, kp - d, kp + d)
                 slopes = layer.value_and_slope(other)[1]
-                found += [(i, int(j), float(s)) for j, s in zip(idx, slopes)]
-        values.append(layer.forward(*inputs)[0])
+                found.extend((i, int(j), float(s)) for j, s in zip(idx, slopes))
+
+    net.forward(np.asarray(x, dtype=np.float64), visit=census)
     return found

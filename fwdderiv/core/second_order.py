@@ -17,12 +17,14 @@ layer whose JVP does not depend on ``x``: Linear, Conv2d, pooling, reshapes; and
 everywhere, the piecewise-linear ReLU and MaxPool2d), a tuple of them for a layer with
 several inputs; ``gparams`` a dict keyed like ``layer.params``.
 
-:func:`jvp_param_grads` runs a whole network: a forward pass carrying the primal and the
-tangent, then a reverse pass carrying two cotangents, one for the tangent (pulled back by
-each layer's ``vjp``) and one for the primal (fed by ``jvp_grad`` and pulled back by
-``vjp``); each layer's parameter gradient is its ``jvp_grad`` part plus its ``param_vjp``
-of the primal cotangent. :func:`jvp_grad_reference` is the dense reference every layer's
-``jvp_grad`` is tested against.
+:func:`jvp_param_grads` runs a whole network with the interpreter
+(:mod:`fwdderiv.core.interpret`): a forward pass carrying the primal and the tangent, a
+reverse pass of the tangent's cotangent (pulled back by each layer's ``vjp``) that calls
+each layer's ``jvp_grad`` on the way, then a reverse pass of the primal's cotangent (fed by
+``jvp_grad`` and pulled back by ``vjp``); each layer's parameter gradient is its
+``jvp_grad`` part plus its ``param_vjp`` of the primal cotangent.
+:func:`jvp_grad_reference` is the dense reference every layer's ``jvp_grad`` is tested
+against.
 """
 import numpy as np
 
@@ -76,6 +78,7 @@ def jvp_param_grads(net, x, dx, gdy):
 class Linearization:
     """``net`` at ``x``: one primal pass whose caches serve several derivative passes
     (a VJP, then the second-order pass of the penalty, without recomputing the primal).
+    Every pass is the interpreter's (:mod:`fwdderiv.core.interpret`).
 
     Parameters
     ----------
@@ -84,32 +87,19 @@ class Linearization:
     """
 
     def __init__(self, net, x):
-        self._index(net, x)
-        H, self._caches = [x], []
-        for layer, src in self._nodes:
-            h, cache = layer.forward(*[H[v] for v in src])
-            H.append(h)
-            self._caches.append(cache)
-        self._H = H
-
-    def _index(self, net, x):
-        self.net, self._n = net, x.shape[0]
-        index, self._nodes = {"input": 0}, []
-        for k, (name, layer, inputs) in enumerate(net.nodes):
-            self._nodes.append((layer, [index[i] for i in inputs]))
-            index[name] = k + 1
+        self.net = net
+        self._H, self._caches = net._primal(x, keep=True, every=True)
 
     @classmethod
     def from_pass(cls, net, values, caches):
         """A linearization from a primal pass already made: ``values`` every node's value,
         the input first, and ``caches`` each node's forward cache (one per node)."""
         self = cls.__new__(cls)
-        self._index(net, values[0])
-        if len(values) != len(self._nodes) + 1 or len(caches) != len(self._nodes):
-            raise ValueError(f"Linearization.from_pass: expected {len(self._nodes) + 1} "
-                             f"values and {len(self._nodes)} caches for {len(self._nodes)} "
-                             f"nodes, got {len(values)} and {len(caches)}")
-        self._H, self._caches = list(values), list(caches)
+        L = len(net)
+        if len(values) != L + 1 or len(caches) != L:
+            raise ValueError(f"Linearization.from_pass: expected {L + 1} values and {L} "
+                             f"caches for {L} nodes, got {len(values)} and {len(caches)}")
+        self.net, self._H, self._caches = net, list(values), list(caches)
         return self
 
     @property
@@ -131,52 +121,60 @@ class Linearization:
         return self._caches
 
     def vjp(self, gy):
-        """Cotangents ``gy`` (N, K, *S_out) pulled back to the input: (N, K, *S_in)."""
-        cot = {len(self._nodes): gy}
-        for k in range(len(self._nodes) - 1, -1, -1):
-            layer, src = self._nodes[k]
-            g = layer.vjp(self._caches[k], cot.pop(k + 1))
-            multi = getattr(layer, "multi_input", False)
-            for i, v in enumerate(src):
-                _add(cot, v, g[i] if multi else g)
-        return cot[0]
+        """Cotangents ``gy`` (N, K, *S_out) pulled back to the input: (N, K, *S_in), node
+        by node (the penalty pulls back one or two cotangents per example, too few for
+        the fused pull-backs to pay)."""
+        return self.net._pull(self._caches, gy, fuse=False)
 
     def param_grads(self, dx, gdy):
-        """See :func:`jvp_param_grads`."""
-        n, H, caches = self._n, self._H, self._caches
-        T, kept = [np.broadcast_to(dx, (n,) + dx.shape[1:])], []
-        for (layer, src), cache in zip(self._nodes, caches):
-            ins = [T[v] for v in src]
-            if hasattr(layer, "jvp_residual"):   # keeps what its jvp_grad needs again
-                t, tc = layer.jvp_residual(cache, *ins)
-            else:
-                t, tc = layer.jvp(cache, *ins), None
-            kept.append(tc)
-            T.append(np.broadcast_to(t, (n,) + t.shape[1:]))
-        grads = [{} for _ in self._nodes]
-        g_tan, g_pri = {len(self._nodes): gdy}, {}
-        for k in range(len(self._nodes) - 1, -1, -1):
-            (layer, src), cache = self._nodes[k], caches[k]
-            gt, gp = g_tan.pop(k + 1), g_pri.pop(k + 1, None)
-            gx2, gparams = _second_order(layer, cache, [H[v] for v in src],
-                                         [T[v] for v in src], gt, kept[k])
-            kept[k] = None
-            gparams = dict(gparams)
-            if gp is not None:
-                for name, g in layer.param_vjp(cache, gp).items():
-                    gparams[name] = gparams[name] + g if name in gparams else g
-            grads[k] = gparams
-            if all(v == 0 for v in src):
-                continue                 # the input's cotangents are not needed
-            pulled_t = layer.vjp(cache, gt)
-            pulled_p = None if gp is None else layer.vjp(cache, gp[:, None])
-            multi = getattr(layer, "multi_input", False)
-            for i, v in enumerate(src):
-                _add(g_tan, v, pulled_t[i] if multi else pulled_t)
-                if pulled_p is not None:
-                    _add(g_pri, v, (pulled_p[i] if multi else pulled_p)[:, 0])
-                _add(g_pri, v, gx2[i] if multi and gx2 is not None else gx2)
+        """See :func:`jvp_param_grads`.
+
+        A forward pass of the tangent ``dx`` node by node keeps every node's tangent (and
+        each layer's JVP residual); a reverse pass of ``gdy`` node by node gives each node
+        its ``jvp_grad`` (the parameter part, and the part of the primal's cotangent that
+        enters its inputs); one training reverse pass pulls the latter back with the
+        parameter gradients ``param_vjp`` adds."""
+        T, kept = self._every_tangent(dx)
+        grads, gx2 = self._jvp_grads(T, kept, gdy)
+        del T[:], kept[:]
+        extra = {v: g[:, None] for v, g in gx2.items()}
+        primal = [{} for _ in grads]
+        self.net._pull(self._caches, None, grads=primal, need_input=False, extra=extra)
+        for gparams, more in zip(grads, primal):
+            for name, g in more.items():
+                gparams[name] = gparams[name] + g if name in gparams else g
         return grads
+
+    def _every_tangent(self, dx):
+        """Every node's tangent of ``dx`` (the input's first), with the batch axis of the
+        examples, and each node's JVP residual."""
+        n, L = self._H[0].shape[0], len(self._caches)
+        T, kept = [np.broadcast_to(dx, (n,) + dx.shape[1:])] + [None] * L, [None] * L
+
+        def record(k, h, dh):
+            T[k + 1] = np.broadcast_to(dh, (n,) + dh.shape[1:])
+
+        self.net._tangents(T[0], n, record=record, caches=self._caches, residuals=kept)
+        return T, kept
+
+    def _jvp_grads(self, T, kept, gdy):
+        """Each node's ``jvp_grad`` at its tangent's cotangent (the reverse pass of
+        ``gdy``): ``(parameter parts, one dict per node; primal cotangents by value)``."""
+        H, caches = self._H, self._caches
+        grads, gx2 = [{} for _ in caches], {}
+
+        def visit(k, node, gt):
+            src = node.inputs
+            gx, gparams = _second_order(node.layer, caches[k], [H[v] for v in src],
+                                        [T[v] for v in src], gt, kept[k])
+            kept[k] = None
+            grads[k] = dict(gparams)
+            multi = getattr(node.layer, "multi_input", False)
+            for i, v in enumerate(src):
+                _add(gx2, v, gx[i] if multi and gx is not None else gx)
+
+        self.net._pull(caches, gdy, need_input=False, fuse=False, visit=visit)
+        return grads, gx2
 
 
 def jvp_grad_reference(layer, x, dx, gdy, step=1e-6):

@@ -19,10 +19,20 @@ import contextlib
 
 import numpy as np
 
+from fwdderiv.core.layer import train_mode
+from fwdderiv.core.second_order import Linearization
+
 
 def _batchnorms(net):
     return [layer for layer in net.layers
             if hasattr(type(layer), "training") and hasattr(layer, "running_var")]
+
+
+def _set_statistics(layer, x):
+    """The BatchNorm ``layer`` normalises with the mean and biased variance of ``x``."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    layer.running_mean = x.mean(axis=axes)
+    layer.running_var = x.var(axis=axes)
 
 
 @contextlib.contextmanager
@@ -44,17 +54,19 @@ def frozen_batch_statistics(net, x, activations=None):
     layers = _batchnorms(net)
     saved = [(layer.running_mean, layer.running_var) for layer in layers]
     try:
-        if layers:
-            bns = {id(layer) for layer in layers}
-            values = {"input": x}
-            for k, (name, layer, inputs) in enumerate(net.nodes):
-                xs = [values[i] for i in inputs]
+        bns = {id(layer) for layer in layers}
+
+        def freeze(k, node, xs):               # before the BatchNorm runs
+            if id(node.layer) in bns:
+                _set_statistics(node.layer, xs[0])
+
+        if layers and activations is None:
+            net.forward(x, visit=freeze)
+        elif layers:                           # the values are known: no pass to run
+            values = dict(zip(["input"] + [name for name, _, _ in net.nodes], activations))
+            for _, layer, inputs in net.nodes:
                 if id(layer) in bns:
-                    axes = (0,) + tuple(range(2, xs[0].ndim))
-                    layer.running_mean = xs[0].mean(axis=axes)
-                    layer.running_var = xs[0].var(axis=axes)
-                values[name] = layer.forward(*xs)[0] if activations is None \
-                    else activations[k + 1]
+                    _set_statistics(layer, values[inputs[0]])
         yield
     finally:
         for layer, (mean, var) in zip(layers, saved):
@@ -106,7 +118,7 @@ def statistics_cotangents(net, grads, scale=1.0):
     they use."""
     layers = {id(layer) for layer in _batchnorms(net)}
     inject = {}
-    for k, (_, layer, _) in enumerate(net.nodes):
+    for k, layer in enumerate(net.layers):
         if id(layer) in layers and grads[k]:
             gamma = np.asarray(layer.weight, np.float64)
             var = np.asarray(layer.running_var, np.float64) + layer.eps
@@ -122,16 +134,13 @@ def inference_caches(net, caches):
     inference form computes the same ``xhat``, so its pass need not be run again."""
     layers = {id(layer) for layer in _batchnorms(net)}
     return [cache[0] if id(layer) in layers else cache
-            for (_, layer, _), cache in zip(net.nodes, caches)]
+            for layer, cache in zip(net.layers, caches)]
 
 
 def training_forward(net, x):
     """``(y, caches, activations)``: ``net`` at ``x`` in its training form, one cache per
     node and every node's value, input first (the BatchNorms update their running
     statistics, as in a training step)."""
-    from fwdderiv.core.second_order import Linearization
-    from fwdderiv.core.layer import train_mode
-
     with train_mode(net):
         lin = Linearization(net, x)
     return lin.output, lin.caches, lin.values
@@ -142,31 +151,22 @@ def training_backward(net, caches, gy, inject):
     form of ``net`` (``caches`` from :func:`training_forward`): the output cotangent ``gy``
     (N, *S_out), or None, plus the statistics cotangents ``inject`` of
     :func:`statistics_cotangents` entering each BatchNorm's input as
-    :math:`(\partial F/\partial\mu + 2\,\partial F/\partial\sigma^2\,(x-\mu))/M`."""
-    nodes = list(net.nodes)
-    index = {"input": 0}
-    for k, (name, _, _) in enumerate(nodes):
-        index[name] = k + 1
-    grads = [{} for _ in nodes]
-    cot = {} if gy is None else {len(nodes): gy[:, None]}
-    for k in range(len(nodes) - 1, -1, -1):
-        _, layer, inputs = nodes[k]
-        src = [index[i] for i in inputs]
-        g = cot.pop(k + 1, None)
-        if g is not None:
-            if hasattr(layer, "param_vjp"):
-                grads[k] = layer.param_vjp(caches[k], g[:, 0])
-            if all(v == 0 for v in src):
-                continue                       # the input's cotangent is not needed
-            gx = layer.vjp(caches[k], g)
-            for v, gv in zip(src, gx if getattr(layer, "multi_input", False) else (gx,)):
-                cot[v] = gv if v not in cot else cot[v] + gv
-        if k in inject and src[0] != 0:
-            xhat, inv = caches[k]
-            c = lambda a: layer._channels(a, xhat.ndim)  # noqa: E731
-            M = xhat.size // xhat.shape[1]
-            d_mean, d_var = (a.astype(xhat.dtype) / M for a in inject[k])
-            gin = c(d_mean) + (2 * c(d_var) / c(inv)) * xhat
-            v = src[0]
-            cot[v] = gin[:, None] if v not in cot else cot[v] + gin[:, None]
-    return grads
+    :math:`(\partial F/\partial\mu + 2\,\partial F/\partial\sigma^2\,(x-\mu))/M`:
+    ``net.backward`` with these as extra cotangents of the BatchNorms' inputs."""
+    nodes, extra = net.nodes, {}
+    for k, stats in inject.items():
+        _, layer, (src,) = nodes[k]
+        if src != "input":                     # the input's cotangent is not needed
+            gin = _statistics_input_cotangent(layer, caches[k], stats)
+            extra[src] = gin if src not in extra else extra[src] + gin
+    return net.backward(caches, gy, input_grad=False, extra=extra)[1]
+
+
+def _statistics_input_cotangent(layer, cache, stats):
+    """The cotangent (N, C, ...) of a BatchNorm's input from ``stats`` = (dF/dmu,
+    dF/dsigma2) of its batch statistics, from its training cache ``(xhat, inv_std)``."""
+    xhat, inv = cache
+    c = lambda a: layer._channels(a, xhat.ndim)  # noqa: E731
+    M = xhat.size // xhat.shape[1]
+    d_mean, d_var = (a.astype(xhat.dtype) / M for a in stats)
+    return c(d_mean) + (2 * c(d_var) / c(inv)) * xhat
