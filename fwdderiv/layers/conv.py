@@ -374,7 +374,8 @@ def _conv_arrays(c):
     return shapes
 
 
-def _conv_relations(c):
+def groups_divide_channels(c):
+    """Schema relation of the convolutions: both channel counts divisible by ``groups``."""
     g = c["groups"]
     if c["in_channels"] % g or c["out_channels"] % g:
         raise schema.SchemaError(f"fields 'in_channels' ({c['in_channels']}) and "
@@ -390,7 +391,7 @@ SCHEMA = schema.LayerSchema(
      "dilation": (schema.ints(2, 1), 1), "groups": (schema.POSITIVE, 1),
      "bias": (schema.boolean, True),
      "padding_mode": (schema.choice(*PADDING_MODES), "zeros")},
-    _conv_arrays, _conv_relations)
+    _conv_arrays, groups_divide_channels)
 
 
 def _padding_of(ctx, padding, dilation, kernel):
@@ -410,8 +411,7 @@ def _from_torch(ctx, a):
         return transposed(ctx, a)
     if len(ctx.shape(x)) != 3:
         ctx.fail(f"a {len(ctx.shape(x)) - 1}-d convolution", "only 2-d convolution (N, C, H, W)")
-    w = ctx.param(a["weight"])
-    b = None if a["bias"] is None else ctx.param(a["bias"])
+    w, b = exchange.torch_weight_bias(ctx, a)
     out_c, in_g, kh, kw = w.shape
     groups = int(a["groups"])
     dilation = exchange.ints(a["dilation"])

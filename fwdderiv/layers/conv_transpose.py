@@ -15,6 +15,7 @@ from ..registry import Example, register_layer
 from ..threads import matmul
 from . import exchange
 from ._util import chw, pair, positive_int
+from .conv import groups_divide_channels
 
 NAME = "ConvTranspose2d"
 
@@ -270,11 +271,7 @@ def _arrays(c):
 
 
 def _relations(c):
-    g = c["groups"]
-    if c["in_channels"] % g or c["out_channels"] % g:
-        raise schema.SchemaError(f"fields 'in_channels' ({c['in_channels']}) and "
-                                 f"'out_channels' ({c['out_channels']}) must both be "
-                                 f"divisible by 'groups' ({g})")
+    groups_divide_channels(c)
     reason = _check_output_padding(c["output_padding"], c["stride"], c["dilation"])
     if reason:
         raise schema.SchemaError(f"field 'output_padding': {reason}")
@@ -298,8 +295,7 @@ def from_torch(ctx, a):
     if len(ctx.shape(x)) != 3:
         ctx.fail(f"a {len(ctx.shape(x)) - 1}-d transposed convolution",
                  "only 2-d transposed convolution of (N, C, H, W) images is")
-    w = ctx.param(a["weight"])
-    b = None if a.get("bias") is None else ctx.param(a["bias"])
+    w, b = exchange.torch_weight_bias(ctx, a)
     in_c, out_g, kh, kw = w.shape
     groups = int(a.get("groups", 1))
     layer = ctx.layer(NAME, in_channels=in_c, out_channels=out_g * groups,

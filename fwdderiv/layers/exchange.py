@@ -33,6 +33,12 @@ def torch_input(args):
     return args["self"] if "self" in args else args["input"]
 
 
+def torch_weight_bias(ctx, a):
+    """The operator's ``weight`` and ``bias`` (None when absent) as arrays."""
+    w = ctx.param(a["weight"])
+    return w, None if a.get("bias") is None else ctx.param(a["bias"])
+
+
 def torch_scalar(ctx, v):
     """A Python number, or a 0-d constant tensor, as a float; None for a graph value."""
     if isinstance(v, numbers.Real):

@@ -98,8 +98,7 @@ def _from_torch(ctx, a):
     if len(ctx.shape(x)) != 1:
         ctx.fail(f"a linear map of per-example shape {ctx.shape(x)}",
                  "flatten to (N, features) before nn.Linear")
-    w = ctx.param(a["weight"])
-    b = None if a.get("bias") is None else ctx.param(a["bias"])
+    w, b = exchange.torch_weight_bias(ctx, a)
     layer = ctx.layer("Linear", in_features=w.shape[1], out_features=w.shape[0],
                       bias=b is not None)
     layer.weight, layer.bias = w, b
