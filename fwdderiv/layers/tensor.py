@@ -110,6 +110,57 @@ class Permute(Layer):
         return np.ascontiguousarray(gy.transpose((0, 1) + tuple(d + 1 for d in back[1:])))
 
 
+class Expand(Layer):
+    """Broadcasting to a larger per-example shape, ``x.expand(N, *shape)`` and
+    ``x.expand_as(y)`` (SENet's ``x * y.expand_as(x)``; ONNX ``Expand``). Linear: tangents
+    are broadcast, and cotangents summed over the broadcast axes."""
+
+    linear = True
+
+    def __init__(self, shape):
+        try:
+            self.shape = tuple(int(s) for s in shape)
+        except (TypeError, ValueError):
+            raise TypeError(f"Expand: shape must be a sequence of ints (per example, without "
+                            f"the batch axis), got {shape!r}") from None
+        if any(s < 0 for s in self.shape):
+            raise ValueError(f"Expand: shape must hold sizes >= 0, got {list(self.shape)}")
+
+    def get_config(self):
+        return {"shape": list(self.shape)}
+
+    def output_shape(self, in_shape):
+        in_shape = tuple(in_shape)
+        try:
+            out = tuple(int(d) for d in np.broadcast_shapes(in_shape, self.shape))
+        except ValueError:
+            out = None
+        if out != self.shape:
+            target = shape_str(("N",) + self.shape)
+            raise self._input_error(f"a shape that broadcasts to {target}", ("N",) + in_shape,
+                                    "expand along axes of size 1 only")
+        return out
+
+    def forward(self, x):
+        self.output_shape(x.shape[1:])
+        return np.ascontiguousarray(np.broadcast_to(
+            _leading_ones(x, 1, len(self.shape)), x.shape[:1] + self.shape)), x.shape[1:]
+
+    def jvp(self, cache, dx):
+        return np.ascontiguousarray(np.broadcast_to(
+            _leading_ones(dx, 2, len(self.shape)), dx.shape[:2] + self.shape))
+
+    def vjp(self, cache, gy):
+        full = (1,) * (len(self.shape) - len(cache)) + tuple(cache)
+        axes = tuple(2 + i for i, (n, m) in enumerate(zip(full, self.shape)) if n == 1 != m)
+        g = gy.sum(axis=axes, keepdims=True) if axes else gy
+        return g.reshape(gy.shape[:2] + tuple(cache))
+
+
+def _leading_ones(v, lead, nd):
+    return v.reshape(v.shape[:lead] + (1,) * (nd - (v.ndim - lead)) + v.shape[lead:])
+
+
 class Reshape(Layer):
     """A new per-example shape for the same values in row-major order (``x.view(N,
     *shape)``); one entry may be -1."""
@@ -591,3 +642,39 @@ register_layer(Permute, schema=schema.LayerSchema({"dims": (_dims, schema.REQUIR
                torch={"permute": _permute_from_torch, "transpose": _transpose_from_torch},
                onnx={"Transpose": _transpose_from_onnx}, to_torch=_permute_to_torch,
                example=Example({"dims": [0, 3, 1, 2]}, (2, 3, 4)))
+
+
+def _expand_from_torch(ctx, a):
+    x = a["self"]
+    out = ctx.out_shape()
+    if tuple(out) == tuple(ctx.shape(x)):
+        return ctx.value(x)
+    return ctx.emit(ctx.layer("Expand", shape=list(out)), x)
+
+
+def _expand_from_onnx(imp, node, a):
+    x, target = node.input[0], node.input[1]
+    shape = imp.shapes[target] if target in imp.shapes else \
+        [int(v) for v in np.asarray(imp.const(target)).reshape(-1)]
+    src = imp.shape(x)
+    per = list(shape[1:]) if len(shape) == len(src) + 1 else list(shape)
+    if exchange.BATCH in per or len(per) < len(src):
+        imp.fail(f"expanding {src} to {shape}", "shape", "expand per-example axes only")
+    out = [int(d) for d in np.broadcast_shapes(tuple(src), tuple(per))]
+    if out == list(src):
+        return exchange.onnx_output(imp, node, imp.value(x))
+    exchange.onnx_output(imp, node, imp.emit(imp.layer("Expand", "shape", shape=out), x))
+
+
+def _expand_to_torch(layer):
+    return exchange.torch_function_module(
+        lambda x: x.expand((x.shape[0],) + tuple(layer.shape)), "Expand")
+
+
+register_layer(Expand, schema=schema.LayerSchema(
+                   {"shape": (schema.int_list(minimum=0, maximum=2**40), schema.REQUIRED)}),
+               torch={"expand": _expand_from_torch, "expand_as": _expand_from_torch},
+               onnx={"Expand": _expand_from_onnx}, to_torch=_expand_to_torch,
+               # torch.onnx writes x.expand(N, ...) with Where/Equal on shapes; the ONNX
+               # rule is tested on SENet's expand_as (tests/interop/test_blocks.py)
+               example=Example({"shape": [3, 4, 5]}, (3, 1, 5), onnx_export=False))

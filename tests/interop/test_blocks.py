@@ -147,3 +147,38 @@ def test_upsampling_equals_pytorchs_jacobian(route, tmp_path):
     J = torch_jacobian(model, x)
     for mode in ("forward", "reverse"):
         np.testing.assert_allclose(net.jacobian(x, mode=mode), J, rtol=1e-10, atol=1e-12)
+
+
+class SEBlock(nn.Module):
+    """SENet's squeeze-and-excitation layer as its reference code writes it."""
+
+    def __init__(self, channel, reduction=4):
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(nn.Linear(channel, channel // reduction, bias=False),
+                                nn.ReLU(inplace=True),
+                                nn.Linear(channel // reduction, channel, bias=False),
+                                nn.Sigmoid())
+
+    def forward(self, x):
+        b, c, _, _ = x.size()
+        y = self.avg_pool(x).view(b, c)
+        y = self.fc(y).view(b, c, 1, 1)
+        return x * y.expand_as(x)
+
+
+@pytest.mark.parametrize("route", ["torch", "onnx"])
+def test_senet_expand_as_equals_pytorchs_jacobian(route, tmp_path):
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(2, 8, 3), SEBlock(8), nn.Flatten()).double().eval()
+    x = np.random.default_rng(5).normal(size=(2, 2, 5, 5))
+    if route == "torch":
+        net = fd.from_torch(model, torch.from_numpy(x))
+    else:
+        torch.onnx.export(model, (torch.from_numpy(x),), str(tmp_path / "se.onnx"),
+                          input_names=["x"], dynamic_axes={"x": {0: "N"}}, opset_version=17,
+                          dynamo=False)
+        net = fd.from_onnx(tmp_path / "se.onnx")
+    J = torch_jacobian(model, x)
+    for mode in ("forward", "reverse"):
+        np.testing.assert_allclose(net.jacobian(x, mode=mode), J, rtol=1e-10, atol=1e-12)
