@@ -22,14 +22,16 @@ class Example(NamedTuple):
     per-example shape ``in_shape``, its Jacobians checked against finite differences, saved
     and loaded, exported and imported. ``values``: ``"normal"`` draws (moved off the
     layer's ``kink_points``), or ``"distinct"`` (well separated values, no ties: for
-    maxima). ``onnx_export``: False when ``torch.onnx`` writes the layer's export with
-    shape operators the ONNX import does not read (its ONNX rule is then tested on a
-    model written as users write it)."""
+    maxima). ``routes``: the imports the example comes back through from its PyTorch
+    export (``"torch"``, ``"onnx"``); one is left out where the export is written with
+    operators that import differently (``torch.onnx`` writes ``x.expand(N, ...)`` with
+    shape arithmetic; a lone constant has no batch axis), and the layer's rule is then
+    tested on a model as users write it."""
     config: dict
     in_shape: tuple
     inputs: int = 1
     values: str = "normal"
-    onnx_export: bool = True
+    routes: tuple = ("torch", "onnx")
 
 
 class Entry(NamedTuple):

@@ -13,7 +13,7 @@ from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .pool import AvgPool2d, MaxPool2d
 from .shape import Dropout, Dropout2d, Flatten, Identity, Pad2d
 from .softmax import LogSoftmax, Softmax
-from .tensor import Expand, Pad, Permute, Reshape, Scale, Shift, Slice
+from .tensor import Constant, Expand, Pad, Permute, Reshape, Scale, Shift, Slice
 from .upsample import Upsample
 
 from .. import registry

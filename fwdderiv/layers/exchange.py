@@ -75,6 +75,31 @@ def torch_dim(ctx, x, dim, what):
     return d
 
 
+def per_example(ctx, c, shape):
+    """The constant array ``c`` as a per-example operand of a value of per-example
+    ``shape``: a leading batch axis of size 1 dropped; it must broadcast to ``shape``
+    without enlarging it (``ctx.fail`` otherwise). For PyTorch's and ONNX's rules alike."""
+    c = np.asarray(c)
+    if c.ndim == len(shape) + 1 and c.shape[0] == 1:
+        c = c[0]
+    try:
+        fits = c.ndim <= len(shape) and np.broadcast_shapes(c.shape, tuple(shape)) == tuple(shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        ctx.fail(f"a constant of shape {c.shape} with a value of per-example shape "
+                 f"{tuple(shape)}", fix="use constants that broadcast over one example")
+    return c
+
+
+def emit_constant(ctx, like, value):
+    """Emit a Constant layer holding ``value`` (per-example shape), fed by the value
+    ``like`` (which gives it the batch size); return its name."""
+    layer = ctx.layer("Constant", shape=list(np.shape(value)))
+    layer.value = np.ascontiguousarray(value)
+    return ctx.emit(layer, like)
+
+
 # -- ONNX --------------------------------------------------------------------------------
 def onnx_output(imp, node, name):
     """Record fwdderiv value ``name`` as the node's (first) output."""

@@ -96,7 +96,8 @@ class Mul(Layer):
 
     def forward(self, a, b):
         out = self.output_shape(a.shape[1:], b.shape[1:])
-        return a * b, (_full(a, 1, len(out)), _full(b, 1, len(out)), a.shape[1:], b.shape[1:])
+        a_full, b_full = _full(a, 1, len(out)), _full(b, 1, len(out))
+        return a_full * b_full, (a_full, b_full, a.shape[1:], b.shape[1:])
 
     def jvp(self, cache, da, db):
         a, b, _, _ = cache
@@ -200,8 +201,16 @@ def _add_from_torch(sign):
             if factor != 1:
                 y = ctx.emit(ctx.layer("Scale", factor=factor), y)
             return ctx.emit(ctx.layer("Shift", value=cx), y)
-        if ctx.constant(x) is not None or ctx.constant(y) is not None:
-            ctx.fail("adding a constant tensor", "fold it into a Linear/Conv2d bias")
+        tx, ty = ctx.constant(x), ctx.constant(y)
+        if ty is not None:                                      # x + c, c a tensor
+            c = exchange.per_example(ctx, factor * ty, ctx.shape(x))
+            full = np.broadcast_to(c, ctx.shape(x)).copy()
+            return ctx.emit(ctx.layer("Add"), [x, exchange.emit_constant(ctx, x, full)])
+        if tx is not None:                                      # c + y, c - y
+            y = ctx.emit(ctx.layer("Scale", factor=factor), y) if factor != 1 else y
+            full = np.broadcast_to(exchange.per_example(ctx, tx, ctx.shape(y)),
+                                   ctx.shape(y)).copy()
+            return ctx.emit(ctx.layer("Add"), [exchange.emit_constant(ctx, y, full), y])
         if ctx.shape(x) != ctx.shape(y):
             ctx.fail(f"a broadcasting addition {ctx.shape(x)} + {ctx.shape(y)}",
                      "add values of equal per-example shapes")
@@ -223,9 +232,11 @@ def _mul_from_torch(ctx, a):
         c = exchange.torch_scalar(ctx, v)
         if c is not None:
             return ctx.emit(ctx.layer("Scale", factor=c), u)
-    if ctx.constant(x) is not None or ctx.constant(y) is not None:
-        ctx.fail("a product with a constant tensor", "only products by scalars or of two "
-                 "values of the same shape")
+    for u, v in ((x, y), (y, x)):
+        c = ctx.constant(v)
+        if c is not None:                                       # x * c, c a tensor
+            c = exchange.per_example(ctx, c, ctx.shape(u))
+            return ctx.emit(ctx.layer("Mul"), [u, exchange.emit_constant(ctx, u, c)])
     return ctx.emit(ctx.layer("Mul"), [x, y])
 
 
@@ -235,23 +246,35 @@ def _cat_from_torch(ctx, a):
     return ctx.emit(ctx.layer("Concat", dim=dim), xs)
 
 
-def _fold_bias(imp, node, x, c):
-    """x + constant where x is a bias-free Linear/Conv2d output used only here."""
+def _bias_free_producer(imp, x, c):
+    """The bias-free Linear/Conv2d whose output ``x`` is, read only here, that the
+    constant ``c`` can become the bias of; None otherwise."""
     src = imp.values.get(x)
     entry = next((e for e in imp.nodes if e[0] == src), None)
-    users = sum(x in n.input for n in imp.graph.node)
     layer = entry[1] if entry else None
-    if layer is None or users != 1 or getattr(layer, "bias", 0) is not None or \
-            not hasattr(layer, "weight"):
-        imp.fail("adding a constant that is not the bias of the preceding Gemm/MatMul/Conv")
+    if layer is None or sum(x in n.input for n in imp.graph.node) != 1 or \
+            getattr(layer, "bias", 0) is not None or not hasattr(layer, "weight"):
+        return None
     out = layer.weight.shape[0]
     if c.size != out or (c.ndim > 1 and c.shape[-1] != c.size and c.shape[-c.ndim] != 1
                          and type(layer).__name__ == "Linear"):
-        imp.fail(f"a constant of shape {c.shape} added to {layer!r}")
-    layer.bias = c.reshape(out).astype(layer.weight.dtype)
-    if hasattr(layer, "param_names"):
-        layer.param_names = ("weight", "bias")
-    exchange.onnx_output(imp, node, src)
+        return None
+    return layer
+
+
+def _add_constant(imp, node, v, c):
+    """``v + c`` for a constant tensor ``c``: the bias of the Gemm/MatMul/Conv before it
+    (as exporters split them), else a Constant operand of an Add."""
+    layer = _bias_free_producer(imp, v, c)
+    if layer is not None:
+        layer.bias = c.reshape(layer.weight.shape[0]).astype(layer.weight.dtype)
+        if hasattr(layer, "param_names"):
+            layer.param_names = ("weight", "bias")
+        return exchange.onnx_output(imp, node, imp.values[v])
+    shape = imp.shape(v)
+    full = np.broadcast_to(exchange.per_example(imp, c, shape), shape).copy()
+    out = imp.emit(imp.layer("Add"), [v, exchange.emit_constant(imp, v, full)])
+    exchange.onnx_output(imp, node, out)
 
 
 def _two_values(imp, node, kind, x, y):
@@ -287,12 +310,23 @@ def _binary_from_onnx(kind):
                 v = imp.emit(imp.layer("Scale", factor=-1.0), v, node.output[0] + "_neg")
             value = -s if kind == "Sub" and xv else s
             return exchange.onnx_output(imp, node, imp.emit(imp.layer("Shift", value=value), v))
-        if kind == "Add":
-            return _fold_bias(imp, node, v, imp.consts[c])
-        if kind == "Sub" and xv:
-            return _fold_bias(imp, node, v, -imp.consts[c])
-        imp.fail(f"{kind} with the constant {c!r} of shape {imp.consts[c].shape}")
+        return _constant_tensor(imp, node, kind, v, c, xv)
     return rule
+
+
+def _constant_tensor(imp, node, kind, v, c, v_first):
+    """``kind`` between the value ``v`` and the constant tensor ``c``."""
+    t = imp.consts[c]
+    if kind == "Sub" and not v_first:                       # c - v = c + (-v)
+        v = imp.emit(imp.layer("Scale", factor=-1.0), v, node.output[0] + "_neg")
+    if kind in ("Add", "Sub"):
+        return _add_constant(imp, node, v, -t if kind == "Sub" and v_first else t)
+    if kind == "Div" and (not v_first or np.any(t == 0)):
+        imp.fail(f"a division {'of' if not v_first else 'by'} the constant {c!r}",
+                 fix="divide by nonzero constants only")
+    factor = exchange.per_example(imp, 1.0 / t if kind == "Div" else t, imp.shape(v))
+    out = imp.emit(imp.layer("Mul"), [v, exchange.emit_constant(imp, v, factor)])
+    exchange.onnx_output(imp, node, out)
 
 
 def _concat_from_onnx(imp, node, a):

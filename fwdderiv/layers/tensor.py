@@ -161,6 +161,50 @@ def _leading_ones(v, lead, nd):
     return v.reshape(v.shape[:lead] + (1,) * (nd - (v.ndim - lead)) + v.shape[lead:])
 
 
+class Constant(Layer):
+    """A constant array, the same for every example, whatever its input: the mean and
+    standard deviation a model normalises its input by (``(x - self.mean) / self.std``), a
+    positional embedding added to tokens. Its input only gives the batch size; the
+    derivative is zero. Graph joints (:class:`Add`, :class:`Mul`, :class:`Concat`) combine
+    it with values.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The per-example shape; ``value`` (a buffer, saved with the model) holds the array.
+    """
+
+    linear = True
+    buffer_names = ("value",)
+
+    def __init__(self, shape):
+        try:
+            self.shape = tuple(int(s) for s in shape)
+        except (TypeError, ValueError):
+            raise TypeError(f"Constant: shape must be a sequence of ints (per example), got "
+                            f"{shape!r}") from None
+        if any(s < 0 for s in self.shape):
+            raise ValueError(f"Constant: shape must hold sizes >= 0, got {list(self.shape)}")
+        self.value = np.zeros(self.shape, np.float32)
+
+    def get_config(self):
+        return {"shape": list(self.shape)}
+
+    def output_shape(self, in_shape):
+        return self.shape
+
+    def forward(self, x):
+        value = np.asarray(self.value, x.dtype).reshape(self.shape)
+        return np.ascontiguousarray(np.broadcast_to(value, x.shape[:1] + self.shape)), \
+            x.shape[1:]
+
+    def jvp(self, cache, dx):
+        return np.zeros(dx.shape[:2] + self.shape, dx.dtype)
+
+    def vjp(self, cache, gy):
+        return np.zeros(gy.shape[:2] + tuple(cache), gy.dtype)
+
+
 class Reshape(Layer):
     """A new per-example shape for the same values in row-major order (``x.view(N,
     *shape)``); one entry may be -1."""
@@ -372,6 +416,11 @@ def _scale_from_torch(factor):
     def rule(ctx, a):
         if factor is None:
             c = exchange.torch_scalar(ctx, a["other"])
+            tensor = ctx.constant(a["other"]) if c is None else None
+            if tensor is not None and np.all(tensor != 0):      # x / std, per channel
+                x = a["self"]
+                inverse = exchange.per_example(ctx, 1.0 / tensor, ctx.shape(x))
+                return ctx.emit(ctx.layer("Mul"), [x, exchange.emit_constant(ctx, x, inverse)])
             if c is None or c == 0:
                 ctx.fail("a division by a value other than a nonzero constant",
                          "divide by constants only")
@@ -675,6 +724,21 @@ register_layer(Expand, schema=schema.LayerSchema(
                    {"shape": (schema.int_list(minimum=0, maximum=2**40), schema.REQUIRED)}),
                torch={"expand": _expand_from_torch, "expand_as": _expand_from_torch},
                onnx={"Expand": _expand_from_onnx}, to_torch=_expand_to_torch,
-               # torch.onnx writes x.expand(N, ...) with Where/Equal on shapes; the ONNX
-               # rule is tested on SENet's expand_as (tests/interop/test_blocks.py)
-               example=Example({"shape": [3, 4, 5]}, (3, 1, 5), onnx_export=False))
+               # the ONNX rule is tested on SENet's expand_as (tests/interop/test_blocks.py)
+               example=Example({"shape": [3, 4, 5]}, (3, 1, 5), routes=("torch",)))
+
+
+def _constant_to_torch(layer):
+    import torch
+    value = torch.from_numpy(np.array(layer.value, copy=True))
+    return exchange.torch_function_module(
+        lambda x: value.to(x.dtype).expand((x.shape[0],) + tuple(layer.shape)), "Constant")
+
+
+register_layer(Constant, schema=schema.LayerSchema(
+                   {"shape": (schema.int_list(minimum=0, maximum=2**40), schema.REQUIRED)},
+                   lambda c: {"value": tuple(c["shape"])}),
+               to_torch=_constant_to_torch,
+               example=Example({"shape": [2, 3]}, (4,), routes=()),
+               absent={kind: "a constant operand of Add, Sub, Mul, Div or Concat: the joints' "
+                             "rules make a Constant" for kind in ("torch", "onnx")})

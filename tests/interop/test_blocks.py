@@ -182,3 +182,60 @@ def test_senet_expand_as_equals_pytorchs_jacobian(route, tmp_path):
     J = torch_jacobian(model, x)
     for mode in ("forward", "reverse"):
         np.testing.assert_allclose(net.jacobian(x, mode=mode), J, rtol=1e-10, atol=1e-12)
+
+
+class Normalised(nn.Module):
+    """A classifier that normalises its input inside forward, with per-channel buffers, as
+    torchvision-style wrappers and many repositories do, and adds a learned position
+    embedding (a constant tensor) to its feature map."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.2470, 0.2435, 0.2616]).view(3, 1, 1))
+        self.conv = nn.Conv2d(3, 4, 3, bias=False)
+        self.embedding = nn.Parameter(torch.randn(4, 4, 4))
+        self.scale = nn.Parameter(torch.rand(1, 4, 1, 1) + 0.5)
+        self.head = nn.Linear(64, 3)
+
+    def forward(self, x):
+        x = (x - self.mean) / self.std
+        x = torch.relu(self.conv(x) + self.embedding) * self.scale
+        return self.head((1.0 - x).flatten(1))
+
+
+@pytest.mark.parametrize("route", ["torch", "onnx"])
+def test_constant_tensors_in_forward_equal_pytorchs_jacobian(route, tmp_path):
+    torch.manual_seed(6)
+    model = Normalised().double().eval()
+    x = np.random.default_rng(7).random((2, 3, 6, 6))
+    if route == "torch":
+        net = fd.from_torch(model, torch.from_numpy(x))
+    else:
+        torch.onnx.export(model, (torch.from_numpy(x),), str(tmp_path / "n.onnx"),
+                          input_names=["x"], dynamic_axes={"x": {0: "N"}}, opset_version=17,
+                          dynamo=False)
+        net = fd.from_onnx(tmp_path / "n.onnx")
+    assert any(type(layer).__name__ == "Constant" for _, layer, _ in net.nodes)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x), model(torch.from_numpy(x)).numpy(), rtol=1e-12,
+                                   atol=1e-12)
+    J = torch_jacobian(model, x)
+    for mode in ("forward", "reverse"):
+        np.testing.assert_allclose(net.jacobian(x, mode=mode), J, rtol=1e-10, atol=1e-12)
+
+
+def test_a_product_of_values_of_different_ranks_has_the_finite_difference_jacobian():
+    """(4, 5) times (5,): the second operand's tangents and cotangents take the broadcast
+    and the sum over the axis it lacks."""
+    net = fd.Graph([("a", fd.Tanh(), "input"),
+                    ("row", fd.Slice([0], [1], [1]), "input"),
+                    ("b", fd.Reshape([5]), "row"),
+                    ("s", fd.Sigmoid(), "b"),
+                    ("m", fd.Mul(), ["a", "s"]),
+                    ("out", fd.Tanh(), "m")])
+    x = np.random.default_rng(8).normal(size=(3, 4, 5))
+    reference = fd.numeric.jacobian_fd(net, x)
+    for mode in ("forward", "reverse"):
+        np.testing.assert_allclose(net.jacobian(x, mode=mode), reference, rtol=1e-6,
+                                   atol=1e-8)
