@@ -12,9 +12,10 @@ from .interop import from_onnx, from_torch, to_torch
 from .interop import to_jax
 from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, LogSoftmax,
                      MaxPool2d, Pad2d, ReLU, Sigmoid, Softmax, Tanh)
-from .layers import Add, Concat, Constant, Expand, Mul, Pad, Permute, Reshape, Scale, Shift, Slice
+from .layers import (Add, Concat, Constant, Expand, Mean, Mul, Pad, Permute, Reshape, Scale,
+                     Shift, Slice)
 from .layers import (ELU, GELU, Dropout2d, Hardswish, Hardtanh, Identity, LeakyReLU, Mish,
-                     ReLU6, SiLU, Softplus)
+                     Pow, ReLU6, SiLU, Softplus)
 from .layers import (CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d,
                      ZeroPad2d)
 from .layers import AdaptiveAvgPool2d, AdaptiveMaxPool2d, BatchNorm1d, GroupNorm, LayerNorm
@@ -38,5 +39,6 @@ __all__ += ["ELU", "GELU", "Dropout2d", "Hardswish", "Hardtanh", "Identity", "Le
             "Mish", "ReLU6", "SiLU", "Softplus", "CircularPad2d", "ConstantPad2d",
             "ReflectionPad2d", "ReplicationPad2d", "ZeroPad2d", "AdaptiveAvgPool2d",
             "AdaptiveMaxPool2d", "BatchNorm1d", "GroupNorm", "LayerNorm"]
-__all__ += ["to_jax", "register_layer", "Constant", "Expand", "Permute", "Shift", "Upsample"]
+__all__ += ["to_jax", "register_layer", "Constant", "Expand", "Mean", "Permute", "Pow", "Shift",
+            "Upsample"]
 __all__ += ["ConvTranspose2d"]

@@ -154,6 +154,25 @@ def _lifted_tensors(ep):
     return out
 
 
+def _fold(ctx, node):
+    """Evaluate, with PyTorch, a node whose operands are all constants (parameters,
+    buffers, earlier folds), keeping the result as a constant; True when it was one."""
+    import torch
+    operands = node.all_input_nodes
+    if not operands or any(a.name not in ctx.tensors for a in operands):
+        return False
+
+    def real(a):
+        return torch.from_numpy(ctx.tensors[a.name].copy())
+
+    args = torch.fx.node.map_arg(node.args, real)
+    kwargs = torch.fx.node.map_arg(node.kwargs, real)
+    with torch.no_grad():
+        out = node.target(*args, **kwargs)
+    ctx.tensors[node.name] = out.detach().cpu().numpy().copy()
+    return True
+
+
 def _export(module, x):
     import torch
     from torch.export import Dim, export
@@ -264,6 +283,8 @@ def _build(ep):
         is_tensor = isinstance(val, torch.Tensor)
         if node.target is not operator.getitem and not is_tensor:
             continue  # symbolic sizes (x.size(0)) and runtime asserts: shapes only
+        if is_tensor and _fold(ctx, node):
+            continue  # an operation on constants alone (self.weight[:, None, None])
         if is_tensor and (val.ndim == 0 or str(val.shape[0]) != ctx.batch):
             ctx.fail(f"a result of shape {tuple(val.shape)} that does not keep the batch axis "
                      "first", "keep the batch axis first and map examples independently")

@@ -1,8 +1,8 @@
 """The layers: the paper's (Linear, Conv2d, ReLU, MaxPool2d, Softmax) and the others a
 real model needs. Each implements the protocol of :class:`fwdderiv.core.Layer`."""
 from .adaptive import AdaptiveAvgPool2d, AdaptiveMaxPool2d
-from .activation import (ELU, GELU, Hardswish, Hardtanh, LeakyReLU, Mish, ReLU, ReLU6, Sigmoid,
-                         SiLU, Softplus, Tanh)
+from .activation import (ELU, GELU, Hardswish, Hardtanh, LeakyReLU, Mish, Pow, ReLU, ReLU6,
+                         Sigmoid, SiLU, Softplus, Tanh)
 from .conv import Conv2d
 from .conv_transpose import ConvTranspose2d
 from .linear import Linear
@@ -13,7 +13,7 @@ from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .pool import AvgPool2d, MaxPool2d
 from .shape import Dropout, Dropout2d, Flatten, Identity, Pad2d
 from .softmax import LogSoftmax, Softmax
-from .tensor import Constant, Expand, Pad, Permute, Reshape, Scale, Shift, Slice
+from .tensor import Constant, Expand, Mean, Pad, Permute, Reshape, Scale, Shift, Slice
 from .upsample import Upsample
 
 from .. import registry

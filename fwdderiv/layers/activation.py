@@ -297,6 +297,37 @@ class Hardswish(Elementwise):
         return np.where((x > t(-3)) & (x < t(3)), t(1) / t(3), t(0)).astype(x.dtype, copy=False)
 
 
+class Pow(Elementwise):
+    r""":math:`y = x^p` for a constant exponent ``p``, :math:`y' = p\,x^{p-1}`: ``x ** p``,
+    ``x.pow(p)``, ``torch.sqrt`` (p = 1/2), ``torch.rsqrt`` (-1/2), ``x.reciprocal()`` and
+    division by a value (-1), ``x.square()`` (2), as hand-written normalisations use them.
+    Where :math:`x^p` is undefined (a negative base with a fractional exponent, or 0 with a
+    negative one) the value is NaN or Inf, as in PyTorch."""
+
+    def __init__(self, exponent):
+        if not isinstance(exponent, numbers.Real) or isinstance(exponent, bool) or \
+                not np.isfinite(exponent):
+            raise TypeError(f"Pow: exponent must be a finite real number, got {exponent!r}")
+        self.exponent = float(exponent)
+
+    def get_config(self):
+        return {"exponent": self.exponent}
+
+    def __repr__(self):
+        return f"Pow({self.exponent:g})"
+
+    def value_and_slope(self, x):
+        p = x.dtype.type(self.exponent)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return x ** p, p * x ** (p - 1)
+
+    def second_slope(self, x):
+        r""":math:`p(p-1)\,x^{p-2}`."""
+        p = x.dtype.type(self.exponent)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return p * (p - 1) * x ** (p - 2)
+
+
 # -- registry entries ------------------------------------------------------------------------
 def _elu_from_torch(ctx, a):
     if a["scale"] != 1 or a["input_scale"] != 1:
@@ -373,3 +404,37 @@ for _cls, _fields, _torch, _onnx, _config in (
         example=Example(_config, _IMAGE),
         absent={"onnx": _onnx if isinstance(_onnx, str) else _NO_ONNX_OP}
         if _onnx is None or isinstance(_onnx, str) else {})
+
+
+def _pow_from_torch(exponent):
+    def rule(ctx, a):
+        x = exchange.torch_input(a)
+        p = exponent if exponent is not None else exchange.torch_scalar(ctx, a["exponent"])
+        if p is None or not hasattr(x, "name"):
+            ctx.fail("a power with a computed exponent or a constant base",
+                     "raise values to constant exponents")
+        return ctx.emit(ctx.layer("Pow", exponent=p), x)
+    return rule
+
+
+def _pow_from_onnx(exponent):
+    def rule(imp, node, a):
+        p = exponent
+        if p is None:
+            p = exchange.onnx_scalar(imp, node.input[1])
+            if p is None or node.input[0] not in imp.values:
+                imp.fail("a power with a computed or non-scalar exponent",
+                         fix="raise values to constant exponents")
+        exchange.onnx_output(imp, node, imp.emit(imp.layer("Pow", exponent=p), node.input[0]))
+    return rule
+
+
+register_layer(Pow, schema=schema.LayerSchema({"exponent": (_ANY, schema.REQUIRED)}),
+               torch={"pow": _pow_from_torch(None), "sqrt": _pow_from_torch(0.5),
+                      "rsqrt": _pow_from_torch(-0.5), "reciprocal": _pow_from_torch(-1.0),
+                      "square": _pow_from_torch(2.0)},
+               onnx={"Pow": _pow_from_onnx(None), "Sqrt": _pow_from_onnx(0.5),
+                     "Reciprocal": _pow_from_onnx(-1.0)},
+               to_torch=lambda layer: exchange.torch_function_module(
+                   lambda x: x ** layer.exponent, "Pow"),
+               example=Example({"exponent": 3.0}, _IMAGE))

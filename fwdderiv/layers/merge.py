@@ -211,9 +211,11 @@ def _add_from_torch(sign):
             full = np.broadcast_to(exchange.per_example(ctx, tx, ctx.shape(y)),
                                    ctx.shape(y)).copy()
             return ctx.emit(ctx.layer("Add"), [exchange.emit_constant(ctx, y, full), y])
-        if ctx.shape(x) != ctx.shape(y):
-            ctx.fail(f"a broadcasting addition {ctx.shape(x)} + {ctx.shape(y)}",
-                     "add values of equal per-example shapes")
+        sx, sy, out = ctx.shape(x), ctx.shape(y), ctx.out_shape()
+        if sx != out:                               # broadcasting: expand the smaller
+            x = ctx.emit(ctx.layer("Expand", shape=list(out)), x)
+        if sy != out:
+            y = ctx.emit(ctx.layer("Expand", shape=list(out)), y)
         if factor != 1:
             y = ctx.emit(ctx.layer("Scale", factor=factor), y)
         return ctx.emit(ctx.layer("Add"), [x, y])
@@ -278,11 +280,18 @@ def _add_constant(imp, node, v, c):
 
 
 def _two_values(imp, node, kind, x, y):
-    if kind != "Mul" and imp.shape(x) != imp.shape(y):
-        imp.fail(f"broadcasting {imp.shape(x)} with {imp.shape(y)}",
-                 fix="only products broadcast; add values of equal shapes")
-    if kind == "Div":
-        imp.fail("a division by a computed value", fix="divide by constants only")
+    if kind == "Div":                                           # x / y = x * y^-1
+        y = imp.emit(imp.layer("Pow", exponent=-1.0), y, node.output[0] + "_inv")
+        kind = "Mul"
+    if kind != "Mul" and imp.shape(x) != imp.shape(y):          # broadcasting
+        try:
+            out = [int(d) for d in np.broadcast_shapes(imp.shape(x), imp.shape(y))]
+        except ValueError:
+            imp.fail(f"adding shapes {imp.shape(x)} and {imp.shape(y)}, which do not "
+                     "broadcast")
+        x, y = (v if list(imp.shape(v)) == out else
+                imp.emit(imp.layer("Expand", shape=out), v, node.output[0] + "_expand")
+                for v in (x, y))
     if kind == "Sub":
         y = imp.emit(imp.layer("Scale", factor=-1.0), y, node.output[0] + "_neg")
     joint = imp.layer("Mul") if kind == "Mul" else imp.layer("Add")

@@ -348,9 +348,12 @@ def _avg_from_torch(ctx, a):
 def _mean_from_torch(ctx, a):
     x = a["self"]
     shape = ctx.shape(x)
-    dims = sorted(d % (len(shape) + 1) for d in a["dim"])
-    if len(shape) != 3 or dims != [2, 3]:
-        ctx.fail(f"a mean over axes {list(a['dim'])}", "only the spatial mean x.mean((2, 3))")
+    dims = sorted({d % (len(shape) + 1) for d in (a["dim"] or range(1, len(shape) + 1))})
+    if 0 in dims:
+        ctx.fail(f"a mean over axes {dims}, the batch axis among them",
+                 "average over per-example axes")
+    if len(shape) != 3 or dims != [2, 3]:       # not the spatial mean: a Mean layer
+        return ctx.emit(ctx.layer("Mean", dims=dims, keepdim=bool(a["keepdim"])), x)
     y = ctx.emit(ctx.layer("AvgPool2d", kernel_size=shape[1:]), x)
     return y if a["keepdim"] else ctx.emit(ctx.layer("Flatten"), y)
 

@@ -205,6 +205,56 @@ class Constant(Layer):
         return np.zeros(gy.shape[:2] + tuple(cache), gy.dtype)
 
 
+class Mean(Layer):
+    """The mean over per-example axes, ``x.mean(dims, keepdim)`` (``dims`` count the batch
+    axis as 0, as in PyTorch; ONNX ``ReduceMean``): ConvNeXt's channels-first layer norm
+    takes ``x.mean(1, keepdim=True)``. Linear: tangents are averaged, and cotangents
+    spread evenly back."""
+
+    linear = True
+
+    def __init__(self, dims, keepdim=False):
+        try:
+            dims = sorted({int(d) for d in dims})
+        except (TypeError, ValueError):
+            raise TypeError(f"Mean: dims must be a sequence of ints, got {dims!r}") from None
+        if not dims or 0 in dims:
+            raise ValueError(f"Mean: dims must name per-example axes (1 and up; 0 is the "
+                             f"batch axis), got {dims}")
+        self.dims, self.keepdim = tuple(dims), bool(keepdim)
+
+    def get_config(self):
+        return {"dims": list(self.dims), "keepdim": self.keepdim}
+
+    def _axes(self, in_shape):
+        nd = len(in_shape)
+        axes = sorted({d % (nd + 1) for d in self.dims})
+        if 0 in axes or max(self.dims) > nd:
+            raise self._input_error(f"an input with axes {list(self.dims)}", ("N",) + in_shape,
+                                    "average over axes the input has")
+        return tuple(axes)
+
+    def output_shape(self, in_shape):
+        in_shape = tuple(in_shape)
+        axes = self._axes(in_shape)
+        return tuple(1 if i + 1 in axes else s for i, s in enumerate(in_shape)
+                     if self.keepdim or i + 1 not in axes)
+
+    def forward(self, x):
+        axes = self._axes(x.shape[1:])
+        return x.mean(axis=axes, keepdims=self.keepdim), x.shape[1:]
+
+    def jvp(self, cache, dx):
+        return dx.mean(axis=tuple(a + 1 for a in self._axes(cache)), keepdims=self.keepdim)
+
+    def vjp(self, cache, gy):
+        axes = self._axes(cache)
+        kept = tuple(1 if i + 1 in axes else s for i, s in enumerate(cache))
+        n = int(np.prod([cache[a - 1] for a in axes]))
+        g = gy.reshape(gy.shape[:2] + kept) / gy.dtype.type(n)
+        return np.ascontiguousarray(np.broadcast_to(g, gy.shape[:2] + tuple(cache)))
+
+
 class Reshape(Layer):
     """A new per-example shape for the same values in row-major order (``x.view(N,
     *shape)``); one entry may be -1."""
@@ -421,6 +471,9 @@ def _scale_from_torch(factor):
                 x = a["self"]
                 inverse = exchange.per_example(ctx, 1.0 / tensor, ctx.shape(x))
                 return ctx.emit(ctx.layer("Mul"), [x, exchange.emit_constant(ctx, x, inverse)])
+            if c is None and tensor is None:                    # x / y = x * y^-1
+                inverse = ctx.emit(ctx.layer("Pow", exponent=-1.0), a["other"])
+                return ctx.emit(ctx.layer("Mul"), [a["self"], inverse])
             if c is None or c == 0:
                 ctx.fail("a division by a value other than a nonzero constant",
                          "divide by constants only")
@@ -742,3 +795,32 @@ register_layer(Constant, schema=schema.LayerSchema(
                example=Example({"shape": [2, 3]}, (4,), routes=()),
                absent={kind: "a constant operand of Add, Sub, Mul, Div or Concat: the joints' "
                              "rules make a Constant" for kind in ("torch", "onnx")})
+
+
+def _mean_from_onnx(imp, node, a):
+    x = node.input[0]
+    nd = len(imp.shape(x)) + 1
+    if len(node.input) > 1 and node.input[1]:                   # opset 18: axes input
+        axes = [int(v) for v in np.asarray(imp.const(node.input[1])).reshape(-1)]
+    else:
+        axes = [int(v) for v in a.get("axes", range(nd))]
+    axes = sorted({v % nd for v in axes})
+    if 0 in axes:
+        imp.fail(f"a mean over axes {axes}, the batch axis among them", "axes")
+    layer = imp.layer("Mean", "axes", dims=axes, keepdim=bool(a.get("keepdims", 1)))
+    exchange.onnx_output(imp, node, imp.emit(layer, x))
+
+
+def _mean_to_torch(layer):
+    return exchange.torch_function_module(
+        lambda x: x.mean(dim=layer.dims, keepdim=layer.keepdim), "Mean")
+
+
+register_layer(Mean, schema=schema.LayerSchema(
+                   {"dims": (schema.int_list(minimum=1, maximum=schema.MAX_AXES, min_len=1,
+                                             distinct=True), schema.REQUIRED),
+                    "keepdim": (schema.boolean, False)}),
+               onnx={"ReduceMean": _mean_from_onnx}, to_torch=_mean_to_torch,
+               example=Example({"dims": [1, 3], "keepdim": True}, (3, 4, 5)),
+               absent={"torch": "aten.mean is the AvgPool2d layer's rule, which makes a "
+                                "Mean for axes other than the spatial ones"})

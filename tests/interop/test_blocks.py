@@ -239,3 +239,37 @@ def test_a_product_of_values_of_different_ranks_has_the_finite_difference_jacobi
     for mode in ("forward", "reverse"):
         np.testing.assert_allclose(net.jacobian(x, mode=mode), reference, rtol=1e-6,
                                    atol=1e-8)
+
+
+class LayerNorm2d(nn.Module):
+    """ConvNeXt's channels-first LayerNorm, written by hand as its reference code does."""
+
+    def __init__(self, channels, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(channels) + 0.5)
+        self.bias = nn.Parameter(torch.randn(channels))
+        self.eps = eps
+
+    def forward(self, x):
+        u = x.mean(1, keepdim=True)
+        s = (x - u).pow(2).mean(1, keepdim=True)
+        x = (x - u) / torch.sqrt(s + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+@pytest.mark.parametrize("route", ["torch", "onnx"])
+def test_convnext_layer_norm_equals_pytorchs_jacobian(route, tmp_path):
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), LayerNorm2d(4), nn.GELU(approximate="tanh"),
+                          nn.Flatten()).double().eval()
+    x = np.random.default_rng(10).normal(size=(2, 2, 5, 5))
+    if route == "torch":
+        net = fd.from_torch(model, torch.from_numpy(x))
+    else:
+        torch.onnx.export(model, (torch.from_numpy(x),), str(tmp_path / "ln.onnx"),
+                          input_names=["x"], dynamic_axes={"x": {0: "N"}}, opset_version=17,
+                          dynamo=False)
+        net = fd.from_onnx(tmp_path / "ln.onnx")
+    J = torch_jacobian(model, x)
+    for mode in ("forward", "reverse"):
+        np.testing.assert_allclose(net.jacobian(x, mode=mode), J, rtol=1e-9, atol=1e-11)
