@@ -1,5 +1,6 @@
 """Splitting a Jacobian's directions and examples into chunks that fit a memory budget."""
 import math
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -65,8 +66,11 @@ def plan_chunks(steps, shapes, n_examples, n_directions, itemsize, max_memory,
     """
     per_dir, per_example = estimate(steps, shapes, itemsize)
     need = per_dir + per_example
-    if stretch:
-        max_memory = max(max_memory, need)
+    if stretch and need > max_memory:
+        warnings.warn(f"{component}: one direction of one example needs {need} bytes, more "
+                      f"than the default max_memory ({int(max_memory)}); using {need}",
+                      stacklevel=4)
+        max_memory = need
     if max_memory < need:
         raise ValueError(
             f"{component}: max_memory={int(max_memory)} bytes is too small for this "

@@ -79,7 +79,9 @@ def test_forward_reverse_dense_and_trace_agree(case):
     np.testing.assert_allclose(net.jacobian(x, windowed=False), J, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(net.jacobian(x, max_memory=80_000), J, rtol=1e-10, atol=1e-13)
     trace = net.jacobian(x, intermediates=True)
-    np.testing.assert_array_equal(trace.jacobian, J)
+    # the trace records every node, so it runs without the fusions (a BatchNorm folded
+    # into its convolution rounds differently): equal to float64 rounding, not bit for bit
+    np.testing.assert_allclose(trace.jacobian, J, rtol=1e-13, atol=1e-15)
     # jvp and vjp are the same linear map
     rng = np.random.default_rng(0)
     v, u = rng.normal(size=(2, 3) + x.shape[1:]), rng.normal(size=(2, 4) + J.shape[1:-3])
