@@ -64,6 +64,17 @@ def torch_jacobian(model, x):
         torch.from_numpy(x)).detach().numpy()
 
 
+def imported(model, x, route, tmp_path):
+    """``model`` imported by ``from_torch``, or exported by ``torch.onnx`` and imported by
+    ``from_onnx``."""
+    if route == "torch":
+        return fd.from_torch(model, torch.from_numpy(x))
+    path = tmp_path / "model.onnx"
+    torch.onnx.export(model, (torch.from_numpy(x),), str(path), input_names=["x"],
+                      dynamic_axes={"x": {0: "N"}}, opset_version=17, dynamo=False)
+    return fd.from_onnx(path)
+
+
 @pytest.fixture(scope="module")
 def block():
     torch.manual_seed(0)
@@ -72,21 +83,12 @@ def block():
     return model, x, torch_jacobian(model, x)
 
 
-def test_from_torch_equals_pytorchs_jacobian(block):
+@pytest.mark.parametrize("route", ["torch", "onnx"])
+def test_the_block_equals_pytorchs_jacobian(block, route, tmp_path):
     model, x, J = block
-    net = fd.from_torch(model, torch.from_numpy(x))
-    names = {type(layer).__name__ for _, layer, _ in net.nodes}
-    assert {"Mul", "Shift", "Permute"} <= names
-    for mode in ("forward", "reverse"):
-        np.testing.assert_allclose(net.jacobian(x, mode=mode), J, rtol=1e-10, atol=1e-12)
-
-
-def test_from_onnx_equals_pytorchs_jacobian(block, tmp_path):
-    model, x, J = block
-    path = tmp_path / "block.onnx"
-    torch.onnx.export(model, (torch.from_numpy(x),), str(path), input_names=["x"],
-                      dynamic_axes={"x": {0: "N"}}, opset_version=17, dynamo=False)
-    net = fd.from_onnx(path)
+    net = imported(model, x, route, tmp_path)
+    if route == "torch":
+        assert {"Mul", "Shift", "Permute"} <= {type(layer).__name__ for _, layer, _ in net.nodes}
     for mode in ("forward", "reverse"):
         np.testing.assert_allclose(net.jacobian(x, mode=mode), J, rtol=1e-10, atol=1e-12)
 
@@ -137,13 +139,7 @@ def test_upsampling_equals_pytorchs_jacobian(route, tmp_path):
     torch.manual_seed(1)
     model = Upsampling().double().eval()
     x = np.random.default_rng(2).normal(size=(2, 2, 3, 4))
-    if route == "torch":
-        net = fd.from_torch(model, torch.from_numpy(x))
-    else:
-        torch.onnx.export(model, (torch.from_numpy(x),), str(tmp_path / "up.onnx"),
-                          input_names=["x"], dynamic_axes={"x": {0: "N"}}, opset_version=17,
-                          dynamo=False)
-        net = fd.from_onnx(tmp_path / "up.onnx")
+    net = imported(model, x, route, tmp_path)
     assert sum(type(layer).__name__ == "Upsample" for _, layer, _ in net.nodes) == 3
     J = torch_jacobian(model, x)
     for mode in ("forward", "reverse"):
@@ -173,13 +169,7 @@ def test_senet_expand_as_equals_pytorchs_jacobian(route, tmp_path):
     torch.manual_seed(4)
     model = nn.Sequential(nn.Conv2d(2, 8, 3), SEBlock(8), nn.Flatten()).double().eval()
     x = np.random.default_rng(5).normal(size=(2, 2, 5, 5))
-    if route == "torch":
-        net = fd.from_torch(model, torch.from_numpy(x))
-    else:
-        torch.onnx.export(model, (torch.from_numpy(x),), str(tmp_path / "se.onnx"),
-                          input_names=["x"], dynamic_axes={"x": {0: "N"}}, opset_version=17,
-                          dynamo=False)
-        net = fd.from_onnx(tmp_path / "se.onnx")
+    net = imported(model, x, route, tmp_path)
     J = torch_jacobian(model, x)
     for mode in ("forward", "reverse"):
         np.testing.assert_allclose(net.jacobian(x, mode=mode), J, rtol=1e-10, atol=1e-12)
@@ -210,13 +200,7 @@ def test_constant_tensors_in_forward_equal_pytorchs_jacobian(route, tmp_path):
     torch.manual_seed(6)
     model = Normalised().double().eval()
     x = np.random.default_rng(7).random((2, 3, 6, 6))
-    if route == "torch":
-        net = fd.from_torch(model, torch.from_numpy(x))
-    else:
-        torch.onnx.export(model, (torch.from_numpy(x),), str(tmp_path / "n.onnx"),
-                          input_names=["x"], dynamic_axes={"x": {0: "N"}}, opset_version=17,
-                          dynamo=False)
-        net = fd.from_onnx(tmp_path / "n.onnx")
+    net = imported(model, x, route, tmp_path)
     assert any(type(layer).__name__ == "Constant" for _, layer, _ in net.nodes)
     with torch.no_grad():
         np.testing.assert_allclose(net(x), model(torch.from_numpy(x)).numpy(), rtol=1e-12,
@@ -264,13 +248,7 @@ def test_convnext_layer_norm_equals_pytorchs_jacobian(route, tmp_path):
     model = nn.Sequential(nn.Conv2d(2, 4, 3), LayerNorm2d(4), nn.GELU(approximate="tanh"),
                           nn.Flatten()).double().eval()
     x = np.random.default_rng(10).normal(size=(2, 2, 5, 5))
-    if route == "torch":
-        net = fd.from_torch(model, torch.from_numpy(x))
-    else:
-        torch.onnx.export(model, (torch.from_numpy(x),), str(tmp_path / "ln.onnx"),
-                          input_names=["x"], dynamic_axes={"x": {0: "N"}}, opset_version=17,
-                          dynamo=False)
-        net = fd.from_onnx(tmp_path / "ln.onnx")
+    net = imported(model, x, route, tmp_path)
     J = torch_jacobian(model, x)
     for mode in ("forward", "reverse"):
         np.testing.assert_allclose(net.jacobian(x, mode=mode), J, rtol=1e-9, atol=1e-11)
