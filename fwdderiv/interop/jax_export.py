@@ -69,6 +69,52 @@ def _pair(v):
     return tuple(int(a) for a in v)
 
 
+def _conv_fn(layer, c, p, lax, hi):
+    """Conv2d (zero padding by numbers) as lax.conv_general_dilated."""
+    if c.get("padding_mode", "zeros") != "zeros" or isinstance(c.get("padding"), str):
+        raise _refuse(layer, f"padding {c.get('padding')!r} / padding_mode "
+                             f"{c.get('padding_mode')!r} (only zero padding by numbers)")
+    W, b = p["weight"], p.get("bias")
+    stride, pad, dil = _pair(c["stride"]), _pair(c["padding"]), _pair(c["dilation"])
+
+    def conv(x):
+        y = lax.conv_general_dilated(x, W, stride, [(q, q) for q in pad],
+                                     rhs_dilation=dil, feature_group_count=c["groups"],
+                                     dimension_numbers=("NCHW", "OIHW", "NCHW"),
+                                     precision=hi)
+        return y if b is None else y + b[None, :, None, None]
+    return conv
+
+
+def _pool_fn(layer, kind, c, jnp, lax):
+    """MaxPool2d / AvgPool2d (kernel_size, stride, padding only) as lax.reduce_window."""
+    extra = {k: v for k, v in c.items() if k not in ("kernel_size", "stride", "padding")}
+    if extra or getattr(layer, "dilation", (1, 1)) != (1, 1):
+        raise _refuse(layer, f"options {extra or 'dilation'} (only kernel_size, stride, "
+                             "padding)")
+    k, s, (ph, pw) = _pair(c["kernel_size"]), _pair(c["stride"]), _pair(c["padding"])
+    win, strides, pads = (1, 1) + k, (1, 1) + s, ((0, 0), (0, 0), (ph, ph), (pw, pw))
+    if kind == "MaxPool2d":
+        return lambda x: lax.reduce_window(x, -jnp.inf, lax.max, win, strides, pads)
+    return lambda x: lax.reduce_window(x, 0.0, lax.add, win, strides, pads) / (k[0] * k[1])
+
+
+def _batchnorm_fn(layer, c, p, dtype, jnp):
+    """BatchNorm1d/2d in inference form."""
+    if getattr(layer, "training", False):
+        raise _refuse(layer, "training mode (batch statistics)")
+    mean = np.asarray(layer.running_mean, dtype)
+    scale = 1.0 / np.sqrt(np.asarray(layer.running_var, dtype) + c.get("eps", 1e-5))
+    W, b = p.get("weight"), p.get("bias")
+
+    def bn(x):
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        y = (x - jnp.asarray(mean).reshape(shape)) * jnp.asarray(scale).reshape(shape)
+        y = y if W is None else y * W.reshape(shape)
+        return y if b is None else y + b.reshape(shape)
+    return bn
+
+
 def _node_fn(layer, dtype, jax, jnp, lax):
     """One fwdderiv layer as a function of its input arrays."""
     kind = type(layer).__name__
@@ -83,46 +129,15 @@ def _node_fn(layer, dtype, jax, jnp, lax):
         W, b = p["weight"], p.get("bias")
         return lambda x: jnp.matmul(x, W.T, precision=hi) + (0 if b is None else b)
     if kind == "Conv2d":
-        if c.get("padding_mode", "zeros") != "zeros" or isinstance(c.get("padding"), str):
-            raise _refuse(layer, f"padding {c.get('padding')!r} / padding_mode "
-                                 f"{c.get('padding_mode')!r} (only zero padding by numbers)")
-        W, b = p["weight"], p.get("bias")
-        stride, pad, dil = _pair(c["stride"]), _pair(c["padding"]), _pair(c["dilation"])
-
-        def conv(x):
-            y = lax.conv_general_dilated(x, W, stride, [(q, q) for q in pad],
-                                         rhs_dilation=dil, feature_group_count=c["groups"],
-                                         dimension_numbers=("NCHW", "OIHW", "NCHW"),
-                                         precision=hi)
-            return y if b is None else y + b[None, :, None, None]
-        return conv
+        return _conv_fn(layer, c, p, lax, hi)
     if kind in ("MaxPool2d", "AvgPool2d"):
-        extra = {k: v for k, v in c.items() if k not in ("kernel_size", "stride", "padding")}
-        if extra or getattr(layer, "dilation", (1, 1)) != (1, 1):
-            raise _refuse(layer, f"options {extra or 'dilation'} (only kernel_size, stride, "
-                                 "padding)")
-        k, s, (ph, pw) = _pair(c["kernel_size"]), _pair(c["stride"]), _pair(c["padding"])
-        win, strides, pads = (1, 1) + k, (1, 1) + s, ((0, 0), (0, 0), (ph, ph), (pw, pw))
-        if kind == "MaxPool2d":
-            return lambda x: lax.reduce_window(x, -jnp.inf, lax.max, win, strides, pads)
-        return lambda x: lax.reduce_window(x, 0.0, lax.add, win, strides, pads) / (k[0] * k[1])
+        return _pool_fn(layer, kind, c, jnp, lax)
     if kind in ("Pad2d", "ZeroPad2d", "ConstantPad2d"):
         left, right, top, bottom = c["padding"]
         widths = ((0, 0), (0, 0), (top, bottom), (left, right))
         return lambda x: jnp.pad(x, widths, constant_values=c.get("value", 0.0))
     if kind in ("BatchNorm2d", "BatchNorm1d"):
-        if getattr(layer, "training", False):
-            raise _refuse(layer, "training mode (batch statistics)")
-        mean = np.asarray(layer.running_mean, dtype)
-        scale = 1.0 / np.sqrt(np.asarray(layer.running_var, dtype) + c.get("eps", 1e-5))
-        W, b = p.get("weight"), p.get("bias")
-
-        def bn(x):
-            shape = (1, -1) + (1,) * (x.ndim - 2)
-            y = (x - jnp.asarray(mean).reshape(shape)) * jnp.asarray(scale).reshape(shape)
-            y = y if W is None else y * W.reshape(shape)
-            return y if b is None else y + b.reshape(shape)
-        return bn
+        return _batchnorm_fn(layer, c, p, dtype, jnp)
     if kind in ("Softmax", "LogSoftmax"):
         f = jax.nn.softmax if kind == "Softmax" else jax.nn.log_softmax
         return lambda x: f(x, axis=c.get("dim", -1))

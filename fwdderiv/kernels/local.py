@@ -175,6 +175,40 @@ def _add_run(acc, at, off, val, k0, k1, w):
         acc[at + np.uint64(off[k])] += w * val[k]
 
 
+@njit(**NUMBA_OPTS)
+def _nonzero_runs(Tf, base0, P, C0, Rh, Rw, Ci, Rh2, Rw2, val, off, start):
+    # the non-zero entries of every input position p < P of one windowed tangent (flat,
+    # from base0), grouped by input channel: values in val, their place (c0, i, j) in a
+    # conv output's window (Rh2, Rw2) in off, and where each (p, channel) run starts
+    in_block = C0 * Rh * Rw * Ci
+    c = 0
+    for p in range(P):
+        base = base0 + p * in_block
+        for ci in range(Ci):
+            start[p * (Ci + 1) + ci] = c
+            for c0 in range(C0):
+                for i in range(Rh):
+                    for j in range(Rw):
+                        t = Tf[base + ((c0 * Rh + i) * Rw + j) * Ci + ci]
+                        if t != 0:
+                            val[c] = t
+                            off[c] = (c0 * Rh2 + i) * Rw2 + j
+                            c += 1
+        start[p * (Ci + 1) + Ci] = c
+
+
+@njit(**NUMBA_OPTS)
+def _place_scaled(Of, acc, obase, co, Co, oy, ox, C0, Rh2, Rw2, Rh3, Rw3, s):
+    # the summed conv window acc (C0, Rh2, Rw2), times the slope s, into channel co of the
+    # pooled window (C0, Rh3, Rw3, Co) at obase, shifted by (oy, ox)
+    for c0 in range(C0):
+        for i in range(Rh2):
+            e = obase + ((c0 * Rh3 + oy + i) * Rw3 + ox) * Co + co
+            a = (c0 * Rh2 + i) * Rw2
+            for j in range(Rw2):
+                Of[e + j * Co] = acc[a + j] * s
+
+
 @njit(**NUMBA_PARALLEL_OPTS)
 def _conv_pool_window(T, Wf, sh, sw, ph, pw, dh, dw, Sh, Sw, groups, argmax, slope, Wc,
                       Sph, Spw, dPh, dPw, out, scratch_val, scratch_off, scratch_start,
@@ -210,22 +244,8 @@ def _conv_pool_window(T, Wf, sh, sw, ph, pw, dh, dw, Sh, Sw, groups, argmax, slo
         start = scratch_start[tid]
         acc = scratch_acc[tid]
         m = n % nT
-        # the non-zero entries of every input position, grouped by input channel, with
-        # their place (c0, i, j) in a conv output's window
-        c = 0
-        for p in range(H * W):
-            base = (m * H * W + p) * in_block
-            for ci in range(Ci):
-                start[p * (Ci + 1) + ci] = c
-                for c0 in range(C0):
-                    for i in range(Rh):
-                        for j in range(Rw):
-                            t = Tf[base + ((c0 * Rh + i) * Rw + j) * Ci + ci]
-                            if t != 0:
-                                val[c] = t
-                                off[c] = (c0 * Rh2 + i) * Rw2 + j
-                                c += 1
-            start[p * (Ci + 1) + Ci] = c
+        _nonzero_runs(Tf, m * H * W * in_block, H * W, C0, Rh, Rw, Ci, Rh2, Rw2, val, off,
+                      start)
         Of[n * Hp * Wp * out_block:(n + 1) * Hp * Wp * out_block] = 0.0
         for py in range(Hp):
             for px in range(Wp):
@@ -250,14 +270,8 @@ def _conv_pool_window(T, Wf, sh, sw, ph, pw, dh, dw, Sh, Sw, groups, argmax, slo
                             for cl in range(Cig):
                                 _add_run(acc, at, off, val, start[q + cl], start[q + cl + 1],
                                          Wf[co, cl, ky, kx])
-                    oy = iy * Shc - py * Sph + dPh
-                    ox = ix * Swc - px * Spw + dPw
-                    for c0 in range(C0):
-                        for i in range(Rh2):
-                            e = obase + ((c0 * Rh3 + oy + i) * Rw3 + ox) * Co + co
-                            a = (c0 * Rh2 + i) * Rw2
-                            for j in range(Rw2):
-                                Of[e + j * Co] = acc[a + j] * s
+                    _place_scaled(Of, acc, obase, co, Co, iy * Shc - py * Sph + dPh,
+                                  ix * Swc - px * Spw + dPw, C0, Rh2, Rw2, Rh3, Rw3, s)
 
 
 @njit(**NUMBA_OPTS)
