@@ -10,6 +10,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -220,24 +221,9 @@ def _check_options(args):
 
 def run(args):
     """Run the reproduction; returns the exit status (0 on success)."""
-    from fwdderiv.attacks import (PAPER_HARDNESS_UPSILONS, expand_targets, forward_derivative,
-                                  hardness_matrix, hardness_matrix_budget_approximation, jsma,
-                                  mean_distortion, saliency_from_jacobian,
-                                  softmax_output, source_target_matrices, success_curve,
-                                  success_rate)
-
-    problem = _check_options(args)
-    if problem:
-        print(f"fwdderiv reproduce: error: {problem}", file=sys.stderr)
-        return 2
-    plt = None
-    if not args.no_figures:
-        from fwdderiv.attacks.plots import require_matplotlib
-        try:
-            plt = require_matplotlib("fwdderiv reproduce")
-        except ImportError as err:
-            print(f"{err} Or pass --no-figures.", file=sys.stderr)
-            return 2
+    status, plt = _start(args)
+    if status is not None:
+        return status
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -245,43 +231,135 @@ def run(args):
     k = 10
     pred_test = net(ds.x_test).argmax(axis=1)
     accuracy = float((pred_test == ds.y_test).mean())
-    idx = select_sources(ds.y_test, pred_test, args.samples, k)
+    picked = _pick_sources(ds, pred_test, args.samples, k)
+
+    problem = _check_sharding(args)
+    if problem:
+        print(f"fwdderiv reproduce: {problem}", file=sys.stderr)
+        return 2
+    res, seconds, hard = _craft_all(args, net, picked, out, k)
+    mats, budgets, curve, A, J, sm = _metrics(args, net, picked, res, hard, k)
+    summary = _summary(res, A, picked.y, k)
+    results = _results(args, ds, model, accuracy, picked, res, seconds, summary,
+                       budgets, curve, mats, hard, k)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    np.savez_compressed(out / "adversarial_samples.npz", x_adv=res.x_adv, source=picked.src,
+                        target=picked.tgt, success=res.success,
+                        test_index=picked.idx[picked.row])
+
+    figures = []
+    if plt is not None:
+        figures = _figures(out, ds.name, picked, res, J, sm, hard, k)
+
+    (out / "report.md").write_text(_report(results, mats, budgets, curve, figures))
+    print(f"fwdderiv reproduce: {ds.name}, {len(picked.tgt)} adversarial samples in "
+          f"{seconds:.1f} s: "
+          f"success {_pct(summary['success_rate'])}, mean distortion "
+          f"{_pct(summary['mean_distortion_successful'])} (successful) / "
+          f"{_pct(summary['mean_distortion_all'])} (all)"
+          + ("; paper (MNIST): 97% / 4.02%. " if results["paper_comparable"] else ". ")
+          + f"Report: {out / 'report.md'}")
+    return 0
+
+
+def _start(args):
+    """Check the options and find matplotlib: (exit status or None to go on, pyplot or None).
+
+    Problems are printed to stderr; the status is then 2."""
+    problem = _check_options(args)
+    if problem:
+        print(f"fwdderiv reproduce: error: {problem}", file=sys.stderr)
+        return 2, None
+    plt = None
+    if not args.no_figures:
+        from fwdderiv.attacks.plots import require_matplotlib
+        try:
+            plt = require_matplotlib("fwdderiv reproduce")
+        except ImportError as err:
+            print(f"{err} Or pass --no-figures.", file=sys.stderr)
+            return 2, None
+    return None, plt
+
+
+def _check_sharding(args):
+    """The first problem with --workers or --shard-sources, as one line, or None."""
+    if args.workers is not None and args.workers < 1:
+        return f"--workers must be at least 1, got {args.workers}"
+    if args.shard_sources < 1:
+        return f"--shard-sources must be at least 1, got {args.shard_sources}"
+    return None
+
+
+class _Sources(NamedTuple):
+    """The benign samples and the (sample, target) pairs crafted from them."""
+    idx: np.ndarray    # (S,) test-set indices of the benign samples
+    x: np.ndarray      # (S, *input shape) the benign samples
+    y: np.ndarray      # (S,) their classes
+    x_rep: np.ndarray  # (S*(K-1), *input shape) each sample once per other class
+    src: np.ndarray    # (S*(K-1),) source class of each pair
+    tgt: np.ndarray    # (S*(K-1),) target class of each pair
+    row: np.ndarray    # (S*(K-1),) index into the S samples of each pair
+
+
+def _pick_sources(ds, pred_test, n, k):
+    """``n`` correctly classified test samples and their pairs with the other classes."""
+    from fwdderiv.attacks import expand_targets
+
+    idx = select_sources(ds.y_test, pred_test, n, k)
     x_src, y_src = ds.x_test[idx], ds.y_test[idx]
     x_rep, src, tgt, row = expand_targets(x_src, y_src, k)
+    return _Sources(idx, x_src, y_src, x_rep, src, tgt, row)
 
-    if args.workers is not None and args.workers < 1:
-        print(f"fwdderiv reproduce: --workers must be at least 1, got {args.workers}",
-              file=sys.stderr)
-        return 2
-    if args.shard_sources < 1:
-        print(f"fwdderiv reproduce: --shard-sources must be at least 1, got "
-              f"{args.shard_sources}", file=sys.stderr)
-        return 2
-    sharded = args.workers is not None or args.scheduler is not None
 
-    def craft(upsilon, shards, progress):
-        extra = {}
-        if sharded:
-            extra = dict(workers=args.workers, scheduler=args.scheduler,
-                         shard_dir=out / shards, shard_size=args.shard_sources * (k - 1))
-        return jsma(net, x_rep, tgt, theta=args.theta, upsilon=upsilon, logits=args.logits,
-                    mode=args.mode, domain_policy=args.domain_policy,
-                    batch_size=args.batch_size, progress=progress, **extra)
+def _craft(args, net, picked, out, k, upsilon, shards, progress):
+    """One JSMA run over every pair at maximum distortion ``upsilon``; with --workers or
+    --scheduler, sharded and kept in ``out / shards``."""
+    from fwdderiv.attacks import jsma
+
+    extra = {}
+    if args.workers is not None or args.scheduler is not None:
+        extra = dict(workers=args.workers, scheduler=args.scheduler,
+                     shard_dir=out / shards, shard_size=args.shard_sources * (k - 1))
+    return jsma(net, picked.x_rep, picked.tgt, theta=args.theta, upsilon=upsilon,
+                logits=args.logits, mode=args.mode, domain_policy=args.domain_policy,
+                batch_size=args.batch_size, progress=progress, **extra)
+
+
+def _craft_all(args, net, picked, out, k):
+    """The run at --upsilon, timed, and with --hardness the runs at each grid budget.
+
+    Returns (result, crafting seconds, hardness dict or None)."""
+    from fwdderiv.attacks import (PAPER_HARDNESS_UPSILONS, hardness_matrix,
+                                  mean_distortion, success_rate)
 
     t0 = time.perf_counter()
-    res = craft(args.upsilon, "shards", show_progress(args))
+    res = _craft(args, net, picked, out, k, args.upsilon, "shards", show_progress(args))
     seconds = time.perf_counter() - t0
     hard = None
     if args.hardness:
         grid = args.hardness_grid or list(PAPER_HARDNESS_UPSILONS)
-        runs = [craft(u, f"shards-upsilon-{u:g}", show_progress(args)) for u in grid]
-        H, tau, eps = hardness_matrix(src, tgt, np.stack([r.success for r in runs]),
+        runs = [_craft(args, net, picked, out, k, u, f"shards-upsilon-{u:g}",
+                       show_progress(args)) for u in grid]
+        H, tau, eps = hardness_matrix(picked.src, picked.tgt,
+                                      np.stack([r.success for r in runs]),
                                       np.stack([r.distortion for r in runs]), k)
         hard = {"upsilon": grid, "matrix": H, "success_rate": tau, "distortion": eps,
                 "overall_success_rate": [success_rate(r.success) for r in runs],
                 "overall_distortion": [mean_distortion(r.distortion, r.success)
                                        for r in runs]}
+    return res, seconds, hard
 
+
+def _metrics(args, net, picked, res, hard, k):
+    """The source-target matrices, the success curve and the adversarial distance.
+
+    Returns (matrices, budgets, success curve, A of shape (S, K), the Jacobian J of the
+    benign samples, the softmax flag the saliency map uses)."""
+    from fwdderiv.attacks import (forward_derivative, hardness_matrix_budget_approximation,
+                                  saliency_from_jacobian, softmax_output,
+                                  source_target_matrices, success_curve)
+
+    src, tgt, y_src = picked.src, picked.tgt, picked.y
     mats = source_target_matrices(src, tgt, res.success, res.distortion, k)
     budgets = np.linspace(0, args.upsilon, 11)
     mats["hardness_budget_approximation"] = hardness_matrix_budget_approximation(
@@ -290,9 +368,10 @@ def run(args):
         mats["hardness"] = hard["matrix"]
     # Adversarial distance A(x, t) of the benign samples (Sec. V-C), from one Jacobian each.
     sm = softmax_output(net, args.logits)
-    _, J = forward_derivative(net, x_src.astype(np.float64), logits=args.logits,
+    _, J = forward_derivative(net, picked.x.astype(np.float64), logits=args.logits,
                               mode="forward" if args.mode == "forward" else "reverse")
-    A = np.stack([1 - (saliency_from_jacobian(J, np.full(len(idx), t), softmax=sm) > 0).mean(axis=1)
+    A = np.stack([1 - (saliency_from_jacobian(J, np.full(len(picked.idx), t), softmax=sm)
+                       > 0).mean(axis=1)
                   for t in range(k)], axis=1)                      # (S, K)
     mats["adversarial_distance"] = np.full((k, k), np.nan)
     for s in range(k):
@@ -300,14 +379,27 @@ def run(args):
             if s != t and (y_src == s).any():
                 mats["adversarial_distance"][s, t] = A[y_src == s, t].mean()
     curve = success_curve(res.success, res.distortion, budgets)
-    summary = {
+    return mats, budgets, curve, A, J, sm
+
+
+def _summary(res, A, y_src, k):
+    """The headline numbers of the run."""
+    from fwdderiv.attacks import mean_distortion, success_rate
+
+    return {
         "success_rate": success_rate(res.success),
         "mean_distortion_all": mean_distortion(res.distortion),
         "mean_distortion_successful": mean_distortion(res.distortion, res.success),
         "mean_changed_features_successful": mean_distortion(res.n_changed, res.success),
         "adversarial_distance_mean": float(A[np.arange(k)[None, :] != y_src[:, None]].mean()),
     }
-    results = {
+
+
+def _results(args, ds, model, accuracy, picked, res, seconds, summary, budgets, curve,
+             mats, hard, k):
+    """Every number of the report, plus per-sample outcomes, as written to results.json."""
+    idx, src, tgt, row = picked.idx, picked.src, picked.tgt, picked.row
+    return {
         "paper": PAPER,
         "config": {"data": ds.name, "model": model, "samples": int(len(idx)),
                    "targets_per_sample": k - 1, "theta": args.theta, "upsilon": args.upsilon,
@@ -337,47 +429,41 @@ def run(args):
                        "n_changed": res.n_changed.tolist(),
                        "iterations": res.iterations.tolist()},
     }
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    np.savez_compressed(out / "adversarial_samples.npz", x_adv=res.x_adv, source=src,
-                        target=tgt, success=res.success, test_index=idx[row])
 
-    figures = []
-    if plt is not None:
-        from fwdderiv.attacks.plots import plot_adversarial_grid, plot_saliency_maps
-        first = {}
-        for i, s in enumerate(y_src):
-            first.setdefault(int(s), i)
-        grid, failed = {}, set()
-        for j in range(len(tgt)):
-            s, t = int(src[j]), int(tgt[j])
-            if first.get(s) == row[j]:
-                grid[(s, t)] = res.x_adv[j]
-                if not res.success[j]:
-                    failed.add((s, t))
-        plot_adversarial_grid({s: x_src[i] for s, i in first.items()}, grid,
-                              out / "adversarial_grid.png", k, failed=failed,
-                              title=f"JSMA on {ds.name}: rows source, columns target "
-                                    "(red frame: target not reached)")
-        rows_ = sorted(first.values())
-        maps = np.stack([saliency_from_jacobian(J[rows_], np.full(len(rows_), t), softmax=sm)
-                         for t in range(k)], axis=1).reshape((len(rows_), k) + x_src.shape[1:])
-        plot_saliency_maps(x_src[rows_], maps, [int(y_src[i]) for i in rows_],
-                           out / "saliency_maps.png")
-        figures = ["adversarial_grid.png", "saliency_maps.png"]
-        if hard is not None:
-            from fwdderiv.attacks.plots import plot_hardness
-            plot_hardness(hard["matrix"], out / "hardness.png",
-                          title=f"Hardness H(s, t) on {ds.name} (Sec. V-B; larger is harder)")
-            figures.append("hardness.png")
 
-    (out / "report.md").write_text(_report(results, mats, budgets, curve, figures))
-    print(f"fwdderiv reproduce: {ds.name}, {len(tgt)} adversarial samples in {seconds:.1f} s: "
-          f"success {_pct(summary['success_rate'])}, mean distortion "
-          f"{_pct(summary['mean_distortion_successful'])} (successful) / "
-          f"{_pct(summary['mean_distortion_all'])} (all)"
-          + ("; paper (MNIST): 97% / 4.02%. " if results["paper_comparable"] else ". ")
-          + f"Report: {out / 'report.md'}")
-    return 0
+def _figures(out, name, picked, res, J, sm, hard, k):
+    """Draw the adversarial grid, the saliency maps and (with --hardness) the hardness
+    matrix into ``out``; returns the file names written."""
+    from fwdderiv.attacks import saliency_from_jacobian
+    from fwdderiv.attacks.plots import plot_adversarial_grid, plot_saliency_maps
+
+    x_src, y_src, src, tgt, row = picked.x, picked.y, picked.src, picked.tgt, picked.row
+    first = {}
+    for i, s in enumerate(y_src):
+        first.setdefault(int(s), i)
+    grid, failed = {}, set()
+    for j in range(len(tgt)):
+        s, t = int(src[j]), int(tgt[j])
+        if first.get(s) == row[j]:
+            grid[(s, t)] = res.x_adv[j]
+            if not res.success[j]:
+                failed.add((s, t))
+    plot_adversarial_grid({s: x_src[i] for s, i in first.items()}, grid,
+                          out / "adversarial_grid.png", k, failed=failed,
+                          title=f"JSMA on {name}: rows source, columns target "
+                                "(red frame: target not reached)")
+    rows_ = sorted(first.values())
+    maps = np.stack([saliency_from_jacobian(J[rows_], np.full(len(rows_), t), softmax=sm)
+                     for t in range(k)], axis=1).reshape((len(rows_), k) + x_src.shape[1:])
+    plot_saliency_maps(x_src[rows_], maps, [int(y_src[i]) for i in rows_],
+                       out / "saliency_maps.png")
+    figures = ["adversarial_grid.png", "saliency_maps.png"]
+    if hard is not None:
+        from fwdderiv.attacks.plots import plot_hardness
+        plot_hardness(hard["matrix"], out / "hardness.png",
+                      title=f"Hardness H(s, t) on {name} (Sec. V-B; larger is harder)")
+        figures.append("hardness.png")
+    return figures
 
 
 def _hardness_md(r, mats):

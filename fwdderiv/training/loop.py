@@ -293,6 +293,144 @@ def _check_hyper(epochs, batch_size, lr_decay, lr, momentum, weight_decay):
     check_real(weight_decay, "weight_decay", "fit", 0)
 
 
+def _check_fit_data(net, x, y, x_val, y_val):
+    """Validate the training and validation data of :func:`fit`; return ``(y, y_val)``
+    as arrays (``y_val`` stays None when no validation set is given)."""
+    _check_data("fit", net, x, y)
+    y = np.asarray(y)
+    if (x_val is None) != (y_val is None):
+        raise ValueError("fit expected both x_val and y_val or neither, got only one")
+    if x_val is not None:
+        _check_data("fit (validation data)", net, x_val, y_val)
+        y_val = np.asarray(y_val)
+    if len(x) == 0:
+        raise ValueError("fit expected at least one training example, got an empty x")
+    return y, y_val
+
+
+def _build_optimizer(net, optimizer, lr, momentum, weight_decay):
+    """Split ``net`` for training and make the optimiser over its trainable parameters.
+
+    Returns ``(body, prefix, first, keys, opt)``: :func:`_split`'s parts, the
+    ``(layer, name)`` key of each parameter of ``body`` and the optimiser updating them.
+    """
+    body, prefix, first = _split(net)
+    keys, arrays = _param_arrays(body)
+    if not arrays:
+        raise ValueError("fit expected a network with parameters, got one with none")
+    opt = make_optimizer(optimizer, arrays, lr, momentum=momentum, weight_decay=weight_decay)
+    return body, prefix, first, keys, opt
+
+
+def _check_callbacks(callbacks):
+    """``callbacks`` as a list of callables ``cb(net, step)`` (empty for None)."""
+    callbacks = list(callbacks or ())
+    if not all(callable(cb) for cb in callbacks):
+        raise TypeError("fit expected callbacks as a sequence of callables cb(net, step)")
+    return callbacks
+
+
+@dataclass
+class _Trainer:
+    """What :func:`_train_epoch` needs besides the data, set up once by :func:`fit`.
+
+    ``body``, ``prefix`` and ``first`` come from :func:`_split`, ``keys`` and ``opt`` from
+    :func:`_build_optimizer`; ``jac_rng`` draws the penalty's projections; ``step``
+    counts the updates made so far.
+    """
+
+    net: object
+    body: object
+    prefix: object
+    first: int
+    keys: list
+    opt: object
+    callbacks: list
+    jacobian_reg: float
+    jacobian_method: str
+    jacobian_proj: int
+    jac_rng: object
+    step: int = 0
+
+
+@dataclass
+class _EpochSums:
+    """Running totals of one epoch, summed over its minibatches, and its duration."""
+
+    loss: float = 0.0
+    correct: int = 0
+    jacobian: float = 0.0
+    seconds: float = 0.0
+
+
+def _train_epoch(tr, x, y, order, batch_size, bar):
+    """One pass over ``x[order]`` in minibatches of ``batch_size``: one update per
+    minibatch, callbacks after each, the bar advanced; return the epoch's :class:`_EpochSums`."""
+    net, body, prefix, first, keys, opt = tr.net, tr.body, tr.prefix, tr.first, tr.keys, tr.opt
+    callbacks, jacobian_reg, jac_rng = tr.callbacks, tr.jacobian_reg, tr.jac_rng
+    jacobian_method, jacobian_proj = tr.jacobian_method, tr.jacobian_proj
+    step = tr.step
+    loss_sum, correct, seen, jac_sum = 0.0, 0, 0, 0.0
+    start = time.perf_counter()
+    for lo in range(0, len(x), batch_size):
+        idx = order[lo:lo + batch_size]
+        xb, yb = x[idx], y[idx]
+        if jacobian_reg:
+            loss, z, jac, grads = _penalised_step(
+                net, xb, yb, jacobian_reg, jacobian_method, jacobian_proj, jac_rng)
+            steps = [grads[first + i][name] for i, name in keys]
+            jac_sum += jac * len(idx)
+        else:
+            with train_mode(net):
+                loss, z, grads = _step_grads(body, prefix, xb, yb)
+            steps = [grads[i][name] for i, name in keys]
+        opt.step(steps)
+        step += 1
+        for cb in callbacks:
+            cb(net, step)
+        loss_sum += loss * len(idx)
+        correct += int((z.argmax(axis=1) == yb).sum())
+        seen += len(idx)
+        bar.update(len(idx))
+        jac_text = f" jac {jac_sum / seen:.4f}" if jacobian_reg else ""
+        bar.set_postfix_str(f"loss {loss_sum / seen:.4f}{jac_text} "
+                            f"acc {correct / seen:.4f}")
+    seconds = time.perf_counter() - start
+    tr.step = step
+    return _EpochSums(loss_sum, correct, jac_sum, seconds)
+
+
+def _record_epoch(history, sums, n, lr, penalised):
+    """Append one epoch's training metrics (means over its ``n`` examples) to ``history``."""
+    history.seconds.append(sums.seconds)
+    history.loss.append(sums.loss / n)
+    history.accuracy.append(sums.correct / n)
+    history.lr.append(lr)
+    if penalised:
+        history.jacobian.append(sums.jacobian / n)
+
+
+def _validate_epoch(net, x_val, y_val, history, sums, n, bar):
+    """Evaluate ``net`` on the validation set (if any) into ``history`` and the bar."""
+    if x_val is None:
+        return
+    val_loss, val_acc = _val_metrics(logits_part(net), x_val, y_val)
+    history.val_loss.append(val_loss)
+    history.val_accuracy.append(val_acc)
+    bar.set_postfix_str(f"loss {sums.loss / n:.4f} acc {sums.correct / n:.4f} "
+                        f"val_acc {val_acc:.4f}")
+
+
+def _finish_epoch(net, history, epoch, lr, checkpoint):
+    """Stop on a diverged epoch, else save the checkpoint (if one is asked for)."""
+    if not np.isfinite(history.loss[-1]):
+        raise FloatingPointError(
+            f"fit diverged in epoch {epoch + 1}: the mean loss is {history.loss[-1]}; "
+            f"lower the learning rate (lr={lr})")
+    if checkpoint is not None:
+        save_checkpoint(net, checkpoint)
+
+
 def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=0.0,
         optimizer="sgd", seed=0, progress=None, x_val=None, y_val=None, checkpoint=None,
         lr_decay=1.0, num_threads=None, callbacks=None, jacobian_reg=0.0,
@@ -309,12 +447,9 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
     ----------
     net : Sequential
         Updated in place; its parameters keep their dtype.
-    x : ndarray of shape (N, *S), float32 or float64
-    y : ndarray of shape (N,), int
-        Labels in ``[0, C)`` where C is the network's number of outputs.
+    x, y : ndarray of shape (N, *S) (float32 or float64), and (N,) labels in ``[0, C)``
     epochs : int, default 5
-    batch_size : int, default 32
-        The last minibatch of an epoch may be smaller.
+    batch_size : int, default 32 (the last minibatch of an epoch may be smaller)
     lr : float, default 0.05
         Learning rate of the first epoch.
     momentum : float, default 0.9
@@ -323,127 +458,56 @@ def fit(net, x, y, epochs=5, batch_size=32, lr=0.05, momentum=0.9, weight_decay=
         L2 coefficient added to every parameter's gradient (biases included).
     optimizer : {"sgd", "adam"}, default "sgd"
     seed : int, default 0
-        Seeds the shuffling: the same seed, data and initial weights give identical
-        weights.
+        Seeds the shuffling (same seed, data and initial weights: identical weights).
     progress : bool or None, default None
-        Show a bar with loss and accuracy (tqdm if installed). None: only when stderr
-        is a terminal.
+        A bar with loss and accuracy (tqdm if installed); None: when stderr is a tty.
     x_val, y_val : ndarray, optional
         Held-out data evaluated after every epoch.
     checkpoint : str or Path, optional
-        ``.npz`` path where the whole network (with its Softmax) is saved after every
-        epoch; read it back with ``fd.load``.
+        ``.npz`` saved after every epoch (the whole network; ``fd.load`` reads it).
     lr_decay : float, default 1
         The learning rate of epoch e (from 0) is ``lr * lr_decay ** e``.
     num_threads : int, optional
         Threads for Numba kernels and BLAS (BLAS needs threadpoolctl) while training;
-        None keeps the current settings. See :func:`limited_threads`. BLAS may sum in
-        another order with another thread count, so weights agree only to rounding
-        across thread counts; with the same count they are identical.
+        None keeps the current settings. See :func:`limited_threads`.
     callbacks : sequence of callables, optional
         Each is called as ``cb(net, step)`` after every update (``step`` counts updates
         from 1), e.g. :class:`fwdderiv.attribution.AttributionRecorder`.
     jacobian_reg : float, default 0
-        lambda of Jacobian regularisation (Hoffman, Roberts and Yaida 2019): the loss
-        becomes cross-entropy + lambda * 1/2 mean ||dZ/dx||_F^2, the penalty of
-        :func:`fwdderiv.regularization.jacobian_penalty` on the logits Z with respect to
-        the raw input ``x``. 0 turns it off (and draws no random numbers).
+        lambda of Jacobian regularisation (Hoffman, Roberts and Yaida 2019): loss +=
+        lambda/2 mean ||dZ/dx||_F^2 (:func:`fwdderiv.regularization.jacobian_penalty`
+        on the logits Z); 0 turns it off (and draws no random numbers).
     jacobian_method : {"output", "input", "exact"}, default "output"
     jacobian_proj : int, default 1
-        Random projections per example for the penalty's estimate. BatchNorm layers train
-        in their training form (batch statistics, running averages with PyTorch's
-        momentum and eps; :func:`train_mode`); the penalty's per-example Jacobian holds
-        the minibatch's statistics fixed
-        (:func:`fwdderiv.regularization.batch_stats.frozen_batch_statistics`), and its
-        parameter gradient follows them as they move with the parameters
-        (:func:`fwdderiv.regularization.batch_stats.add_statistics_path`).
+        Random projections per example for the penalty's estimate. (BatchNorm layers
+        train on batch statistics; docs/pages/training.md says how the penalty treats
+        them.)
 
     Returns
     -------
     History
         Per-epoch loss, accuracy, validation metrics, learning rate and seconds.
-
-    Examples
-    --------
-    >>> import fwdderiv as fd                                  # doctest: +SKIP
-    >>> ds = fd.datasets.load_dataset("digits")                # doctest: +SKIP
-    >>> net = fd.models.digits_net(seed=0)                     # doctest: +SKIP
-    >>> hist = fd.training.fit(net, ds.x_train, ds.y_train, epochs=5)  # doctest: +SKIP
-    >>> fd.training.evaluate(net, ds.x_test, ds.y_test)        # doctest: +SKIP
     """
     _check_hyper(epochs, batch_size, lr_decay, lr, momentum, weight_decay)
     _check_jacobian(jacobian_reg, jacobian_method, jacobian_proj)
-    _check_data("fit", net, x, y)
-    y = np.asarray(y)
-    if (x_val is None) != (y_val is None):
-        raise ValueError("fit expected both x_val and y_val or neither, got only one")
-    if x_val is not None:
-        _check_data("fit (validation data)", net, x_val, y_val)
-        y_val = np.asarray(y_val)
-    if len(x) == 0:
-        raise ValueError("fit expected at least one training example, got an empty x")
-    body, prefix, first = _split(net)
-    keys, arrays = _param_arrays(body)
-    if not arrays:
-        raise ValueError("fit expected a network with parameters, got one with none")
-    opt = make_optimizer(optimizer, arrays, lr, momentum=momentum, weight_decay=weight_decay)
+    y, y_val = _check_fit_data(net, x, y, x_val, y_val)
+    body, prefix, first, keys, opt = _build_optimizer(net, optimizer, lr, momentum,
+                                                      weight_decay)
     show = progress_enabled(progress)
     rng = np.random.default_rng(seed)
     history = History()
     n = len(x)
     # the penalty's projections have their own stream: the data order does not change
     jac_rng = np.random.default_rng([seed, 12])
-    callbacks = list(callbacks or ())
-    if not all(callable(cb) for cb in callbacks):
-        raise TypeError("fit expected callbacks as a sequence of callables cb(net, step)")
-    step = 0
+    tr = _Trainer(net, body, prefix, first, keys, opt, _check_callbacks(callbacks),
+                  jacobian_reg, jacobian_method, jacobian_proj, jac_rng)
     with limited_threads(num_threads):
         for epoch in range(epochs):
             opt.lr = lr * lr_decay ** epoch
             bar = make_bar(n, f"epoch {epoch + 1}/{epochs}", show)
-            order = rng.permutation(n)
-            loss_sum, correct, seen, jac_sum = 0.0, 0, 0, 0.0
-            start = time.perf_counter()
-            for lo in range(0, n, batch_size):
-                idx = order[lo:lo + batch_size]
-                xb, yb = x[idx], y[idx]
-                if jacobian_reg:
-                    loss, z, jac, grads = _penalised_step(
-                        net, xb, yb, jacobian_reg, jacobian_method, jacobian_proj, jac_rng)
-                    steps = [grads[first + i][name] for i, name in keys]
-                    jac_sum += jac * len(idx)
-                else:
-                    with train_mode(net):
-                        loss, z, grads = _step_grads(body, prefix, xb, yb)
-                    steps = [grads[i][name] for i, name in keys]
-                opt.step(steps)
-                step += 1
-                for cb in callbacks:
-                    cb(net, step)
-                loss_sum += loss * len(idx)
-                correct += int((z.argmax(axis=1) == yb).sum())
-                seen += len(idx)
-                bar.update(len(idx))
-                jac_text = f" jac {jac_sum / seen:.4f}" if jacobian_reg else ""
-                bar.set_postfix_str(f"loss {loss_sum / seen:.4f}{jac_text} "
-                                    f"acc {correct / seen:.4f}")
-            history.seconds.append(time.perf_counter() - start)
-            history.loss.append(loss_sum / n)
-            history.accuracy.append(correct / n)
-            history.lr.append(opt.lr)
-            if jacobian_reg:
-                history.jacobian.append(jac_sum / n)
-            if x_val is not None:
-                val_loss, val_acc = _val_metrics(logits_part(net), x_val, y_val)
-                history.val_loss.append(val_loss)
-                history.val_accuracy.append(val_acc)
-                bar.set_postfix_str(f"loss {loss_sum / n:.4f} acc {correct / n:.4f} "
-                                    f"val_acc {val_acc:.4f}")
+            sums = _train_epoch(tr, x, y, rng.permutation(n), batch_size, bar)
+            _record_epoch(history, sums, n, opt.lr, jacobian_reg)
+            _validate_epoch(net, x_val, y_val, history, sums, n, bar)
             bar.close()
-            if not np.isfinite(history.loss[-1]):
-                raise FloatingPointError(
-                    f"fit diverged in epoch {epoch + 1}: the mean loss is {history.loss[-1]}; "
-                    f"lower the learning rate (lr={lr})")
-            if checkpoint is not None:
-                save_checkpoint(net, checkpoint)
+            _finish_epoch(net, history, epoch, lr, checkpoint)
     return history
