@@ -1,6 +1,8 @@
 """Argument checks shared by the layer constructors."""
 import numbers
 
+import numpy as np
+
 
 def pair(value, name, owner, minimum=1):
     """An int or a pair of ints -> a tuple of two ints, each at least ``minimum``."""
@@ -16,6 +18,14 @@ def pair(value, name, owner, minimum=1):
     if a < minimum or b < minimum:
         raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value!r}")
     return a, b
+
+
+def finite_real(value, name, owner):
+    """``value`` as a float; a TypeError naming ``owner`` and ``name`` unless it is a
+    finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise TypeError(f"{owner}: {name} must be a finite real number, got {value!r}")
+    return float(value)
 
 
 def positive_int(value, name, owner):

@@ -9,6 +9,7 @@ from .. import schema
 from ..kernels.activation import erf, relu
 from ..registry import Example, register_layer
 from . import exchange
+from ._util import finite_real
 
 
 class ReLU(Elementwise):
@@ -59,12 +60,6 @@ class Tanh(Elementwise):
 # -- the activations of torch.nn, same names, arguments and defaults ---------------------
 # ``inplace`` is accepted where PyTorch has it and ignored: it changes no value here.
 
-def _real(value, name, owner):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise TypeError(f"{owner}: {name} must be a finite real number, got {value!r}")
-    return float(value)
-
-
 def _sigmoid(x):
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
@@ -79,7 +74,7 @@ class LeakyReLU(Elementwise):
     kink_points = (0.0,)
 
     def __init__(self, negative_slope=0.01, inplace=False):
-        self.negative_slope = _real(negative_slope, "negative_slope", "LeakyReLU")
+        self.negative_slope = finite_real(negative_slope, "negative_slope", "LeakyReLU")
 
     def get_config(self):
         return {"negative_slope": self.negative_slope}
@@ -104,7 +99,7 @@ class ELU(Elementwise):
     kink_points = (0.0,)
 
     def __init__(self, alpha=1.0, inplace=False):
-        self.alpha = _real(alpha, "alpha", "ELU")
+        self.alpha = finite_real(alpha, "alpha", "ELU")
 
     def get_config(self):
         return {"alpha": self.alpha}
@@ -205,8 +200,8 @@ class Softplus(Elementwise):
     sigmoid(beta*x)``; at ``beta*x == threshold`` it is the sigmoid."""
 
     def __init__(self, beta=1.0, threshold=20.0):
-        self.beta = _real(beta, "beta", "Softplus")
-        self.threshold = _real(threshold, "threshold", "Softplus")
+        self.beta = finite_real(beta, "beta", "Softplus")
+        self.threshold = finite_real(threshold, "threshold", "Softplus")
         if self.beta == 0:
             raise ValueError("Softplus: beta must be non-zero, got 0")
         self.kink_points = (self.threshold / self.beta,)
@@ -240,8 +235,8 @@ class Hardtanh(Elementwise):
 
     def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
         name = type(self).__name__
-        self.min_val = _real(min_val, "min_val", name)
-        self.max_val = _real(max_val, "max_val", name)
+        self.min_val = finite_real(min_val, "min_val", name)
+        self.max_val = finite_real(max_val, "max_val", name)
         if self.max_val <= self.min_val:
             raise ValueError(f"{name}: max_val must be greater than min_val, got "
                              f"min_val={min_val!r}, max_val={max_val!r}")
@@ -305,10 +300,7 @@ class Pow(Elementwise):
     negative one) the value is NaN or Inf, as in PyTorch."""
 
     def __init__(self, exponent):
-        if not isinstance(exponent, numbers.Real) or isinstance(exponent, bool) or \
-                not np.isfinite(exponent):
-            raise TypeError(f"Pow: exponent must be a finite real number, got {exponent!r}")
-        self.exponent = float(exponent)
+        self.exponent = finite_real(exponent, "exponent", "Pow")
 
     def get_config(self):
         return {"exponent": self.exponent}

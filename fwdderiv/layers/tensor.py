@@ -8,6 +8,7 @@ import numpy as np
 from .. import schema
 from ..registry import Example, register_layer
 from . import exchange
+from ._util import finite_real
 from ..core import local
 from ..core.layer import Layer
 from ..validation import shape_str
@@ -20,10 +21,7 @@ class Scale(Layer):
     pointwise = True
 
     def __init__(self, factor):
-        if not isinstance(factor, numbers.Real) or isinstance(factor, bool) or \
-                not np.isfinite(factor):
-            raise TypeError(f"Scale: factor must be a finite real number, got {factor!r}")
-        self.factor = float(factor)
+        self.factor = finite_real(factor, "factor", "Scale")
 
     def get_config(self):
         return {"factor": self.factor}
@@ -48,10 +46,7 @@ class Shift(Layer):
     pointwise = True
 
     def __init__(self, value):
-        if not isinstance(value, numbers.Real) or isinstance(value, bool) or \
-                not np.isfinite(value):
-            raise TypeError(f"Shift: value must be a finite real number, got {value!r}")
-        self.value = float(value)
+        self.value = finite_real(value, "value", "Shift")
 
     def get_config(self):
         return {"value": self.value}
