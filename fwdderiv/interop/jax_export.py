@@ -65,6 +65,11 @@ def _refuse(layer, what):
                       "layers and options listed in fwdderiv.to_jax's docstring")
 
 
+def _lead(v, ndim):
+    """``v`` with ones inserted after the batch axis up to ``ndim`` axes."""
+    return v.reshape(v.shape[:1] + (1,) * (ndim - v.ndim) + v.shape[1:])
+
+
 def _pair(v):
     return tuple(int(a) for a in v)
 
@@ -150,8 +155,8 @@ def _node_fn(layer, dtype, jax, jnp, lax):
         return flatten
     if kind == "Add":
         return lambda *xs: sum(xs[1:], xs[0])
-    if kind == "Mul":
-        return lambda a, b: a * b
+    if kind == "Mul":                # per-example shapes broadcast, as fwdderiv's Mul does
+        return lambda a, b: _lead(a, b.ndim) * _lead(b, a.ndim)
     if kind == "Concat":
         return lambda *xs: jnp.concatenate(xs, axis=c.get("dim", 1))
     if kind == "Scale":

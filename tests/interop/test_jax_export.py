@@ -88,3 +88,11 @@ def test_check_reports_jax_not_comparable(tmp_path, capsys):
         "reason": report["comparisons"]["JAX"]["reason"]}
     assert "ReflectionPad2d" in report["comparisons"]["JAX"]["reason"]
     assert report["comparisons"]["PyTorch"]["ok"]
+
+
+def test_a_product_of_values_of_different_ranks_broadcasts_as_fwdderivs():
+    net = fd.Graph([("a", fd.Tanh(), "input"), ("row", fd.Slice([0], [1], [1]), "input"),
+                    ("b", fd.Reshape([5]), "row"), ("m", fd.Mul(), ["a", "b"]),
+                    ("out", fd.Flatten(), "m")])
+    x = np.random.default_rng(0).normal(size=(3, 4, 5))
+    np.testing.assert_allclose(jax_jacobian(net, x), net.jacobian(x), rtol=1e-12, atol=1e-14)
