@@ -93,6 +93,43 @@ def _validate(x, theta, upsilon, clip, domain_policy, mode):
     check_finite(x, "jsma")
     return theta, upsilon, lo, hi
 
+@dataclass(frozen=True)
+class _Settings:
+    """The checked settings of one :func:`jsma` call that crafting a batch reads."""
+
+    theta: float
+    lo: float
+    hi: float
+    budget: int
+    max_iter: int
+    policy: str
+    logits: bool
+    mode: str
+    pair_method: str
+    max_memory: object
+    compute_dtype: object
+
+
+@dataclass
+class _Batch:
+    """One batch being crafted, one row per sample.
+
+    ``x_adv`` and the arrays in ``out`` are views into the result; ``xf`` is ``x_adv``
+    of shape (n, M), ``x0`` the input of shape (n, M), ``domain`` the search domain
+    Gamma and ``changed`` the features that differ from the input (both bool, (n, M));
+    ``dt`` is the input's scalar type."""
+
+    net: object
+    x_adv: np.ndarray
+    t: np.ndarray
+    out: dict
+    notify: object
+    x0: np.ndarray
+    xf: np.ndarray
+    domain: np.ndarray
+    changed: np.ndarray
+    dt: type
+
 
 def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
          domain_policy="saturated", logits=False, mode="forward", pair_method="numba",
@@ -103,80 +140,42 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
 
     Parameters
     ----------
-    net : Sequential
-        Classifier ending in Softmax (the paper's ``F``).
-    x : ndarray of shape (N, *S)
-        Inputs, float, inside ``clip``.
-    targets : ndarray of shape (N,) or int
-        Target class per sample.
+    net : Sequential, a classifier ending in Softmax (the paper's ``F``)
+    x : float ndarray of shape (N, *S), inside ``clip``
+    targets : int or ndarray of shape (N,), the target class of each sample
     theta : float
-        Change applied to each chosen feature per iteration; ``+1`` saturates features
-        upwards (the paper's MNIST setting), negative values decrease features and use
-        the decreasing sign conditions (alpha < 0, beta > 0).
+        Change of each chosen feature per iteration; ``+1`` saturates upwards (the
+        paper's MNIST setting), negative values decrease (alpha < 0, beta > 0).
     upsilon : float
-        Maximum distortion, as a fraction of the ``M`` features: a sample never has more
-        than ``floor(upsilon * M)`` changed features (paper: 0.145).
-    clip : (float, float)
-        Valid feature range; every modified value is clipped into it.
+        Maximum distortion: at most ``floor(upsilon * M)`` of M features change (0.145).
+    clip : (float, float), the valid feature range (every modified value is clipped)
     domain_policy : {"saturated", "picked", "paper"}
-        The search domain Gamma: which features it starts with and when a feature
-        leaves it.
-
-        - ``"saturated"`` (default): Gamma starts with the features that can still move
-          in theta's direction (not already at that clip bound), as cleverhans's JSMA
-          does; a feature leaves once it reaches that bound (or if its step was lost to
-          rounding), so a feature moved by a fraction of the range may be picked again.
-        - ``"paper"``: Gamma starts with *every* feature, as the paper's Algorithm 2
-          initialises it (``Gamma = {1 ... |X|}``); features leave by the same rule as
-          ``"saturated"``. A feature already at the bound can then be picked: its step
-          changes nothing (the clip undoes it), it does not count towards the
-          distortion, and it leaves Gamma. With ``theta = +1`` on MNIST such picks are
-          the only difference from ``"saturated"``.
-        - ``"picked"``: starts as ``"saturated"``; every feature leaves as soon as it is
-          chosen, even when ``|theta|`` is smaller than the range.
-
-        With ``|theta| >= hi - lo``, ``"saturated"`` and ``"picked"`` are the same.
-    logits : bool
-        Differentiate the logits ``Z = net[:-1]`` instead of ``F``.
+        Gamma: ``"saturated"`` (cleverhans's) starts with the features that can move and
+        drops one at its bound, ``"paper"`` starts with all (Algorithm 2), ``"picked"``
+        drops each picked one; "Search domain" in docs/pages/reproduce.md explains.
+    logits : bool, differentiate the logits ``Z = net[:-1]`` instead of ``F``
     mode : {"forward", "reverse", "vjp"}
-        How ``alpha`` and ``beta`` are obtained. ``"forward"`` (default): the paper's
-        forward derivative, the full Jacobian by ``net.jacobian(x, mode="forward")``;
-        ``"reverse"``: the same Jacobian in reverse mode (K backward passes);
-        ``"vjp"``: only the two rows the attack needs, ``alpha`` and ``beta``, as two
-        backward passes (:func:`~fwdderiv.attacks.saliency.target_terms_vjp`). All three
-        give the same numbers up to rounding.
-    pair_method : {"numba", "numpy"}
-        Pair search implementation, see :func:`~fwdderiv.attacks.pairs.best_pairs`.
+        How ``alpha`` and ``beta`` are obtained: the paper's forward derivative (default),
+        the same Jacobian in reverse mode, or only the two rows the attack needs
+        (:func:`~fwdderiv.attacks.saliency.target_terms_vjp`); equal up to rounding.
+    pair_method : {"numba", "numpy"}, see :func:`~fwdderiv.attacks.pairs.best_pairs`
     batch_size : int
-        Samples crafted together; within a batch, finished samples drop out of the
-        Jacobian computation.
+        Samples crafted together (finished ones drop out of the Jacobian computation).
     max_iter : int or None
-        Safety cap on iterations per sample (default: enough for every feature of the
-        budget to saturate).
-    max_memory : int or None
-        Byte budget for the Jacobian (``net.jacobian``) and the NumPy pair search.
+        Cap on iterations per sample (default: enough to saturate the whole budget).
+    max_memory : int or None, bytes for the Jacobian and the NumPy pair search
     progress : None, bool or callable
-        True shows a progress bar (samples crafted, running success rate); a callable
-        receives ``(done, total, n_success)``.
+        True: a bar (samples crafted, success rate); a callable gets (done, total, n_success).
     compute_dtype : dtype or None
-        Precision of the derivatives (default float64; None: the input's dtype).
-        ``beta`` sums K rows of the Jacobian; for a softmax output they cancel to
-        ``-alpha``, and in float32 the rounding noise of a saturated output can flip the
-        sign tests of the pair search. ``x_adv`` keeps the input's dtype, and the
-        returned predictions and success flags are evaluated on it in that dtype.
-    workers : int or None
-        Craft on a local ``dask.distributed`` cluster of this many worker processes
-        (needs ``pip install 'fwdderiv[distributed]'``), sharded by rows; the results
-        are identical to the single-process run.
-    scheduler : str, distributed.Client or None
-        Craft on an existing Dask cluster instead (scheduler address or client).
-    shard_dir : path or None
-        Write every finished shard there at once and, on a later call with the same
-        inputs and settings, load finished shards instead of recomputing them (resume
-        after an interruption). Works with or without a cluster.
-    shard_size : int or None
-        Rows per shard (default 288 = 32 sources x 9 targets); see
-        :mod:`fwdderiv.attacks.distributed`.
+        Precision of the derivatives (default float64; None: the input's): in float32
+        the rounding of a saturated softmax can flip the pair search's sign tests.
+        ``x_adv``, predictions and success flags keep the input's dtype.
+    workers, scheduler : int, or str / distributed.Client, optional
+        Craft sharded on a local ``dask.distributed`` cluster of ``workers`` processes
+        (``fwdderiv[distributed]``) or an existing one; results equal one process's.
+    shard_dir, shard_size : path, int, optional
+        Finished shards are written there and reused on a later identical call (resume);
+        rows per shard default to 288. See :mod:`fwdderiv.attacks.distributed`.
 
     Returns
     -------
@@ -192,6 +191,34 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
     ((2, 1, 8, 8), dtype('bool'))
     """
     theta, upsilon, lo, hi = _validate(x, theta, upsilon, clip, domain_policy, mode)
+    batch_size, max_iter, max_memory, t = _check_settings(
+        net, x, targets, clip, lo, hi, logits, batch_size, max_iter, max_memory, workers)
+    m = int(np.prod(x.shape[1:]))
+    budget = int(math.floor(upsilon * m + 1e-9))
+    if max_iter is None:
+        max_iter = _default_max_iter(budget, m, theta, lo, hi, domain_policy)
+    bar = make_progress(progress, x.shape[0], "jsma")
+    if workers is not None or scheduler is not None or shard_dir is not None:
+        kwargs = dict(theta=theta, upsilon=upsilon, clip=clip, domain_policy=domain_policy,
+                      logits=logits, mode=mode, pair_method=pair_method,
+                      batch_size=batch_size, max_iter=max_iter, max_memory=max_memory,
+                      compute_dtype=compute_dtype)
+        out = _craft_distributed(net, x, t, kwargs, bar, workers, scheduler, shard_dir,
+                                 shard_size)
+    else:
+        settings = _Settings(theta, lo, hi, budget, max_iter, domain_policy, logits, mode,
+                             pair_method, max_memory, compute_dtype)
+        out = _craft_local(net, x, t, settings, batch_size, bar)
+    return JSMAResult(distortion=out["n_changed"] / max(m, 1), targets=t, n_features=m,
+                      budget=budget, **out)
+
+
+def _check_settings(net, x, targets, clip, lo, hi, logits, batch_size, max_iter,
+                    max_memory, workers):
+    """Check the arguments :func:`_validate` leaves; return them normalised.
+
+    Returns ``batch_size, max_iter, max_memory, t`` with ``t`` the targets as an int64
+    array of shape (N,)."""
     batch_size = check_int(batch_size, "batch_size", "jsma", minimum=1)
     if max_iter is not None:
         max_iter = check_int(max_iter, "max_iter", "jsma", minimum=0)
@@ -203,46 +230,57 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
     if logits:
         _check_output_layer(net, logits, "jsma")
     n = x.shape[0]
-    m = int(np.prod(x.shape[1:]))
     n_classes = check_classifier(net, x.shape[1:], "jsma")
     t = _as_targets(targets, n, n_classes, "jsma")
     if n and (x.min() < lo or x.max() > hi):
         raise ValueError(f"jsma expected x inside clip={clip}, got values from {x.min()} "
                          f"to {x.max()}; scale the inputs or widen clip.")
-    budget = int(math.floor(upsilon * m + 1e-9))
-    if max_iter is None:
-        max_iter = budget * int(math.ceil((hi - lo) / abs(theta))) + 1
-        if domain_policy == "paper":
-            # A pick of a feature already at the bound changes nothing and removes it
-            # from Gamma: at most M / 2 such iterations come on top.
-            max_iter += (m + 1) // 2
+    return batch_size, max_iter, max_memory, t
+
+
+def _default_max_iter(budget, m, theta, lo, hi, policy):
+    """Enough iterations for every feature of the budget to saturate."""
+    max_iter = budget * int(math.ceil((hi - lo) / abs(theta))) + 1
+    if policy == "paper":
+        # A pick of a feature already at the bound changes nothing and removes it
+        # from Gamma: at most M / 2 such iterations come on top.
+        max_iter += (m + 1) // 2
+    return max_iter
+
+
+def _craft_distributed(net, x, t, kwargs, bar, workers, scheduler, shard_dir, shard_size):
+    """Craft shard by shard (:func:`~fwdderiv.attacks.distributed.craft_sharded`).
+
+    Returns the fields of the :class:`JSMAResult` that depend on the crafting, by name;
+    closes ``bar``."""
+    from .distributed import craft_sharded
+    settings = {k: (str(np.dtype(v)) if k == "compute_dtype" and v is not None else v)
+                for k, v in kwargs.items()}
+    settings["clip"] = list(kwargs["clip"])
+    try:
+        out = craft_sharded(net, x, t, kwargs, craft=jsma, workers=workers,
+                            scheduler=scheduler,
+                            shard_dir=shard_dir, shard_size=shard_size, bar=bar,
+                            settings=settings)
+    finally:
+        bar.close()
+    if out is None:
+        out = dict(x_adv=x.copy(), success=np.zeros(0, bool),
+                   **{f: np.zeros(0, np.int64) for f in
+                      ("n_changed", "iterations", "original", "predictions")})
+    return out
+
+
+def _craft_local(net, x, t, settings, batch_size, bar):
+    """Craft in this process, ``batch_size`` samples at a time.
+
+    Returns the fields of the :class:`JSMAResult` that depend on the crafting, by name;
+    closes ``bar``."""
+    n = x.shape[0]
     x_adv = x.copy()
     out = dict(success=np.zeros(n, bool), n_changed=np.zeros(n, np.int64),
                iterations=np.zeros(n, np.int64), original=np.zeros(n, np.int64),
                predictions=np.zeros(n, np.int64))
-    bar = make_progress(progress, n, "jsma")
-    if workers is not None or scheduler is not None or shard_dir is not None:
-        from .distributed import craft_sharded
-        kwargs = dict(theta=theta, upsilon=upsilon, clip=clip, domain_policy=domain_policy,
-                      logits=logits, mode=mode, pair_method=pair_method,
-                      batch_size=batch_size, max_iter=max_iter, max_memory=max_memory,
-                      compute_dtype=compute_dtype)
-        settings = {k: (str(np.dtype(v)) if k == "compute_dtype" and v is not None else v)
-                    for k, v in kwargs.items()}
-        settings["clip"] = list(clip)
-        try:
-            out = craft_sharded(net, x, t, kwargs, craft=jsma, workers=workers,
-                                scheduler=scheduler,
-                                shard_dir=shard_dir, shard_size=shard_size, bar=bar,
-                                settings=settings)
-        finally:
-            bar.close()
-        if out is None:
-            out = dict(x_adv=x.copy(), success=np.zeros(0, bool),
-                       **{f: np.zeros(0, np.int64) for f in
-                          ("n_changed", "iterations", "original", "predictions")})
-        return JSMAResult(distortion=out["n_changed"] / max(m, 1), targets=t, n_features=m,
-                          budget=budget, **out)
     n_success = [0]
 
     def notify(k, k_success):
@@ -254,75 +292,113 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
         for b0 in range(0, n, batch_size):
             sl = slice(b0, min(n, b0 + batch_size))
             _craft_batch(net, x[sl], x_adv[sl], t[sl], {k: v[sl] for k, v in out.items()},
-                         theta, lo, hi, budget, max_iter, domain_policy, logits, mode,
-                         pair_method, max_memory, notify, compute_dtype)
+                         settings, notify)
     finally:
         bar.close()
-    return JSMAResult(x_adv=x_adv, distortion=out["n_changed"] / max(m, 1), targets=t,
-                      n_features=m, budget=budget, **out)
+    return dict(x_adv=x_adv, **out)
 
 
-def _craft_batch(net, x, x_adv, t, out, theta, lo, hi, budget, max_iter, policy, logits,
-                 mode, pair_method, max_memory, notify, compute_dtype):
+def _craft_batch(net, x, x_adv, t, out, s, notify):
     """Advance one batch in place: x_adv and the arrays in ``out`` are views.
 
     ``notify(k, k_success)`` is called whenever k samples finish, k_success of them on
     target."""
+    b = _start_batch(net, x, x_adv, t, out, s, notify)
+    active = np.arange(x.shape[0])
+    while active.size:
+        active = _retire_stopped(b, s, active)
+        if active.size:
+            active = _craft_step(b, s, active)
+    _finish_batch(net, x, x_adv, t, out)
+
+
+def _start_batch(net, x, x_adv, t, out, s, notify):
+    """The per-sample state of a batch: Gamma as the domain policy starts it."""
     n = x.shape[0]
-    x0 = x.reshape(n, -1)
     xf = x_adv.reshape(n, -1)
-    dt = x.dtype.type
-    if policy == "paper":
+    if s.policy == "paper":
         domain = np.ones(xf.shape, bool)
     else:
-        domain = xf < hi if theta > 0 else xf > lo
-    changed = np.zeros(xf.shape, bool)
-    active = np.arange(n)
-    while active.size:
-        allow = (out["n_changed"][active] + 2 <= budget) & (out["iterations"][active] < max_iter)
-        final, stepping = active[~allow], active[allow]
-        if final.size:
-            pred = net(x_adv[final]).reshape(final.size, -1).argmax(axis=1)
-            out["predictions"][final] = pred
-            notify(final.size, int(np.count_nonzero(pred == t[final])))
-        active = stepping
-        if not stepping.size:
-            break
-        xs = x_adv[stepping]
-        xc = xs if compute_dtype is None else xs.astype(compute_dtype, copy=False)
-        if mode == "vjp":
-            y, alpha, beta = target_terms_vjp(net, xc, t[stepping], logits)
+        domain = xf < s.hi if s.theta > 0 else xf > s.lo
+    return _Batch(net=net, x_adv=x_adv, t=t, out=out, notify=notify, x0=x.reshape(n, -1),
+                  xf=xf, domain=domain, changed=np.zeros(xf.shape, bool),
+                  dt=x.dtype.type)
+
+
+def _retire_stopped(b, s, active):
+    """Predict and report the samples that may not take one more pair; return the rest."""
+    out = b.out
+    allow = (out["n_changed"][active] + 2 <= s.budget) & (out["iterations"][active] < s.max_iter)
+    final, stepping = active[~allow], active[allow]
+    if final.size:
+        pred = b.net(b.x_adv[final]).reshape(final.size, -1).argmax(axis=1)
+        out["predictions"][final] = pred
+        b.notify(final.size, int(np.count_nonzero(pred == b.t[final])))
+    return stepping
+
+
+def _craft_step(b, s, stepping):
+    """One crafting iteration of the rows ``stepping``; return the rows that moved a pair."""
+    y, alpha, beta = _derivative_terms(b, s, stepping)
+    rows, p, q = _search_pairs(b, s, stepping, y, alpha, beta)
+    if rows.size:
+        _move_pairs(b, s, rows, p, q)
+    return rows
+
+
+def _derivative_terms(b, s, stepping):
+    """The output ``y`` and the terms ``alpha``, ``beta`` at the current samples."""
+    xs = b.x_adv[stepping]
+    xc = xs if s.compute_dtype is None else xs.astype(s.compute_dtype, copy=False)
+    if s.mode == "vjp":
+        return target_terms_vjp(b.net, xc, b.t[stepping], s.logits)
+    y, J = forward_derivative(b.net, xc, logits=s.logits, mode=s.mode,
+                              max_memory=s.max_memory)
+    alpha, beta = target_terms(J, b.t[stepping], softmax=softmax_output(b.net, s.logits))
+    return y, alpha, beta
+
+
+def _search_pairs(b, s, stepping, y, alpha, beta):
+    """Record the predictions, report the samples that finish, pick the pairs.
+
+    Returns ``rows, p, q``: the rows still off target that have an admissible pair
+    ``(p, q)``."""
+    pred = y.reshape(stepping.size, -1).argmax(axis=1)
+    b.out["predictions"][stepping] = pred
+    hit = pred == b.t[stepping]
+    rows, alpha, beta = stepping[~hit], alpha[~hit], beta[~hit]
+    if not rows.size:
+        b.notify(hit.size, hit.size)
+        return rows, None, None
+    p, q, _ = best_pairs(alpha, beta, b.domain[rows], increasing=s.theta > 0,
+                         method=s.pair_method, max_memory=s.max_memory)
+    found = p >= 0
+    b.notify(int(hit.sum()) + int((~found).sum()), int(hit.sum()))
+    return rows[found], p[found], q[found]
+
+
+def _move_pairs(b, s, rows, p, q):
+    """Move features ``p`` and ``q`` of every row by theta within the clip range."""
+    dt = b.dt
+    for idx in (p, q):
+        old = b.xf[rows, idx]
+        new = np.clip(old + dt(s.theta), dt(s.lo), dt(s.hi))
+        b.xf[rows, idx] = new
+        b.changed[rows, idx] = new != b.x0[rows, idx]
+        if s.policy == "picked":
+            b.domain[rows, idx] = False
         else:
-            y, J = forward_derivative(net, xc, logits=logits, mode=mode,
-                                      max_memory=max_memory)
-            alpha, beta = target_terms(J, t[stepping], softmax=softmax_output(net, logits))
-        pred = y.reshape(stepping.size, -1).argmax(axis=1)
-        out["predictions"][stepping] = pred
-        hit = pred == t[stepping]
-        rows, alpha, beta = stepping[~hit], alpha[~hit], beta[~hit]
-        if not rows.size:
-            notify(hit.size, hit.size)
-            break
-        p, q, _ = best_pairs(alpha, beta, domain[rows], increasing=theta > 0,
-                             method=pair_method, max_memory=max_memory)
-        found = p >= 0
-        notify(int(hit.sum()) + int((~found).sum()), int(hit.sum()))
-        rows, p, q = rows[found], p[found], q[found]
-        for idx in (p, q):
-            old = xf[rows, idx]
-            new = np.clip(old + dt(theta), dt(lo), dt(hi))
-            xf[rows, idx] = new
-            changed[rows, idx] = new != x0[rows, idx]
-            if policy == "picked":
-                domain[rows, idx] = False
-            else:
-                # Leaves at the bound theta pushes towards, or if the step was lost to
-                # rounding (it would be picked forever otherwise).
-                still = new < hi if theta > 0 else new > lo
-                domain[rows, idx] = still & (new != old)
-        out["iterations"][rows] += 1
-        out["n_changed"][rows] = changed[rows].sum(axis=1)
-        active = rows
+            # Leaves at the bound theta pushes towards, or if the step was lost to
+            # rounding (it would be picked forever otherwise).
+            still = new < s.hi if s.theta > 0 else new > s.lo
+            b.domain[rows, idx] = still & (new != old)
+    b.out["iterations"][rows] += 1
+    b.out["n_changed"][rows] = b.changed[rows].sum(axis=1)
+
+
+def _finish_batch(net, x, x_adv, t, out):
+    """Predict on the crafted and the input samples; set the success flags."""
+    n = x.shape[0]
     if n:
         # Success is judged on the returned samples in their own dtype (the stopping
         # test may have used compute_dtype; they differ only on exact near-ties).
