@@ -1,10 +1,17 @@
 """The ``fwdderiv`` command line. Each subcommand lives in ``fwdderiv/commands/<name>.py``
-and exposes ``add_parser(subparsers)`` and ``run(args) -> int``."""
+and exposes ``add_parser(subparsers)`` and ``run(args) -> int``.
+
+One convention for every command: a usage error (unknown option, bad value, inputs or a
+model that do not fit) prints one line naming the option (argparse's errors also print the
+subcommand's usage) and exits with status 2; a check that fails exits with 1; success is
+0. ``--dataset`` chooses the data set, ``--data-dir`` says where MNIST's files are.
+"""
 import argparse
 import importlib
 import sys
 
-from fwdderiv.commands import add_download_option, add_progress_options, first_run_notice_after
+from fwdderiv.commands import (USAGE, CommandParser, add_dataset_option, add_download_option,
+                               add_progress_options, first_run_notice_after)
 
 #: Seconds a command runs before the first-run notice appears (when Numba has not
 #: compiled the kernels yet): a command that fails its checks at once prints only its
@@ -23,11 +30,12 @@ def build_parser():
                     "Adversarial Settings' (EuroS&P 2016).",
         epilog="Run 'fwdderiv COMMAND --help' for the options of a command.")
     parser.add_argument("--version", action="version", version=f"fwdderiv {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name in COMMANDS:
         importlib.import_module(f"fwdderiv.commands.{name}").add_parser(sub)
-        # every command alike: --progress/--no-progress, and --download beside --data-dir
-        add_download_option(add_progress_options(sub.choices[name]))
+        # every command alike: --progress/--no-progress, and --dataset and --download
+        # beside --data-dir
+        add_download_option(add_dataset_option(add_progress_options(sub.choices[name])))
     return parser
 
 
@@ -58,11 +66,12 @@ def main(argv=None, tune=None):
     notice = first_run_notice_after(NOTICE_DELAY)
     try:
         return int(args.run(args) or 0)
-    except (ValueError, TypeError, OSError, ImportError) as err:
-        # user errors (bad option values, missing or unreadable files, a full disk): one
-        # line, no traceback; OSError covers FileNotFoundError and DownloadError
+    except (ValueError, TypeError, OSError, ImportError, NotImplementedError) as err:
+        # user errors (bad option values, inputs or a model that do not fit, missing or
+        # unreadable files, a full disk, an operator fwdderiv cannot import): one line, no
+        # traceback; OSError covers FileNotFoundError and DownloadError
         print(f"fwdderiv {args.command}: error: {_one_line(err)}", file=sys.stderr)
-        return 1
+        return USAGE
     except KeyboardInterrupt:
         print(f"fwdderiv {args.command}: interrupted", file=sys.stderr)
         return 130

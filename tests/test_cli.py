@@ -119,8 +119,9 @@ USER_ERRORS = [
     (["jacobian", "--model", "nope"], "--model"),
     (["jacobian", "--model", "lenet5"], "--model"),
     (["jacobian", "--batch", "0"], "--batch"),
-    (["jacobian", "--data-dir", "{missing}"], "--download"),
-    (["reproduce", "--data-dir", "{missing}", "--samples", "1"], "--download"),
+    (["jacobian", "--dataset", "mnist", "--data-dir", "{missing}"], "--download"),
+    (["reproduce", "--dataset", "mnist", "--data-dir", "{missing}", "--samples", "1"],
+     "--download"),
     (["train", "--dataset", "mnist", "--data-dir", "{missing}"], "--download"),
     (["train", "--output", "model.txt"], "--output"),
 ]
@@ -134,7 +135,7 @@ def test_user_errors_are_one_line_with_a_nonzero_exit(argv, option, tmp_path, ca
     status = cli.main(argv)
     out = capsys.readouterr()
     lines = out.err.strip().splitlines()
-    assert status != 0
+    assert status == 2
     assert len(lines) == 1, out.err
     assert lines[0].startswith(f"fwdderiv {argv[0]}: error: ") and option in lines[0]
     assert "Traceback" not in out.err and "root=" not in out.err and "load_mnist" not in out.err

@@ -1,18 +1,123 @@
-"""What every ``fwdderiv`` command shares: the progress options, data loading with
-errors addressed to command-line users, and the first-run notice while Numba compiles."""
+"""What every ``fwdderiv`` command shares: the parser class (subcommand usage on an
+error, one meaning of ``--dataset``/``--data-dir``), option types, the progress options,
+data loading with errors addressed to command-line users, and the first-run notice while
+Numba compiles.
+
+Exit statuses, the same for every command: 0 success, 1 a check that failed (``check``,
+``jacobian``), 2 a usage error (an unknown option, a bad option value, inputs or a model
+that do not fit), 130 interrupted.
+"""
+import argparse
 import os
 import sys
 import threading
 
 from fwdderiv.progress import progress_enabled
 
+#: Exit status of a usage error: argparse's, and ``cli.main``'s for a CommandError.
+USAGE = 2
+
+#: The data sets a command can read (``--dataset``).
+DATASETS = ("digits", "mnist")
+
 
 class CommandError(ValueError):
     """A user error of the command line, phrased for it: which option to change.
 
     ``cli.main`` prints it as ``fwdderiv COMMAND: error: MESSAGE`` on one line of
-    standard error and exits with status 1.
+    standard error and exits with status 2 (:data:`USAGE`).
     """
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of one subcommand: an unknown option prints this subcommand's usage (not
+    the top-level one), and ``--dataset`` is resolved after parsing
+    (:func:`resolve_dataset`)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extra = super().parse_known_args(args, namespace)
+        if extra and "run" in self._defaults:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        resolve_dataset(ns, self)
+        return ns, extra
+
+
+def add_dataset_option(parser):
+    """Give a parser that has ``--data-dir`` a ``--dataset {digits,mnist}`` (unless it has
+    one): the data set is chosen with ``--dataset``, ``--data-dir`` only says where
+    MNIST's files are."""
+    have = parser._option_string_actions
+    if "--data-dir" in have and "--dataset" not in have:
+        parser.add_argument("--dataset", choices=DATASETS, default=None,
+                            help="the data set: digits (scikit-learn's 8x8 digits, offline) "
+                                 "or mnist (IDX files in --data-dir or the default data "
+                                 "folder); default: digits, or mnist when --data-dir or "
+                                 "--download is given")
+    return parser
+
+
+def resolve_dataset(ns, parser):
+    """Set ``ns.dataset`` when the command has one: an explicit ``--dataset``; else mnist
+    when ``--data-dir`` or ``--download`` is given (with a one-line note: those options
+    only mean something for MNIST), else digits. ``--dataset digits`` with ``--data-dir``
+    or ``--download`` is a usage error."""
+    if not hasattr(ns, "dataset") or not hasattr(ns, "data_dir"):
+        return
+    given = [o for o, v in (("--data-dir", ns.data_dir), ("--download",
+                                                         getattr(ns, "download", False)))
+             if v]
+    if ns.dataset is None:
+        ns.dataset = "mnist" if given else "digits"
+        if given:
+            print(f"{parser.prog}: note: {given[0]} without --dataset: using --dataset mnist "
+                  "(the digits need no files)", file=sys.stderr)
+    elif ns.dataset == "digits" and given:
+        parser.error(f"{given[0]} applies to --dataset mnist (the digits need no files); "
+                     f"add --dataset mnist, or drop {given[0]}")
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    return _int_at_least(text, 1)
+
+
+def nonnegative_int(text):
+    """argparse type: an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text, low):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+    return value
+
+
+def nonnegative_float(text):
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def image_size(text):
+    """argparse type of ``--image-size H,W`` (or one number for a square): (H, W)."""
+    try:
+        hw = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        hw = ()
+    if len(hw) == 1:
+        hw = hw * 2
+    if len(hw) != 2 or min(hw) < 1:
+        raise argparse.ArgumentTypeError(f"expected H,W such as 32,32, got {text!r}")
+    return hw
 
 
 def add_progress_options(parser):
@@ -35,7 +140,8 @@ def add_download_option(parser):
     if "--data-dir" in have and "--download" not in have:
         parser.add_argument("--download", action="store_true",
                             help="download the MNIST files into the --data-dir folder (or "
-                                 "the default data folder) if they are missing; MD5-checked")
+                                 "the default data folder) if they are missing; MD5-checked "
+                                 "(implies --dataset mnist)")
     return parser
 
 
@@ -82,7 +188,7 @@ def load_data(name, data_dir=None, download=False):
         return load_dataset(name, data_dir=data_dir, download=download)
     except ImportError as err:
         raise CommandError(f"the offline digits need scikit-learn ({err}); install it with "
-                           "pip install 'fwdderiv[data]', or use MNIST with --data-dir DIR"
+                           "pip install 'fwdderiv[data]', or use --dataset mnist"
                            ) from err
 
 

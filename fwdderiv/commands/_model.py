@@ -9,6 +9,8 @@ import numpy as np
 
 from ..models.zoo import ZOO as _ZOO
 from ._common import CommandError
+from ._shapes import (Expected, InputError, check_array, declared_example,
+                      expected_from_module, expected_from_net, refuse, shape_text)
 
 #: What a MODEL argument may be, for help texts and errors.
 MODEL_HELP = (f"a zoo name ({', '.join(_ZOO)}), a fwdderiv "
@@ -30,13 +32,17 @@ class LoadedModel:
     module : torch.nn.Module or None
         The PyTorch module of a ``file.py:factory`` (eval mode), else None.
     input_shape : tuple of int or None
-        Per-example input shape the file declares (ONNX), else None.
+        Per-example input shape the file declares (the ONNX graph's input, a PyTorch
+        file's ``example_input``), else None.
+    expected : Expected or None
+        What is known of the input it takes, with how it is known (for messages).
     """
     net: object
     kind: str
     spec: str
     module: object = None
     input_shape: tuple = None
+    expected: Expected = None
 
 
 def model_kind(spec, option="MODEL"):
@@ -61,18 +67,23 @@ def _existing(spec, path, option, fix):
     return path
 
 
-def load_model(spec, example=None, option="MODEL"):
-    """Load a model file as a fwdderiv network.
+def load_model(spec, example=None, option="MODEL", inputs_option="--inputs", resize=None):
+    """Load a model file as a fwdderiv network, after checking the inputs it will see.
 
     Parameters
     ----------
     spec : str
         ``path.npz``, ``path.onnx`` or ``path.py:factory``.
     example : ndarray of shape (N, *S), optional
-        Inputs the model will see; required for ``file.py:factory`` (PyTorch's graph
-        capture runs the module on them).
+        Inputs the model will see, checked against what the model takes before any
+        framework runs (:func:`check_inputs`). A PyTorch model runs on them for the graph
+        capture; without them, on the ``example_input`` its file declares.
     option : str
-        The option or argument name used in error messages.
+        The option or argument naming the model in error messages.
+    inputs_option : str
+        The option the inputs came from, for error messages.
+    resize : str, optional
+        The advice for images of the wrong size (default: resize them to H x W).
 
     Returns
     -------
@@ -84,15 +95,26 @@ def load_model(spec, example=None, option="MODEL"):
         raise CommandError(f"{option} {spec}: a zoo name is not a file; save the model with "
                            f"fwdderiv train --model {spec} --output {spec}.npz and pass the "
                            ".npz")
+    if kind == "torch":
+        return _load_torch(spec, example, option, inputs_option, resize)
     if kind == "npz":
         path = _existing(spec, spec, option, "save a network with fwdderiv.save(net, path) "
                                              "or fwdderiv train --output")
-        return LoadedModel(fd.load(path), kind, spec)
-    if kind == "onnx":
+        loaded = LoadedModel(fd.load(path), kind, spec)
+    else:
         import onnx
         path = _existing(spec, spec, option, "export one with torch.onnx.export")
         proto = onnx.load(path)
-        return LoadedModel(fd.from_onnx(proto), kind, spec, input_shape=_onnx_shape(proto))
+        shape = _onnx_shape(proto)
+        loaded = LoadedModel(fd.from_onnx(proto), kind, spec, input_shape=shape,
+                             expected=None if shape is None else
+                             Expected(shape, "the ONNX graph's input"))
+    if example is not None:
+        check_inputs(loaded.net, example, spec, inputs_option, loaded.expected, resize)
+    return loaded
+
+
+def _import_factory(spec, option):
     path, _, factory = spec.rpartition(":")
     _existing(spec, path, option, "give the path of a Python file and the name of a function "
                                   "in it, as model.py:make")
@@ -102,14 +124,30 @@ def load_model(spec, example=None, option="MODEL"):
     make = getattr(source, factory, None)
     if not callable(make):
         raise CommandError(f"{option} {spec}: {path} defines no function {factory!r}")
+    return source, make
+
+
+def _load_torch(spec, example, option, inputs_option, resize):
+    """``file.py:factory``: the module, its declared or first-layer input, the inputs
+    checked against it, then the module run on them and captured."""
     import torch
+    import fwdderiv as fd
+    source, make = _import_factory(spec, option)
     module = make()
     if not isinstance(module, torch.nn.Module):
-        raise CommandError(f"{option} {spec}: {factory}() returned "
+        raise CommandError(f"{option} {spec}: {make.__name__}() returned "
                            f"{type(module).__name__}, expected a torch.nn.Module")
-    if example is None:
-        raise CommandError(f"{option} {spec}: a PyTorch model needs example inputs "
-                           "(--inputs X.npy)")
+    declared = declared_example(source, make, module, spec)
+    expected = (Expected(tuple(declared.shape[1:]), "its example_input")
+                if declared is not None else expected_from_module(module))
+    if example is None and declared is None:
+        raise CommandError(f"{option} {spec}: a PyTorch model needs example inputs: give "
+                           "--inputs X.npy, or declare example_input in the file (see "
+                           "docs/pages/checking.md)")
+    example = declared if example is None else example
+    check_inputs(None, example, spec, inputs_option,
+                 expected if expected is not None and len(expected.shape) > 1 else None,
+                 resize)
     module = module.eval()
     dtype = next(iter(module.parameters()), torch.zeros((), dtype=torch.float32)).dtype
     t = torch.from_numpy(np.ascontiguousarray(example[:2])).to(dtype)
@@ -118,9 +156,14 @@ def load_model(spec, example=None, option="MODEL"):
             module(t)
     except Exception as err:                # the module's own shape check
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CommandError(f"{option} {spec}: the module does not accept inputs of shape "
-                           f"(N, {', '.join(map(str, example.shape[1:]))}): {first}") from None
-    return LoadedModel(fd.from_torch(module, t), kind, spec, module=module)
+        where = "" if expected is None else f"{expected.text()} ({expected.source}); "
+        raise InputError(f"{inputs_option}: {spec} does not run on inputs of shape "
+                         f"{shape_text(example.shape)}: PyTorch says {first!r}; it takes "
+                         f"{where}{(resize or 'give inputs of the size it takes').format(size='H,W')}"
+                         ", or declare example_input in the file to state the size") from None
+    shape = None if declared is None else tuple(declared.shape[1:])
+    return LoadedModel(fd.from_torch(module, t), "torch", spec, module=module,
+                       input_shape=shape, expected=expected)
 
 
 def _onnx_shape(proto):
@@ -149,33 +192,44 @@ def load_inputs(path, option="--inputs"):
     return x
 
 
-def check_inputs(net, x, model, option="--inputs", expected=None):
-    """Refuse inputs the network cannot take, in one line naming ``option``.
+def check_inputs(net, x, model, option="--inputs", expected=None, resize=None):
+    """Refuse inputs the network cannot take, in one line naming ``option``, the shape the
+    model takes, the shape received and the fix.
 
     Parameters
     ----------
-    net : Sequential or Graph
+    net : Sequential or Graph or None
+        The network; None checks only ``x`` itself and ``expected``.
     x : ndarray
         Must be float32 or float64 of shape (N, *S) with N >= 1, finite, and ``S`` a shape
-        ``net`` accepts (``expected`` when the model file declares one).
+        ``net`` accepts (and that agrees with ``expected``).
     model : str
         The model as named on the command line.
+    option : str
+        Where the inputs came from (``--inputs``, ``--dataset digits``).
+    expected : Expected or tuple of int, optional
+        What the model file declares; a tuple is a declared shape.
+    resize : str, optional
+        The advice for images of the right channels but the wrong size.
+
+    Raises
+    ------
+    InputError
+        A CommandError: ``cli.main`` prints it on one line and exits with status 2.
     """
-    shape = "(" + ", ".join(map(str, x.shape)) + ")"
-    if x.dtype not in (np.float32, np.float64):
-        raise CommandError(f"{option}: expected float32 or float64 values, got {x.dtype} "
-                           f"{shape}; convert with x.astype(numpy.float64) before saving")
-    if x.ndim < 2 or x.shape[0] < 1:
-        raise CommandError(f"{option}: expected shape (N, *S) with N >= 1 examples, got "
-                           f"{shape}; add the batch axis with x[None]")
-    if not np.isfinite(x).all():
-        raise CommandError(f"{option}: expected finite values, got "
-                           f"{int((~np.isfinite(x)).sum())} NaN or infinite entries")
-    want = f"(N, {', '.join(map(str, expected))})" if expected else None
-    if expected is not None and tuple(x.shape[1:]) != tuple(expected):
-        raise CommandError(f"{option}: {model} expects inputs of shape {want}, got {shape}")
+    check_array(x, option)
+    if expected is not None and not isinstance(expected, Expected):
+        expected = Expected(tuple(expected), "the shape the model file declares")
+    if expected is not None and not expected.fits(x.shape[1:]):
+        raise refuse(expected, x.shape, model, option, resize)
+    if net is None:
+        return
     try:
         net.output_shape(tuple(x.shape[1:]))
-    except ValueError as err:
-        raise CommandError(f"{option}: {model} does not take inputs of shape {shape}: "
-                           f"{' '.join(str(err).split())}") from None
+    except (ValueError, TypeError) as err:
+        detail = " ".join(str(err).split())
+        found = expected or expected_from_net(net, x.shape)
+        if found is None:
+            raise InputError(f"{option}: {model} does not take inputs of shape "
+                             f"{shape_text(x.shape)}: {detail}") from None
+        raise refuse(found, x.shape, model, option, resize) from None

@@ -1,5 +1,6 @@
 """``fwdderiv attack``: accuracy of a model under FGSM and PGD as eps grows, and the FGSM
 figure (an image, its gradient sign, the adversarial image, with the predictions)."""
+import argparse
 import json
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from ..attacks.plots import require_matplotlib
 from ..gradients import loss_gradient
 from ..training.progress import make_bar, progress_enabled
 from ._classifier_args import add_model_arguments, model_and_data, short_name
+from ._common import nonnegative_float, positive_int
+from ._inputs import picture
+from ._output import output_dir
 
 ATTACKS = ("fgsm", "pgd")
 
@@ -21,29 +25,44 @@ def add_parser(sub):
                     "projected gradient descent (iterated steps projected onto the eps-ball), "
                     "untargeted, on held-out images in [0, 1]; write the accuracy-versus-eps "
                     "curve (accuracy_vs_eps.png, accuracy_vs_eps.json) and the FGSM figure of "
-                    "one image (fgsm_example.png).")
+                    "one image (fgsm_example.png). Your own model and images: --model "
+                    "FILE --inputs X.npy [--labels y.npy] (without --labels the model's "
+                    "predictions are the labels, so the clean accuracy is 1).")
     add_model_arguments(p, 300, "held-out images attacked (default: 300)")
-    p.add_argument("--eps", default="0,0.05,0.1,0.15,0.2,0.25,0.3",
+    p.add_argument("--eps", type=_floats, default=_floats("0,0.05,0.1,0.15,0.2,0.25,0.3"),
                    help="comma-separated L-inf radii (default: 0,0.05,...,0.3)")
-    p.add_argument("--attacks", default="fgsm,pgd", help="comma separated: fgsm, pgd")
-    p.add_argument("--pgd-steps", type=int, default=10, help="PGD iterations (default: 10)")
-    p.add_argument("--pgd-step-size", type=float, default=None,
+    p.add_argument("--attacks", type=_attacks, default=list(ATTACKS),
+                   help="comma separated: fgsm, pgd (default: both)")
+    p.add_argument("--pgd-steps", type=positive_int, default=10,
+                   help="PGD iterations (default: 10)")
+    p.add_argument("--pgd-step-size", type=nonnegative_float, default=None,
                    help="PGD step as a fraction of eps (default: 2.5 / pgd-steps, Madry et "
                         "al.'s rule)")
-    p.add_argument("--attack-batch", type=int, default=128,
+    p.add_argument("--attack-batch", type=positive_int, default=128,
                    help="images attacked together (default: 128)")
     p.set_defaults(run=run)
     return p
 
 
-def _floats(text, name):
+def _floats(text):
+    """argparse type of ``--eps``: comma-separated numbers >= 0."""
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"--{name} expected comma-separated numbers, got {text!r}") from None
-    if not values or min(values) < 0:
-        raise ValueError(f"--{name} expected numbers >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got "
+                                         f"{text!r}") from None
+    if not values or not all(0 <= v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers >= 0, got {text!r}")
     return values
+
+
+def _attacks(text):
+    """argparse type of ``--attacks``: names among :data:`ATTACKS`."""
+    attacks = [a for a in text.split(",") if a]
+    if not attacks or any(a not in ATTACKS for a in attacks):
+        raise argparse.ArgumentTypeError(f"expected names among {', '.join(ATTACKS)}, got "
+                                         f"{text!r}")
+    return attacks
 
 
 def accuracy_curve(net, x, y, eps_list, attacks, pgd_steps, step_fraction, batch, bar,
@@ -97,7 +116,8 @@ def plot_fgsm_example(net, x, y, eps, path):
     for ax, (title, img) in zip(axes, panels):
         p = net(img.astype(x.dtype))[0]
         k = int(np.argmax(p))
-        ax.imshow(img[0, 0], cmap="gray" if title != panels[1][0] else "coolwarm",
+        ax.imshow(picture(img[0] if img is not sign else img[0].mean(axis=0, keepdims=True)),
+                  cmap="gray" if img is not sign else "coolwarm",
                   vmin=-1 if img is sign else 0, vmax=1)
         ax.set_title(f"{title}\nprediction {k} (p = {p[k]:.2f})", fontsize=8)
         ax.axis("off")
@@ -120,18 +140,10 @@ def _example(net, x, y, eps_list, fgsm_curve, clean):
 
 
 def run(args):
-    eps_list = _floats(args.eps, "eps")
-    attacks = [a for a in args.attacks.split(",") if a]
-    bad = [a for a in attacks if a not in ATTACKS]
-    if bad or not attacks:
-        raise ValueError(f"--attacks expected names among {', '.join(ATTACKS)}, got "
-                         f"{args.attacks!r}")
-    if args.pgd_steps < 1 or args.attack_batch < 1:
-        raise ValueError("--pgd-steps and --attack-batch must be at least 1")
+    eps_list, attacks = args.eps, args.attacks
     fraction = 2.5 / args.pgd_steps if args.pgd_step_size is None else args.pgd_step_size
     net, x, y, name = model_and_data(args, args.batch)
     out = Path(args.output or "attack")
-    out.mkdir(parents=True, exist_ok=True)
     clean = float((net(x).argmax(axis=1) == y).mean())
     print(f"model  {name}\nimages {len(x)}, clean accuracy {clean:.4f}")
     total = len(x) * len(eps_list) * len(attacks)
@@ -146,12 +158,19 @@ def run(args):
               "accuracy": curves, "pgd": {"nb_iter": args.pgd_steps,
                                           "eps_iter_over_eps": fraction, "rand_init": True},
               "norm": "inf", "clip": [0.0, 1.0]}
-    (out / "accuracy_vs_eps.json").write_text(json.dumps(record, indent=1))
-    plot_curve(eps_list, curves, out / "accuracy_vs_eps.png",
-               f"{short_name(name)}, {len(x)} images\nPGD: {args.pgd_steps} steps of "
-               f"{fraction:.3g} eps, random start")
-    n, example_eps = _example(net, x, y, eps_list, curves.get("fgsm"), clean)
-    plot_fgsm_example(net, x[n], y[n], example_eps, out / "fgsm_example.png")
-    print(f"wrote {out / 'accuracy_vs_eps.png'}, {out / 'accuracy_vs_eps.json'}, "
-          f"{out / 'fgsm_example.png'}")
+    names = ["accuracy_vs_eps.png", "accuracy_vs_eps.json"]
+    with output_dir(out, last="accuracy_vs_eps.json") as stage:
+        plot_curve(eps_list, curves, stage / "accuracy_vs_eps.png",
+                   f"{short_name(name)}, {len(x)} images\nPGD: {args.pgd_steps} steps of "
+                   f"{fraction:.3g} eps, random start")
+        if x.ndim == 4:
+            n, example_eps = _example(net, x, y, eps_list, curves.get("fgsm"), clean)
+            plot_fgsm_example(net, x[n], y[n], example_eps, stage / "fgsm_example.png")
+            names.append("fgsm_example.png")
+        else:
+            print(f"no fgsm_example.png: the inputs are not images (N, C, H, W) but "
+                  f"{x.shape}")
+        (stage / "accuracy_vs_eps.json").write_text(json.dumps(record, indent=1))
+    written = [out / n for n in names]
+    print(f"wrote {', '.join(map(str, written))}")
     return 0

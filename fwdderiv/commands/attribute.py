@@ -1,4 +1,5 @@
 """``fwdderiv attribute``: attribution heatmaps of a model for a few real images."""
+import argparse
 import json
 from pathlib import Path
 
@@ -8,6 +9,10 @@ from ..attacks.plots import require_matplotlib
 from ..attribution import InputXGradient, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 from ..training.progress import make_bar, progress_enabled
 from ._classifier_args import add_model_arguments, model_and_data, short_name
+from ._common import nonnegative_float, positive_int
+from ._inputs import picture
+from ._output import output_dir
+from ._shapes import InputError
 
 #: Method names of ``--methods``, in figure order.
 METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "occlusion", "smoothgrad")
@@ -21,22 +26,33 @@ def add_parser(sub):
                     "gradients (black baseline), occlusion and SmoothGrad, for every class in "
                     "one pass, and draw the figure of the attribution papers: the input, then "
                     "one heatmap per method and class (attributions.png; the numbers in "
-                    "attributions.npz).")
+                    "attributions.npz). Your own model and images: --model FILE --inputs "
+                    "X.npy [--labels y.npy].")
     add_model_arguments(p, 4, "held-out images (default: 4)")
-    p.add_argument("--methods", default=",".join(METHODS),
+    p.add_argument("--methods", type=_methods, default=list(METHODS),
                    help=f"comma separated, among {', '.join(METHODS)} (default: all)")
     p.add_argument("--classes", default="pred",
                    help="'pred' (the predicted class), 'label', 'all', or comma-separated "
                         "class indices (default: pred)")
-    p.add_argument("--n-steps", type=int, default=50, help="IG points (default: 50)")
-    p.add_argument("--window", type=int, default=None,
+    p.add_argument("--n-steps", type=positive_int, default=50, help="IG points (default: 50)")
+    p.add_argument("--window", type=positive_int, default=None,
                    help="occlusion window side in pixels (default: a seventh of the image "
                         "side, at least 2) moved by half its side")
-    p.add_argument("--nt-samples", type=int, default=20, help="SmoothGrad samples (default 20)")
-    p.add_argument("--stdev", type=float, default=0.15,
+    p.add_argument("--nt-samples", type=positive_int, default=20,
+                   help="SmoothGrad samples (default 20)")
+    p.add_argument("--stdev", type=nonnegative_float, default=0.15,
                    help="SmoothGrad noise standard deviation (default: 0.15)")
     p.set_defaults(run=run)
     return p
+
+
+def _methods(text):
+    """argparse type of ``--methods``: names among :data:`METHODS`."""
+    methods = [m for m in text.split(",") if m]
+    if not methods or any(m not in METHODS for m in methods):
+        raise argparse.ArgumentTypeError(f"expected names among {', '.join(METHODS)}, got "
+                                         f"{text!r}")
+    return methods
 
 
 def _classes(text, pred, labels, K):
@@ -86,7 +102,7 @@ def plot(x, attributions, rows, path, title):
                              figsize=(1.7 * (1 + len(methods)), 1.8 * len(rows)),
                              squeeze=False)
     for r, (n, k, label) in enumerate(rows):
-        axes[r, 0].imshow(x[n, 0], cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].imshow(picture(x[n]), cmap="gray", vmin=0, vmax=1)
         axes[r, 0].set_title(label, fontsize=7)
         for c, m in enumerate(methods, 1):
             a = attributions[m][n, k].sum(axis=0)
@@ -104,14 +120,13 @@ def plot(x, attributions, rows, path, title):
 
 
 def run(args):
-    methods = [m for m in args.methods.split(",") if m]
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise ValueError(f"--methods expected names among {', '.join(METHODS)}, got "
-                         f"{args.methods!r}")
+    methods = args.methods
     net, x, y, name = model_and_data(args, args.batch)
+    if x.ndim != 4:
+        raise InputError(f"attribute draws heatmaps over images: expected inputs of shape "
+                         f"(N, C, H, W), got {x.shape}; use fwdderiv.attribution from Python "
+                         "for other inputs")
     out = Path(args.output or "attribute")
-    out.mkdir(parents=True, exist_ok=True)
     probs = net(x)
     pred = probs.argmax(axis=1)
     K = probs.shape[1]
@@ -125,9 +140,6 @@ def run(args):
         for k in ([int(pred[n])] if args.classes == "pred" else
                   [int(y[n])] if args.classes == "label" else classes):
             rows.append((n, k, f"image {n}, label {y[n]}\nclass {k} (p = {probs[n, k]:.2f})"))
-    plot(x, attributions, rows, out / "attributions.png", short_name(name))
-    np.savez(out / "attributions.npz", x=x, labels=y, probabilities=probs,
-             **{m: a for m, a in attributions.items()})
     summary = {m: {"shape": list(a.shape)} for m, a in attributions.items()}
     if "integrated_gradients" in attributions:
         ig = attributions["integrated_gradients"]
@@ -136,8 +148,12 @@ def run(args):
         summary["integrated_gradients"]["max_abs_convergence_delta"] = float(np.abs(delta).max())
         print(f"integrated gradients: completeness |sum A - (F(x) - F(0))| <= "
               f"{np.abs(delta).max():.2e} over {len(x)} images x {K} classes")
-    (out / "attributions.json").write_text(json.dumps({"model": name, "methods": summary},
-                                                      indent=1))
+    with output_dir(out, last="attributions.json") as stage:
+        plot(x, attributions, rows, stage / "attributions.png", short_name(name))
+        np.savez(stage / "attributions.npz", x=x, labels=y, probabilities=probs,
+                 **{m: a for m, a in attributions.items()})
+        (stage / "attributions.json").write_text(
+            json.dumps({"model": name, "methods": summary}, indent=1))
     print(f"model {name}\nwrote {out / 'attributions.png'} ({len(rows)} rows x "
           f"{1 + len(methods)} panels), {out / 'attributions.npz'}")
     return 0

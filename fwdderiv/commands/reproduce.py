@@ -14,7 +14,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._common import add_download_option, add_progress_options, load_data, show_progress
+from ._common import add_download_option, add_progress_options, show_progress
+from ._classifier_args import add_input_options
+from ._output import output_dir
 
 #: The paper's MNIST results (LeNet, Upsilon = 14.5%, theta = +1, probabilities F), for
 #: comparison. The abstract states "a 97% adversarial success rate while only modifying on
@@ -51,11 +53,12 @@ S correctly classified test samples (classes in turn), craft one adversarial sam
   adversarial_samples.npz  the crafted samples with their source and target classes
 
 The default uses the 8x8 scikit-learn digits (offline, about a minute including the
-first training). --data-dir DIR switches to MNIST (LeNet-5 on 28x28, trained on the first
+first training). --dataset mnist switches to MNIST (LeNet-5 on 28x28, trained on the first
 9,000 images of the t10k files, samples drawn from the other 1,000: the paper's attack
 and budget, but not its model, which trained on the 60,000 training images). The paper's
 numbers appear beside the run's only for the setting it reports (MNIST, theta=+1,
-Upsilon=14.5%, probabilities F).
+Upsilon=14.5%, probabilities F). Your own model and images: --model FILE --inputs X.npy
+[--labels y.npy] (without --labels, the model's predictions are the labels).
 
 --hardness also runs the attack at the paper's grid of maximum distortions and writes
 the hardness matrix H(s, t) of Sec. V-B (hardness.png). --workers N crafts on a local
@@ -70,11 +73,13 @@ def add_parser(subparsers):
         "reproduce", help="reproduce the paper's JSMA experiment and write a report",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                   help="MNIST directory (IDX files); default: the offline digits")
+                   help="the folder with MNIST's IDX files for --dataset mnist (default: "
+                        "$FWDDERIV_DATA_DIR/mnist or ~/.cache/fwdderiv/data/mnist)")
     p.add_argument("--model", default=None, metavar="MODEL",
                    help="the attacked model: a zoo name, a fwdderiv .npz, an .onnx file or "
                         "file.py:factory returning a torch.nn.Module (default: digits_net on "
-                        "the digits, lenet5 with --data-dir, trained once and cached)")
+                        "the digits, lenet5 on --dataset mnist, trained once and cached)")
+    add_input_options(p)
     p.add_argument("--samples", type=int, default=100, metavar="S",
                    help="benign source samples; each is crafted towards 9 targets "
                         "(default: %(default)s)")
@@ -150,31 +155,25 @@ def select_sources(y, pred, n, n_classes=10):
 
 
 def _load(args):
-    from fwdderiv.models.trained import RECIPES, pretrained
+    """(data, net, model name): the held-out images of ``--dataset`` (resized by
+    ``--image-size``) or the user's ``--inputs``/``--labels``, and the model, checked to
+    be a 10-class classifier of them (:func:`._classifier_args.load_classifier`)."""
+    from types import SimpleNamespace
+    from ._classifier_args import load_classifier
     from ._common import CommandError
-    from ._model import check_inputs, load_model, model_kind
 
-    show = show_progress(args)
-    dataset = "mnist" if args.data_dir is not None else "digits"
-    ds = load_data("digits") if dataset == "digits" else \
-        load_data("mnist", args.data_dir, download=args.download)
-    spec = args.model or ("digits_net" if dataset == "digits" else "lenet5")
-    if model_kind(spec, "--model") == "zoo":
-        if (spec, dataset) not in RECIPES:
-            fits = sorted(m for m, d in RECIPES if d == dataset)
-            raise CommandError(f"--model {spec} has no training recipe for the {dataset} "
-                               f"images; use --model {' or '.join(fits)} or a model file")
-        net = pretrained(spec, dataset, data_dir=args.data_dir, seed=args.seed, progress=show)
-        model = "lenet5(in_size=28)" if spec == "lenet5" and dataset == "mnist" else spec
-        return ds, net, model
-    loaded = load_model(spec, ds.x_test[:2], option="--model")
-    check_inputs(loaded.net, ds.x_test[:2], spec, option="--model",
-                 expected=loaded.input_shape)
-    out = loaded.net.output_shape(ds.x_test.shape[1:])
-    if tuple(out) != (10,):
-        raise CommandError(f"--model {spec}: expected 10 class outputs for the {dataset} "
-                           f"images, got output shape {tuple(out)}")
-    return ds, loaded.net, spec
+    c = load_classifier(args)
+    out = tuple(c.net.output_shape(c.x.shape[1:]))
+    if out != (10,):
+        raise CommandError(f"--model {args.model}: expected 10 class outputs for the "
+                           f"{c.data} images (the attack crafts towards each of 10 classes), "
+                           f"got output shape {out}")
+    if c.note:
+        print(f"fwdderiv reproduce: {c.note}", file=sys.stderr)
+    spec = args.model or ("lenet5" if c.data == "mnist" else "digits_net")
+    model = "lenet5(in_size=28)" if spec == "lenet5" and c.data == "mnist" else spec
+    return SimpleNamespace(x_test=c.x, y_test=c.y, name=c.data, description=c.where), \
+        c.net, model
 
 
 def _nan_to_none(a):
@@ -220,12 +219,20 @@ def _check_options(args):
 
 
 def run(args):
-    """Run the reproduction; returns the exit status (0 on success)."""
+    """Run the reproduction; returns the exit status (0 on success).
+
+    Nothing is written until the crafting is done; then every file goes to a temporary
+    folder renamed to --output at the end (:func:`._output.output_dir`), report.md
+    last. With --workers or --scheduler the finished shards are kept in --output/shards
+    as they arrive, so an interrupted run resumes."""
     status, plt = _start(args)
     if status is not None:
         return status
+    problem = _check_sharding(args)
+    if problem:
+        print(f"fwdderiv reproduce: {problem}", file=sys.stderr)
+        return 2
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
 
     ds, net, model = _load(args)
     k = 10
@@ -233,33 +240,70 @@ def run(args):
     accuracy = float((pred_test == ds.y_test).mean())
     picked = _pick_sources(ds, pred_test, args.samples, k)
 
-    problem = _check_sharding(args)
-    if problem:
-        print(f"fwdderiv reproduce: {problem}", file=sys.stderr)
-        return 2
-    res, seconds, hard = _craft_all(args, net, picked, out, k)
+    warmup = _warm_up(args, net, picked)
+    res, seconds, hard = _craft_resumably(args, net, picked, out, k)
     mats, budgets, curve, A, J, sm = _metrics(args, net, picked, res, hard, k)
     summary = _summary(res, A, picked.y, k)
     results = _results(args, ds, model, accuracy, picked, res, seconds, summary,
                        budgets, curve, mats, hard, k)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    np.savez_compressed(out / "adversarial_samples.npz", x_adv=res.x_adv, source=picked.src,
-                        target=picked.tgt, success=res.success,
-                        test_index=picked.idx[picked.row])
-
-    figures = []
-    if plt is not None:
-        figures = _figures(out, ds.name, picked, res, J, sm, hard, k)
-
-    (out / "report.md").write_text(_report(results, mats, budgets, curve, figures))
+    results["warmup_seconds"] = warmup
+    with output_dir(out, last="report.md") as stage:
+        (stage / "results.json").write_text(json.dumps(results, indent=1))
+        np.savez_compressed(stage / "adversarial_samples.npz", x_adv=res.x_adv,
+                            source=picked.src, target=picked.tgt, success=res.success,
+                            test_index=picked.idx[picked.row])
+        figures = [] if plt is None else _figures(stage, ds.name, picked, res, J, sm, hard, k)
+        (stage / "report.md").write_text(_report(results, mats, budgets, curve, figures))
     print(f"fwdderiv reproduce: {ds.name}, {len(picked.tgt)} adversarial samples in "
-          f"{seconds:.1f} s: "
+          f"{seconds:.1f} s ({_rate(results)}; not counting {warmup:.1f} s of warm-up "
+          f"before it: {WARM_UP}): "
           f"success {_pct(summary['success_rate'])}, mean distortion "
           f"{_pct(summary['mean_distortion_successful'])} (successful) / "
           f"{_pct(summary['mean_distortion_all'])} (all)"
           + ("; paper (MNIST): 97% / 4.02%. " if results["paper_comparable"] else ". ")
           + f"Report: {out / 'report.md'}")
     return 0
+
+
+#: What the warm-up before the timed crafting does.
+WARM_UP = ("one pair crafted first, while Numba compiles its kernels or loads them from "
+           "its cache")
+
+
+def _warm_up(args, net, picked):
+    """Craft one (sample, target) pair with the run's settings and a budget of a few
+    features, in this process: the first call of each Numba kernel compiles it (or loads
+    it from the on-disk cache), and that time stays out of the crafting time and the
+    throughput. Returns its seconds. Worker processes (--workers) load the kernels
+    from the cache this fills, inside their crafting time."""
+    from fwdderiv.attacks import jsma
+
+    n_features = int(np.prod(picked.x.shape[1:]))
+    t0 = time.perf_counter()
+    jsma(net, picked.x_rep[:1], picked.tgt[:1], theta=args.theta,
+         upsilon=min(args.upsilon, 4 / n_features), logits=args.logits, mode=args.mode,
+         domain_policy=args.domain_policy, batch_size=1, progress=False)
+    return time.perf_counter() - t0
+
+
+def _craft_resumably(args, net, picked, out, k):
+    """:func:`_craft_all`; when it stops with finished shards kept (--workers,
+    --scheduler), says where they are and how to resume."""
+    try:
+        return _craft_all(args, net, picked, out, k)
+    except BaseException:
+        shards = sorted(out.glob("shards*/shard-*.npz")) if out.is_dir() else []
+        if shards:
+            print(f"fwdderiv reproduce: stopped; {len(shards)} finished shards are kept in "
+                  f"{out}, with no report yet: run the same command again to resume",
+                  file=sys.stderr)
+        raise
+
+
+def _rate(results):
+    rate = results["samples_per_second"]
+    return ("n/a adversarial samples per second" if rate is None else
+            f"{rate:.1f} adversarial samples per second")
 
 
 def _start(args):
@@ -541,8 +585,8 @@ def _report(r, mats, budgets, curve, figures):
                   f"{100 * c['upsilon']:.1f}% allows only {r['budget_features']} changed "
                   "features (MNIST: 113); each changed pixel is a larger part of a small "
                   "image, and the rates are not directly comparable."]
-    lines += ["", f"Crafting took {r['crafting_seconds']:.1f} s "
-              f"({r['samples_per_second']:.1f} adversarial samples per second).", "",
+    lines += ["", f"Crafting took {r['crafting_seconds']:.1f} s ({_rate(r)}), not counting "
+              f"{r.get('warmup_seconds', 0):.1f} s of warm-up before it: {WARM_UP}.", "",
               "## Success rate against the distortion budget", "",
               "From the same run: a sample succeeds under a smaller budget exactly when it "
               "succeeded here with no more distortion (the budget only stops crafting).", "",

@@ -7,7 +7,8 @@ import textwrap
 
 from fwdderiv.models.trained import RECIPE, RECIPES, TRAIN_THREADS, recipe
 
-from ._common import CommandError, add_download_option, add_progress_options, load_data
+from ._common import (CommandError, add_download_option, add_progress_options, load_data,
+                      nonnegative_float, nonnegative_int, positive_int)
 
 MODELS = ("lenet5", "lenet_mnist", "mnist_convnet", "mlp", "digits_net")
 DATASETS = ("digits", "mnist")
@@ -49,26 +50,29 @@ def add_parser(subparsers):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=MODELS, default=None,
                    help="architecture (default: lenet5 for mnist, digits_net for digits)")
-    p.add_argument("--dataset", choices=DATASETS, default="digits",
-                   help="training data (default: digits, needs no download)")
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="training data (default: digits, which need no download; mnist "
+                        "when --data-dir or --download is given)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="MNIST directory with the IDX files (default: $FWDDERIV_DATA_DIR/mnist "
-                        "or ~/.cache/fwdderiv/data/mnist)")
-    p.add_argument("--epochs", type=int, default=None, metavar="N", help="passes over the data")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="the folder with MNIST's IDX files for --dataset mnist (default: "
+                        "$FWDDERIV_DATA_DIR/mnist or ~/.cache/fwdderiv/data/mnist)")
+    p.add_argument("--epochs", type=positive_int, default=None, metavar="N",
+                   help="passes over the data")
+    p.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                    help="examples per step")
-    p.add_argument("--lr", type=float, default=None, help="learning rate of the first epoch")
-    p.add_argument("--lr-decay", type=float, default=None, metavar="F",
+    p.add_argument("--lr", type=nonnegative_float, default=None,
+                   help="learning rate of the first epoch")
+    p.add_argument("--lr-decay", type=nonnegative_float, default=None, metavar="F",
                    help="learning rate multiplied by F after each epoch")
-    p.add_argument("--momentum", type=float, default=None,
+    p.add_argument("--momentum", type=nonnegative_float, default=None,
                    help="SGD momentum (Adam: beta1)")
-    p.add_argument("--weight-decay", type=float, default=None, metavar="L2",
+    p.add_argument("--weight-decay", type=nonnegative_float, default=None, metavar="L2",
                    help="L2 coefficient added to the gradients")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default=None,
                    help="update rule (default: sgd)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the initial weights and of the shuffling (default: 0)")
-    p.add_argument("--threads", type=int, default=TRAIN_THREADS, metavar="N",
+    p.add_argument("--threads", type=nonnegative_int, default=TRAIN_THREADS, metavar="N",
                    help=f"threads for Numba kernels and BLAS while training (default "
                         f"{TRAIN_THREADS}: minibatches are too small for more to pay; 0 keeps "
                         "the libraries' defaults)")
@@ -102,12 +106,6 @@ def run(args):
     if args.output is not None and os.path.isdir(args.output):
         return _error(f"--output {args.output!r} is a directory; give a file path such as "
                       f"{os.path.join(args.output, model + '.npz')!r}")
-    if args.data_dir is not None and args.dataset != "mnist":
-        return _error(f"--data-dir applies only to --dataset mnist, but the data set is "
-                      f"{args.dataset!r}; add --dataset mnist, or drop --data-dir")
-    if args.threads < 0:
-        return _error(f"--threads must be >= 0 (0 keeps the libraries' defaults), got "
-                      f"{args.threads}")
     try:
         hyper = recipe(model, args.dataset)
     except ValueError:

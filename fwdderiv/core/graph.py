@@ -343,7 +343,7 @@ class Graph:
 
     @_call
     def jacobian(self, x, mode="forward", max_memory=None, return_output=False,
-                 intermediates=False, windowed=True):
+                 intermediates=False, windowed=True, out=None):
         r"""The forward derivative :math:`\partial F/\partial x` of every example.
 
         Parameters
@@ -369,14 +369,22 @@ class Graph:
             receptive-field windows (:mod:`fwdderiv.core.local`), where they can be
             non-zero, and go dense after. False carries dense tangents throughout. Both
             give the same numbers up to float rounding.
+        out : array-like of shape (N, *S_out, *S_in), optional
+            Where to write the Jacobian, chunk by chunk as it is computed: a
+            ``numpy.memmap`` (``np.lib.format.open_memmap("J.npy", mode="w+",
+            dtype=x.dtype, shape=...)``), a Zarr array, any array with slice assignment
+            and a floating dtype. Then only ``max_memory`` (and the output ``F(x)``) is
+            held in memory, and a result larger than memory is possible; without
+            ``out``, a result larger than the machine's memory is refused before any
+            work. Returned as ``J``.
 
         Returns
         -------
         J : ndarray of shape (N, *S_out, *S_in)
-            The layout of ``torch.func.vmap(torch.func.jacfwd(f))``.
+            The layout of ``torch.func.vmap(torch.func.jacfwd(f))`` (``out`` if given).
         """
         return driver.jacobian(self, x, mode, max_memory, return_output, intermediates,
-                               windowed)
+                               windowed, out)
 
     def plan(self, in_shape, mode="forward", dtype=np.float32, batch=1, max_memory=None,
              windowed=True):

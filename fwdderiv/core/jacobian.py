@@ -33,7 +33,7 @@ def _size(shape):
 
 
 def jacobian(net, x, mode="forward", max_memory=None, return_output=False,
-             intermediates=False, windowed=True):
+             intermediates=False, windowed=True, out=None):
     """The body of :meth:`fwdderiv.Graph.jacobian` (see there)."""
     name = f"{net._kind}.jacobian"
     if mode not in ("forward", "reverse"):
@@ -42,16 +42,19 @@ def jacobian(net, x, mode="forward", max_memory=None, return_output=False,
     stretch = max_memory is None          # the default budget grows to one direction's need
     max_memory = budget(max_memory, name)
     if intermediates:
-        if mode != "forward":
-            raise ValueError(f"{name}: intermediates=True needs mode='forward'")
+        if mode != "forward" or out is not None:
+            raise ValueError(f"{name}: intermediates=True needs mode='forward' and no out=")
         return trace(net, x, shapes, windowed)
     N, s_in, s_out = x.shape[0], shapes[0], shapes[-1]
     D, K = _size(s_in), _size(s_out)
+    if out is not None:
+        check_out(out, (N,) + s_out + s_in, name)
     if N == 0 or D == 0 or K == 0:             # nothing to differentiate: no work
-        J = np.zeros((N,) + s_out + s_in, x.dtype)
+        J = np.zeros((N,) + s_out + s_in, x.dtype) if out is None else out
         return (net.forward(x), J) if return_output else J
     steps, itemsize = memory_steps(net, shapes), x.dtype.itemsize
-    check_result_fits(N * K * D * itemsize, (N,) + s_out + s_in, name)
+    if out is None:
+        check_result_fits(N * K * D * itemsize, (N,) + s_out + s_in, name)
     windows, plan = [], None
     if mode == "forward" and windowed:
         windows, plan = windows_for_budget(net, shapes, N, itemsize, max_memory, steps)
@@ -61,8 +64,11 @@ def jacobian(net, x, mode="forward", max_memory=None, return_output=False,
     if mode == "reverse" and len(plan.example_chunks) == len(plan.direction_chunks) == 1:
         y, J = reverse(net, x, K, s_out, sum(_size(s) for s in shapes))
         J = np.ascontiguousarray(J).reshape((N,) + s_out + s_in)
+        if out is not None:
+            out[...] = J
+            J = out
         return (y, J) if return_output else J
-    J = np.empty((N, K, D), dtype=x.dtype)
+    J = np.empty((N, K, D), dtype=x.dtype) if out is None else Sink(out, s_out, s_in)
     y = np.empty((N,) + s_out, dtype=x.dtype)
     for n0, n1 in plan.example_chunks:
         n = n1 - n0
@@ -83,7 +89,7 @@ def jacobian(net, x, mode="forward", max_memory=None, return_output=False,
                                    **seed(s_in, d0, d1, x.dtype, windows, n))
             dh = dh.reshape(dh.shape[0], d1 - d0, K)      # batch 1 if still shared
             J[n0:n1, :, d0:d1] = dh.transpose(0, 2, 1)
-    J = J.reshape((N,) + s_out + s_in)
+    J = J.reshape((N,) + s_out + s_in) if out is None else out
     return (y, J) if return_output else J
 
 
@@ -316,6 +322,86 @@ def identity(n, k0, k1, shape, dtype):
     return e.reshape((n, k1 - k0) + tuple(shape))
 
 
+class Sink:
+    """The caller's ``out`` array of shape (N, *S_out, *S_in) seen as (N, K, D), the
+    layout the driver fills: ``sink[n0:n1, k0:k1, d0:d1] = values`` with one of the two
+    flat ranges whole. Each write goes to ``out`` as a few rectangular blocks
+    (:func:`flat_blocks`), so any array-like with slice assignment works (a
+    ``numpy.memmap``, a Zarr array); a C-contiguous ndarray is written through an
+    (N, K, D) view directly."""
+
+    def __init__(self, out, s_out, s_in):
+        self.out, self.s_out, self.s_in = out, tuple(s_out), tuple(s_in)
+        self.K, self.D = _size(s_out), _size(s_in)
+        flat = isinstance(out, np.ndarray) and out.flags.c_contiguous
+        self.view = out.reshape(out.shape[0], self.K, self.D) if flat else None
+
+    def __setitem__(self, index, values):
+        n, k, d = index
+        if self.view is not None:
+            self.view[n, k, d] = values
+            return
+        values = np.broadcast_to(values, (n.stop - n.start,) + values.shape[1:])
+        if (k.start, k.stop) == (None, None):            # columns d0..d1, every output
+            for idx, a, b in flat_blocks(self.s_in, d.start, d.stop):
+                part = values[:, :, a - d.start:b - d.start]
+                self.out[(n,) + (slice(None),) * len(self.s_out) + idx] = part.reshape(
+                    (len(part),) + self.s_out + _block_shape(idx))
+        else:                                            # rows k0..k1, every input
+            for idx, a, b in flat_blocks(self.s_out, k.start, k.stop):
+                part = values[:, a - k.start:b - k.start, :]
+                self.out[(n,) + idx + (slice(None),) * len(self.s_in)] = part.reshape(
+                    (len(part),) + _block_shape(idx) + self.s_in)
+
+
+def _block_shape(idx):
+    return tuple(s.stop - s.start for s in idx)
+
+
+def flat_blocks(shape, a, b):
+    """Cover the row-major flat range ``a..b`` of an array of ``shape`` with rectangular
+    blocks (at most two per axis): yields ``(index, a_i, b_i)``, ``index`` a tuple of
+    slices, one per axis, holding exactly the flat range ``a_i..b_i``, in order."""
+    if a >= b:
+        return
+    if not shape:
+        yield (), a, b
+        return
+    inner = _size(shape[1:])
+    i0, r0 = divmod(a, inner)
+    i1, r1 = divmod(b, inner)
+    if i0 == i1 or (i1 == i0 + 1 and r1 == 0 and r0):   # inside one row of axis 0
+        for idx, p, q in flat_blocks(shape[1:], r0, r1 if i0 == i1 else inner):
+            yield (slice(i0, i0 + 1),) + idx, i0 * inner + p, i0 * inner + q
+        return
+    if r0:                                               # the end of a first row
+        yield from flat_blocks(shape, a, (i0 + 1) * inner)
+        i0 += 1
+    if i1 > i0:                                          # whole rows
+        yield (slice(i0, i1),) + tuple(slice(0, s) for s in shape[1:]), i0 * inner, \
+            i1 * inner
+    if r1:                                               # the start of a last row
+        yield from flat_blocks(shape, i1 * inner, b)
+
+
+def check_out(out, shape, name):
+    """``out`` must be an array-like of the Jacobian's shape and a floating dtype that
+    takes slice assignment."""
+    got = getattr(out, "shape", None)
+    if got is None or not hasattr(out, "__setitem__"):
+        raise TypeError(f"{name}: out= must be an array-like with a shape and slice "
+                        f"assignment (an ndarray, a numpy.memmap, a Zarr array), got "
+                        f"{type(out).__name__}")
+    if tuple(got) != tuple(shape):
+        raise ValueError(f"{name}: out= must have the Jacobian's shape (N, *S_out, *S_in) = "
+                         f"{tuple(shape)}, got {tuple(got)}")
+    dtype = getattr(out, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind != "f":
+        raise TypeError(f"{name}: out= must have a floating dtype, got {dtype}; e.g. "
+                        "np.lib.format.open_memmap('J.npy', mode='w+', dtype=np.float64, "
+                        f"shape={tuple(shape)})")
+
+
 def physical_memory():
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -324,14 +410,17 @@ def physical_memory():
 
 
 def check_result_fits(nbytes, shape, name):
-    """A Jacobian larger than the machine's memory fails before it is allocated, with
-    the size it needs (``max_memory`` bounds the work, not the result)."""
+    """A Jacobian larger than the machine's memory fails before any work, with the size
+    it needs and the way out (``max_memory`` bounds the work, not the result; ``out=``
+    an array on disk holds the result instead)."""
     total = physical_memory()
     if total is not None and nbytes > total:
         raise ValueError(
             f"{name}: the Jacobian of shape {shape} needs {nbytes / 2**30:.1f} GiB, more than "
-            f"this machine's {total / 2**30:.1f} GiB of memory; pass fewer examples at a "
-            f"time, or take vjp/jvp products instead of the full matrix")
+            f"this machine's {total / 2**30:.1f} GiB of memory; pass out= an array on disk "
+            f"to fill it chunk by chunk, e.g. out=np.lib.format.open_memmap('J.npy', "
+            f"mode='w+', dtype=np.float{8 * nbytes // _size(shape)}, shape={shape}), pass "
+            f"fewer examples at a time, or take vjp/jvp products instead of the full matrix")
 
 
 def budget(max_memory, name):

@@ -62,15 +62,46 @@ def test_attack_curve_starts_at_the_clean_accuracy_and_falls(tmp_path):
         assert (out / name).stat().st_size > 1000
 
 
+@pytest.mark.parametrize("argv, match", [
+    (["attack", "--untrained", "--eps", "-0.1"], "argument --eps: expected finite numbers >= 0"),
+    (["attack", "--untrained", "--eps", "abc"], "argument --eps: expected comma-separated"),
+    (["attack", "--untrained", "--attacks", "cw"], "argument --attacks: expected names"),
+    (["attribute", "--untrained", "--methods", "lrp"], "argument --methods: expected names"),
+    (["attack", "--untrained", "--batch", "0"], "argument --batch: expected an integer >= 1"),
+])
+def test_bad_option_values_are_usage_errors(argv, match, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv + ["--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"usage: fwdderiv {argv[0]}" in err and match in err
+
+
 @pytest.mark.parametrize("argv, err, match", [
-    (["attack", "--untrained", "--eps", "-0.1"], ValueError, "--eps expected numbers >= 0"),
-    (["attack", "--untrained", "--attacks", "cw"], ValueError, "--attacks expected names"),
-    (["attribute", "--untrained", "--methods", "lrp"], ValueError, "--methods expected names"),
     (["attribute", "--untrained", "--batch", "1", "--classes", "12"], ValueError,
      r"\[0, 10\)"),
     (["attack", "--weights", "missing.npz"], FileNotFoundError, "does not exist"),
 ])
 def test_bad_options(argv, err, match, tmp_path):
-    # cli.main turns these into "fwdderiv COMMAND: error: ..." and exit status 1
+    # cli.main turns these into "fwdderiv COMMAND: error: ..." and exit status 2
     with pytest.raises(err, match=match):
         main(argv + ["--output", str(tmp_path / "o")])
+
+
+@pytest.mark.parametrize("command, step", [("attribute", "plot"), ("attack", "plot_curve")])
+def test_a_command_stopped_while_writing_leaves_no_folder(command, step, tmp_path,
+                                                          monkeypatch):
+    """The figure step fails after the numbers are computed: no output folder, and no
+    temporary copy beside it."""
+    import importlib
+    module = importlib.import_module(f"fwdderiv.commands.{command}")
+
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, step, broken)
+    out = tmp_path / "out"
+    argv = [command, "--untrained", "--batch", "2", "--output", str(out)]
+    argv += ["--methods", "saliency"] if command == "attribute" else ["--eps", "0,0.1"]
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
+    assert list(tmp_path.iterdir()) == []

@@ -136,7 +136,7 @@ def test_bad_inputs_are_one_line_errors(case, expect, tmp_path, capsys):
     inputs = tmp_path / ("absent.npy" if case == "missing inputs" else "x.npy")
     code = main(["jacobian", str(model), "--inputs", str(inputs)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and err[0].startswith("fwdderiv jacobian: error: ")
+    assert code == 2 and len(err) == 1 and err[0].startswith("fwdderiv jacobian: error: ")
     for word in expect:
         assert word in err[0], err[0]
 

@@ -45,5 +45,8 @@ def test_noise_replaces_the_given_share_of_pixels():
 
 
 def test_bad_lambda_is_an_error(tmp_path, capsys):
-    assert main(["robustness", "--lambda", "-1", "--output", str(tmp_path)]) == 1
-    assert "--lambda must be >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:          # a usage error: argparse's status 2
+        main(["robustness", "--lambda", "-1", "--output", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: fwdderiv robustness" in err and "argument --lambda" in err and ">= 0" in err
