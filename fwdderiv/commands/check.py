@@ -100,7 +100,8 @@ def report_lines(report, tol):
         return [report["message"]]
     tol = report["tolerance"] if tol is None else tol
     lines = [f"relative error {report['max_rel']:.3e} (max |J - reference| / max|J|; max "
-             f"abs {report['max_abs']:.3e}), tolerance {tol:g}",
+             f"abs {report['max_abs']:.3e}), tolerance {tol:g}"
+             + (f" ({report['tolerance_rule']})" if "tolerance_rule" in report else ""),
              f"beyond tolerance: {report['beyond_tolerance']} entries, "
              f"{report['kink_explained']} explained by kinks, {report['unexplained']} "
              "unexplained"]

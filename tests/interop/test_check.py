@@ -285,3 +285,56 @@ def test_dla_float32_jacobians_and_whose_is_off(tmp_path, capsys):
     assert code == DISAGREE and sides["other"]["off_reference"], out
     assert not sides["fwdderiv"]["off_reference"] and sides["fwdderiv"]["max_rel"] < 1e-5
     assert "trust fwdderiv's float32" in out
+
+
+LENET_FILE = '''
+import torch
+from torch import nn
+
+
+class LeNet5(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 6, 5), nn.Conv2d(6, 16, 5)
+        self.fc1, self.fc2, self.fc3 = nn.Linear(400, 120), nn.Linear(120, 84), nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+        x = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc3(torch.relu(self.fc2(x)))
+
+
+def build():
+    torch.manual_seed(0)
+    return LeNet5().eval()
+'''
+
+
+def test_pytorchs_float32_lenet5_jacobian_passes_by_default_and_a_planted_error_fails(
+        tmp_path, capsys):
+    """The commonest check: a LeNet-5 class and PyTorch's own float32 jacrev. The float32
+    tolerance is measured from fwdderiv's float32 Jacobian of the same inputs; a planted
+    error of 1e-3 of max|J| in one entry still fails."""
+    import importlib.util
+    import torch
+    (tmp_path / "lenet.py").write_text(LENET_FILE)
+    spec = importlib.util.spec_from_file_location("lenet_check", tmp_path / "lenet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.build()
+    x = np.random.default_rng(3).random((2, 1, 32, 32)).astype(np.float32)
+    J = torch.vmap(torch.func.jacrev(lambda v: model(v[None])[0]))(
+        torch.from_numpy(x)).detach().numpy()
+    np.save(tmp_path / "x.npy", x)
+    argv = ["check", f"{tmp_path / 'lenet.py'}:build", "--inputs", str(tmp_path / "x.npy"),
+            "--jacobian", str(tmp_path / "J.npy"), "--json", str(tmp_path / "r.json")]
+    np.save(tmp_path / "J.npy", J)
+    assert main(argv) == 0, capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert 1e-5 <= report["tolerance"] <= 1e-4 and "rounding" in report["tolerance_rule"]
+    J[1, 3, 0, 10, 12] += 1e-3 * np.abs(J).max()
+    np.save(tmp_path / "J.npy", J)
+    assert main(argv) == DISAGREE
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["unexplained_positions"] == [[1, 3, 0, 10, 12]]
