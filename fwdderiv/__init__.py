@@ -21,6 +21,11 @@ from .layers import (CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationP
 from .layers import AdaptiveAvgPool2d, AdaptiveMaxPool2d, BatchNorm1d, GroupNorm, LayerNorm
 from .layers import Upsample
 from .layers import ConvTranspose2d
+from .layers import Erf, MatMul
+from .layers import Gather, GatherElements, PixelShuffle, PixelUnshuffle, Roll, Unfold
+from .layers import PReLU
+from .layers import Conv1d, Einsum, Tile
+from .layers import Abs, Amax, Clamp, Exp, Log, Std, Sum, Var, Where
 from . import fusions  # noqa: E402,F401  (registers the planner's fusion rules)
 from . import attacks, models, training  # noqa: E402  (they import the layers above)
 from .gradients import loss_gradient  # noqa: E402
@@ -42,3 +47,8 @@ __all__ += ["ELU", "GELU", "Dropout2d", "Hardswish", "Hardtanh", "Identity", "Le
 __all__ += ["to_jax", "register_layer", "Constant", "Expand", "Mean", "Permute", "Pow", "Shift",
             "Upsample"]
 __all__ += ["ConvTranspose2d"]
+__all__ += ["PReLU"]
+__all__ += ["Conv1d", "Einsum", "Tile"]
+__all__ += ["Abs", "Amax", "Clamp", "Exp", "Log", "Std", "Sum", "Var", "Where"]
+__all__ += ["Gather", "GatherElements", "PixelShuffle", "PixelUnshuffle", "Roll", "Unfold"]
+__all__ += ["Erf", "MatMul"]

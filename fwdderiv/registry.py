@@ -21,10 +21,11 @@ class Example(NamedTuple):
     (``tests/layers/test_registry.py``): built from ``config``, run on ``inputs`` arrays of
     per-example shape ``in_shape``, its Jacobians checked against finite differences, saved
     and loaded, exported and imported. ``values``: ``"normal"`` draws (moved off the
-    layer's ``kink_points``), or ``"distinct"`` (well separated values, no ties: for
-    maxima). ``routes``: the imports the example comes back through from its PyTorch
-    export (``"torch"``, ``"onnx"``); one is left out where the export is written with
-    operators that import differently (``torch.onnx`` writes ``x.expand(N, ...)`` with
+    layer's ``kink_points``), ``"distinct"`` (well separated values, no ties: for
+    maxima), or ``"positive"`` (draws in [0.2, 2]: for a logarithm). ``routes``: the
+    imports the example comes back through from its PyTorch export (``"torch"``,
+    ``"onnx"``); one is left out where the export is written with operators that import
+    differently (``torch.onnx`` writes ``x.expand(N, ...)`` with
     shape arithmetic; a lone constant has no batch axis), and the layer's rule is then
     tested on a model as users write it."""
     config: dict

@@ -29,6 +29,8 @@ def live_columns(linear, slope):
     slope) ones first, then dead ones to pad every example to the same count ``a``; or
     None where most are live and one product of the whole batch is faster
     (:data:`LIVE_SHARE`)."""
+    if slope.ndim != 2:             # a Linear on tokens (N, T, C): no columns to pick
+        return None
     live = slope != 0
     a = int(live.sum(axis=1).max()) if slope.shape[0] else 0
     if a > LIVE_SHARE * slope.shape[1]:
@@ -110,6 +112,12 @@ def run_chain(ctx, segments, dx, cols):
     """The tangent after the last segment, from ``dx``: node ``segments[0][0]``'s input
     tangent, or just its columns ``cols`` (flattened indices, (n, a)) when not None."""
     slopes = [slope_at(ctx, e, j) for e, j in segments]
+    if cols is None and any(s.ndim != 2 for s in slopes):
+        # a Linear on tokens (N, T, C) maps every token alike: its input's columns are
+        # not an example's units, so the nodes run one by one
+        for k in range(segments[0][0], segments[-1][1] + 1):
+            dx = ctx.jvp(k, [dx])
+        return dx
     for i, (e, j) in enumerate(segments):
         target, cache = ctx.nodes[j].layer, ctx.caches[j]
         if cols is None:

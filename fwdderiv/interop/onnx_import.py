@@ -36,6 +36,7 @@ class _Import:
         self.values = {}   # ONNX value name -> fwdderiv node name
         self.dims = {}     # fwdderiv node name -> per-example shape
         self.nodes, self.node = [], None
+        self.ahead = set()  # ONNX values given by an earlier node's rule
         inputs = [i for i in g.input if i.name not in self.consts]
         if len(inputs) != 1 or len(g.output) != 1:
             raise OnnxImportError(f"from_onnx: expected one input and one output, got "
@@ -60,7 +61,18 @@ class _Import:
                               f"{n.op_type}{attr}): {what} is not supported; {fix}")
 
     def attrs(self, node):
-        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        """The node's attributes. ONNX stores float attributes in float32, so PyTorch's
+        ``eps=1e-5`` arrives as 9.99999975e-06: each is read back as the shortest decimal
+        that rounds to it (1e-05), the number the exporter was given."""
+        out = {}
+        for a in node.attribute:
+            v = self.onnx.helper.get_attribute_value(a)
+            if a.type == self.onnx.AttributeProto.FLOAT:
+                v = float(str(np.float32(v)))
+            elif a.type == self.onnx.AttributeProto.FLOATS:
+                v = [float(str(np.float32(f))) for f in v]
+            out[a.name] = v
+        return out
 
     def const(self, name, required=True):
         if name in self.consts:
@@ -149,7 +161,7 @@ def from_onnx(model):
     imp = _Import(model)
     for node in imp.graph.node:
         imp.node = node
-        if imp.fold(node):
+        if all(o in imp.ahead for o in node.output if o) or imp.fold(node):
             continue
         rule = None
         if node.domain in ("", "ai.onnx"):

@@ -77,6 +77,7 @@ class _Context:
         import fwdderiv
         self.fd, self.tensors, self.batch = fwdderiv, tensors, batch
         self.values, self.nodes, self.tuples, self.node = {}, [], set(), None
+        self.ahead = set()      # nodes given their values by an earlier rule
         self._names = set()
 
     # -- errors --------------------------------------------------------------------
@@ -184,9 +185,13 @@ def _export(module, x):
         if "batch" in text and ("specializ" in text or "Constraint" in text
                                 or "constraint" in text):
             raise ValueError(
-                "from_torch: the module fixes the batch size (for example x.view(16, -1)); "
-                "write sizes from the input, x.view(x.size(0), -1) or torch.flatten(x, 1), "
-                f"so the imported network takes any batch. torch.export said: "
+                "from_torch: the module fixes the batch size (for example x.view(16, -1)), or "
+                "computes it from a size that mixes the batch with another axis (Swin's "
+                "window partition folds windows into the batch: B = windows.shape[0] // "
+                "n_windows); write sizes from the input, x.view(x.size(0), -1) or "
+                "torch.flatten(x, 1), and keep the batch axis first and apart (windows as an "
+                "axis of their own), so the imported network takes any batch. torch.export "
+                "said: "
                 f"{text.splitlines()[0] if text else type(err).__name__}") from err
         raise
 
@@ -269,7 +274,7 @@ def _build(ep):
     output = None
     for node in graph.nodes:
         ctx.node = node
-        if node.op == "placeholder" or node.op == "get_attr":
+        if node.op == "placeholder" or node.op == "get_attr" or node.name in ctx.ahead:
             continue
         if node.op == "output":
             outs = node.args[0]
@@ -285,11 +290,12 @@ def _build(ep):
             continue  # symbolic sizes (x.size(0)) and runtime asserts: shapes only
         if is_tensor and _fold(ctx, node):
             continue  # an operation on constants alone (self.weight[:, None, None])
-        if is_tensor and (val.ndim == 0 or str(val.shape[0]) != ctx.batch):
-            ctx.fail(f"a result of shape {tuple(val.shape)} that does not keep the batch axis "
-                     "first", "keep the batch axis first and map examples independently")
         name = _op_name(node.target)
         rule = RULES.get(name) or registry.torch_rule(name)
+        if is_tensor and (val.ndim == 0 or str(val.shape[0]) != ctx.batch) and \
+                not (val.ndim > 1 and getattr(rule, "moves_batch", False)):
+            ctx.fail(f"a result of shape {tuple(val.shape)} that does not keep the batch axis "
+                     "first", "keep the batch axis first and map examples independently")
         if rule is None:
             ctx.fail(f"the operator {name!r}", "fwdderiv.interop.supported_operators('torch') "
                      "lists the supported ones; fwdderiv.register_layer adds one")

@@ -57,6 +57,22 @@ class Tanh(Elementwise):
         y = np.tanh(x)
         return -2 * y * (1 - y * y)
 
+class Erf(Elementwise):
+    r"""The error function, :math:`y = \operatorname{erf}(x)`, :math:`y' = \frac{2}{\sqrt\pi}
+    e^{-x^2}` (``torch.erf``; ONNX ``Erf``): the exact GELU as it is written by hand,
+    ``0.5 * x * (1 + erf(x / sqrt(2)))``, and as ``torch.onnx`` exports ``nn.GELU`` before
+    opset 20. Smooth: no kinks."""
+
+    def value_and_slope(self, x):
+        t = x.dtype.type
+        return erf(x), np.exp(-x * x) * t(2 / np.sqrt(np.pi))
+
+    def second_slope(self, x):
+        r""":math:`y'' = -2x\,y'`."""
+        t = x.dtype.type
+        return t(-4 / np.sqrt(np.pi)) * x * np.exp(-x * x)
+
+
 # -- the activations of torch.nn, same names, arguments and defaults ---------------------
 # ``inplace`` is accepted where PyTorch has it and ignored: it changes no value here.
 
@@ -335,7 +351,8 @@ def _hardtanh_from_torch(ctx, a):
 
 
 def _clip_from_onnx(imp, node, a):
-    """Clip: bounds as inputs (opset 11 on) or attributes (before)."""
+    """Clip: bounds as inputs (opset 11 on) or attributes (before). Two bounds make a
+    Hardtanh (a ReLU6 for [0, 6], a ReLU for [0, inf)), one a Clamp."""
     def bound(i, attr, default):
         if len(node.input) > i and node.input[i]:
             return float(imp.const(node.input[i]).reshape(()))
@@ -347,8 +364,11 @@ def _clip_from_onnx(imp, node, a):
         layer = imp.layer("ReLU")
     elif np.isfinite(lo) and np.isfinite(hi):
         layer = imp.layer("Hardtanh", "min", min_val=lo, max_val=hi)
+    elif np.isfinite(lo) or np.isfinite(hi):                # clamp_min, clamp_max
+        layer = imp.layer("Clamp", "min", min=lo if np.isfinite(lo) else None,
+                          max=hi if np.isfinite(hi) else None)
     else:
-        imp.fail(f"a one-sided clip to [{lo}, {hi}]", "min", "clip to a finite range")
+        imp.fail(f"a clip to [{lo}, {hi}]", "min", "clip to at least one finite bound")
     exchange.onnx_output(imp, node, imp.emit(layer, node.input[0]))
 
 
@@ -396,6 +416,16 @@ for _cls, _fields, _torch, _onnx, _config in (
         example=Example(_config, _IMAGE),
         absent={"onnx": _onnx if isinstance(_onnx, str) else _NO_ONNX_OP}
         if _onnx is None or isinstance(_onnx, str) else {})
+
+
+def _erf_to_torch(layer):
+    import torch
+    return exchange.torch_function_module(torch.erf, "Erf")
+
+
+register_layer(Erf, schema=_NO_FIELDS, torch=_torch_ops("Erf", "erf"),
+               onnx={"Erf": exchange.onnx_elementwise("Erf")}, to_torch=_erf_to_torch,
+               example=Example({}, _IMAGE))
 
 
 def _pow_from_torch(exponent):

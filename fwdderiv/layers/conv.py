@@ -409,8 +409,12 @@ def _from_torch(ctx, a):
     if a.get("transposed"):                 # the same arguments as conv_transpose2d
         from .conv_transpose import from_torch as transposed
         return transposed(ctx, a)
+    if len(ctx.shape(x)) == 2:              # (N, C, L): a 1-d convolution
+        from .conv1d import from_torch as conv1d
+        return conv1d(ctx, a)
     if len(ctx.shape(x)) != 3:
-        ctx.fail(f"a {len(ctx.shape(x)) - 1}-d convolution", "only 2-d convolution (N, C, H, W)")
+        ctx.fail(f"a {len(ctx.shape(x)) - 1}-d convolution",
+                 "use a 1-d (N, C, L) or 2-d (N, C, H, W) convolution")
     w, b = exchange.torch_weight_bias(ctx, a)
     out_c, in_g, kh, kw = w.shape
     groups = int(a["groups"])
@@ -424,8 +428,11 @@ def _from_torch(ctx, a):
 
 
 def _from_onnx(imp, node, a):
-    exchange.onnx_auto_pad(imp, a)
     x = node.input[0]
+    if len(imp.shape(x)) == 2:              # (N, C, L): a 1-d convolution
+        from .conv1d import from_onnx as conv1d
+        return conv1d(imp, node, a)
+    exchange.onnx_auto_pad(imp, a)
     if len(imp.shape(x)) != 3:
         imp.fail(f"a {len(imp.shape(x)) - 1}-d convolution", "kernel_shape")
     w = imp.const(node.input[1]).copy()

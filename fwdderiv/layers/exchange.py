@@ -67,6 +67,38 @@ def returns_tuple(rule):
     return wrapped
 
 
+def moves_batch(rule):
+    """Mark a PyTorch rule that takes an operator whose result does not keep the batch axis
+    first: it gives that result's readers their values ahead (``ctx.ahead``) and returns
+    None; any other rule's operator is refused there."""
+    rule.moves_batch = True
+    return rule
+
+
+def emit_item(ctx, x, shape, axis, i, rest):
+    """``x.permute(dims)[i]`` for a permutation ``dims`` that brings per-example axis
+    ``axis`` (1-based) of the value ``x`` (per-example ``shape``) to the front and the
+    batch axis second: item ``i`` along ``axis``, its other axes in the order ``rest``
+    (the batch first). The name of the value; for PyTorch's rules and ONNX's alike."""
+    y = ctx.emit(ctx.layer("Slice", starts=[i], ends=[i + 1], axes=[axis]), x)
+    y = ctx.emit(ctx.layer("Reshape", shape=[s for k, s in enumerate(shape) if k != axis - 1]), y)
+    if list(rest) != sorted(rest):
+        y = ctx.emit(ctx.layer("Permute", dims=list(rest)), y)
+    return y
+
+
+def items_permuted(dims, fail):
+    """For a permutation ``dims`` (the batch axis 0 moved): the per-example axis brought to
+    the front and the order ``rest`` of the others; ``fail(what, fix)`` unless the batch
+    axis comes second (then each item along the first axis keeps it first)."""
+    axis = dims[0]
+    rest = [d - (d > axis) for d in dims[1:]]
+    if rest[0] != 0:
+        fail(f"a permutation {list(dims)} that moves the batch axis past the second place",
+             "keep the batch axis first, or second and take items along the first axis")
+    return axis, rest
+
+
 def torch_dim(ctx, x, dim, what):
     """``dim`` of the operator as a per-example axis (1-based); refuses the batch axis."""
     d = int(dim) % (len(ctx.shape(x)) + 1)

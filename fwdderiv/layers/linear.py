@@ -2,17 +2,21 @@
 import numpy as np
 
 from ..threads import matmul
-from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
+from ..core.layer import Layer, cast_param, init_uniform
 from .. import schema
 from ..registry import Example, register_layer
 from . import exchange
 from ._util import positive_int
+from .matmul import linear_of_values
 
 
 class Linear(Layer):
     r"""Affine map of the last axis, PyTorch layout.
 
     .. math:: y = x W^\top + b, \qquad \frac{dy}{dx}\,v = v W^\top
+
+    As ``torch.nn.Linear``, it maps the last axis of an example of any shape: features
+    ``(N, in_features)``, or tokens ``(N, T, in_features)`` (a transformer's projections).
 
     Parameters
     ----------
@@ -44,29 +48,34 @@ class Linear(Layer):
 
     def output_shape(self, in_shape):
         in_shape = tuple(in_shape)
-        if len(in_shape) != 1 or in_shape[0] != self.in_features:
-            fix = ("put a Flatten() before it" if len(in_shape) > 1 else
-                   f"the previous layer must produce {self.in_features} features")
-            raise self._input_error(f"(N, {self.in_features})", ("N",) + in_shape, fix)
-        return (self.out_features,)
+        if not in_shape or in_shape[-1] != self.in_features:
+            fix = ("put a Flatten() before it"
+                   if len(in_shape) > 1 and np.prod(in_shape) == self.in_features else
+                   f"the previous layer must produce {self.in_features} features on its "
+                   f"last axis")
+            raise self._input_error(f"(N, {self.in_features}) or (N, ..., {self.in_features})",
+                                    ("N",) + in_shape, fix)
+        return in_shape[:-1] + (self.out_features,)
 
     def forward(self, x):
         self.output_shape(x.shape[1:])
-        y = matmul(x, cast_param(self.weight, x.dtype).T)
+        y = _last_axis(x, cast_param(self.weight, x.dtype).T)
         if self.bias is not None:
             y += cast_param(self.bias, x.dtype)
         return y, x
 
     def jvp(self, cache, dx):
         # linear layer: the JVP is the forward map without its bias
-        return unfold(matmul(fold(dx), cast_param(self.weight, dx.dtype).T), *dx.shape[:2])
+        return _last_axis(dx, cast_param(self.weight, dx.dtype).T)
 
     def vjp(self, cache, gy):
-        return unfold(matmul(fold(gy), cast_param(self.weight, gy.dtype)), *gy.shape[:2])
+        return _last_axis(gy, cast_param(self.weight, gy.dtype))
 
     def param_vjp(self, cache, gy):
         x = cache
-        grads = {"weight": (gy.T @ x).astype(self.weight.dtype, copy=False)}
+        gy = gy.reshape(-1, self.out_features)          # every token is a row
+        grads = {"weight": (gy.T @ x.reshape(-1, self.in_features)).astype(
+            self.weight.dtype, copy=False)}
         if self.bias is not None:
             grads["bias"] = gy.sum(axis=0).astype(self.bias.dtype, copy=False)
         return grads
@@ -74,10 +83,17 @@ class Linear(Layer):
     def jvp_grad(self, cache, x, dx, gdy):
         r"""Of :math:`\sum \langle g, dx\,W^\top\rangle`: :math:`\partial W = \sum g^\top dx`;
         none in ``x`` or ``b`` (the JVP does not depend on them)."""
-        grads = {"weight": (fold(gdy).T @ fold(dx)).astype(self.weight.dtype, copy=False)}
+        g, d = gdy.reshape(-1, self.out_features), dx.reshape(-1, self.in_features)
+        grads = {"weight": (g.T @ d).astype(self.weight.dtype, copy=False)}
         if self.bias is not None:
             grads["bias"] = np.zeros_like(self.bias)
         return None, grads
+
+
+def _last_axis(v, M):
+    """``v @ M`` on the last axis of ``v``, as one 2-D product whatever the leading axes
+    (the batch, the directions, the tokens of an example are all rows)."""
+    return matmul(v.reshape(-1, v.shape[-1]), M).reshape(v.shape[:-1] + (M.shape[1],))
 
 
 # -- registry entry --------------------------------------------------------------------------
@@ -95,9 +111,8 @@ SCHEMA = schema.LayerSchema({"in_features": (schema.POSITIVE, schema.REQUIRED),
 
 def _from_torch(ctx, a):
     x = a["input"]
-    if len(ctx.shape(x)) != 1:
-        ctx.fail(f"a linear map of per-example shape {ctx.shape(x)}",
-                 "flatten to (N, features) before nn.Linear")
+    if ctx.constant(a["weight"]) is None:           # a weight computed from the input
+        return linear_of_values(ctx, a)
     w, b = exchange.torch_weight_bias(ctx, a)
     layer = ctx.layer("Linear", in_features=w.shape[1], out_features=w.shape[0],
                       bias=b is not None)
@@ -106,7 +121,7 @@ def _from_torch(ctx, a):
 
 
 def _emit_onnx(imp, node, x, w, b):
-    if imp.shape(x) != (w.shape[1],):
+    if imp.shape(x)[-1:] != (w.shape[1],):
         imp.fail(f"a product of per-example shape {imp.shape(x)} with weights {w.shape[::-1]}")
     layer = imp.layer("Linear", in_features=w.shape[1], out_features=w.shape[0],
                       bias=b is not None)
@@ -129,16 +144,7 @@ def _from_gemm(imp, node, a):
     _emit_onnx(imp, node, x, np.ascontiguousarray(w), c)
 
 
-def _from_matmul(imp, node, a):
-    if node.input[0] not in imp.values:
-        imp.fail("a constant on the left of MatMul")
-    if imp.const(node.input[1]).ndim != 2 or len(imp.shape(node.input[0])) != 1:
-        imp.fail("a batched or broadcast MatMul", fix="only (N, K) @ (K, M) with constant weights")
-    _emit_onnx(imp, node, node.input[0],
-               np.ascontiguousarray(imp.const(node.input[1]).T), None)
-
-
 register_layer(Linear, schema=SCHEMA, torch={"linear": _from_torch},
-               onnx={"Gemm": _from_gemm, "MatMul": _from_matmul},
+               onnx={"Gemm": _from_gemm},
                to_torch=exchange.same_torch_module,
                example=Example(dict(in_features=6, out_features=4), (6,)))

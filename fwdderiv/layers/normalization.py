@@ -506,6 +506,25 @@ def _ln_from_torch(ctx, a):
     return ctx.emit(_affine(ctx, layer, a["weight"], a["bias"]), x)
 
 
+def _ln_from_onnx(imp, node, a):
+    """ONNX ``LayerNormalization`` (opset 17): the axes from ``axis`` to the last."""
+    x = node.input[0]
+    shape = imp.shape(x)
+    axis = int(a.get("axis", -1)) % (len(shape) + 1)
+    if axis == 0:
+        imp.fail("normalising over the batch axis", "axis", "normalise per-example axes")
+    exchange.onnx_unused_outputs(imp, node, "mean or inverse standard deviation")
+    normalized = shape[axis - 1:]
+    scale = imp.const(node.input[1])
+    bias = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    layer = imp.layer("LayerNorm", normalized_shape=list(normalized),
+                      eps=float(a.get("epsilon", 1e-5)), bias=bias is not None)
+    layer.weight = np.broadcast_to(scale, normalized).astype(scale.dtype)
+    if bias is not None:
+        layer.bias = np.broadcast_to(bias, normalized).astype(bias.dtype)
+    exchange.onnx_output(imp, node, imp.emit(layer, x))
+
+
 def _gn_from_torch(ctx, a):
     x = a["input"]
     layer = ctx.layer("GroupNorm", num_groups=int(a["num_groups"]),
@@ -531,7 +550,8 @@ register_layer(LayerNorm, schema=_LN_SCHEMA,
                torch={"layer_norm": _ln_from_torch,
                       "native_layer_norm": exchange.returns_tuple(_ln_from_torch)},
                to_torch=exchange.same_torch_module,
-               example=Example({"normalized_shape": [4, 5]}, (3, 4, 5)), absent=_NO_ONNX)
+               onnx={"LayerNormalization": _ln_from_onnx},
+               example=Example({"normalized_shape": [4, 5]}, (3, 4, 5)))
 register_layer(GroupNorm, schema=_GN_SCHEMA, torch={"group_norm": _gn_from_torch},
                to_torch=exchange.same_torch_module,
                example=Example({"num_groups": 2, "num_channels": 4}, (4, 3, 3)),

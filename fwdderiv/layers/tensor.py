@@ -200,56 +200,6 @@ class Constant(Layer):
         return np.zeros(gy.shape[:2] + tuple(cache), gy.dtype)
 
 
-class Mean(Layer):
-    """The mean over per-example axes, ``x.mean(dims, keepdim)`` (``dims`` count the batch
-    axis as 0, as in PyTorch; ONNX ``ReduceMean``): ConvNeXt's channels-first layer norm
-    takes ``x.mean(1, keepdim=True)``. Linear: tangents are averaged, and cotangents
-    spread evenly back."""
-
-    linear = True
-
-    def __init__(self, dims, keepdim=False):
-        try:
-            dims = sorted({int(d) for d in dims})
-        except (TypeError, ValueError):
-            raise TypeError(f"Mean: dims must be a sequence of ints, got {dims!r}") from None
-        if not dims or 0 in dims:
-            raise ValueError(f"Mean: dims must name per-example axes (1 and up; 0 is the "
-                             f"batch axis), got {dims}")
-        self.dims, self.keepdim = tuple(dims), bool(keepdim)
-
-    def get_config(self):
-        return {"dims": list(self.dims), "keepdim": self.keepdim}
-
-    def _axes(self, in_shape):
-        nd = len(in_shape)
-        axes = sorted({d % (nd + 1) for d in self.dims})
-        if 0 in axes or max(self.dims) > nd:
-            raise self._input_error(f"an input with axes {list(self.dims)}", ("N",) + in_shape,
-                                    "average over axes the input has")
-        return tuple(axes)
-
-    def output_shape(self, in_shape):
-        in_shape = tuple(in_shape)
-        axes = self._axes(in_shape)
-        return tuple(1 if i + 1 in axes else s for i, s in enumerate(in_shape)
-                     if self.keepdim or i + 1 not in axes)
-
-    def forward(self, x):
-        axes = self._axes(x.shape[1:])
-        return x.mean(axis=axes, keepdims=self.keepdim), x.shape[1:]
-
-    def jvp(self, cache, dx):
-        return dx.mean(axis=tuple(a + 1 for a in self._axes(cache)), keepdims=self.keepdim)
-
-    def vjp(self, cache, gy):
-        axes = self._axes(cache)
-        kept = tuple(1 if i + 1 in axes else s for i, s in enumerate(cache))
-        n = int(np.prod([cache[a - 1] for a in axes]))
-        g = gy.reshape(gy.shape[:2] + kept) / gy.dtype.type(n)
-        return np.ascontiguousarray(np.broadcast_to(g, gy.shape[:2] + tuple(cache)))
-
-
 class Reshape(Layer):
     """A new per-example shape for the same values in row-major order (``x.view(N,
     *shape)``); one entry may be -1."""
@@ -477,6 +427,10 @@ def _scale_from_torch(factor):
     return rule
 
 
+def _neg_from_onnx(imp, node, a):
+    exchange.onnx_output(imp, node, imp.emit(imp.layer("Scale", factor=-1.0), node.input[0]))
+
+
 def _reshape_from_torch(ctx, a):
     x = exchange.torch_input(a)
     src, out = ctx.shape(x), ctx.out_shape()
@@ -652,9 +606,9 @@ def _slice_relations(c):
 register_layer(Scale, schema=schema.LayerSchema({"factor": (schema.ANY_REAL, schema.REQUIRED)}),
                torch={"div": _scale_from_torch(None), "div_": _scale_from_torch(None),
                       "neg": _scale_from_torch(-1.0)},
-               to_torch=_scale_to_torch, example=Example({"factor": -1.5}, (2, 3)),
-               absent={"onnx": "ONNX Mul and Div by a constant are the Mul and Add layers' "
-                               "binary rules, which make a Scale"})
+               # ONNX Mul and Div by a number are the Mul layer's rules, which make a Scale
+               onnx={"Neg": _neg_from_onnx},
+               to_torch=_scale_to_torch, example=Example({"factor": -1.5}, (2, 3)))
 register_layer(Reshape, schema=schema.LayerSchema(
                    {"shape": (schema.int_list(minimum=-1, maximum=2**40), schema.REQUIRED)},
                    relations=_reshape_relations),
@@ -684,24 +638,54 @@ register_layer(Pad, schema=schema.LayerSchema(
                example=Example({"pad": [1, 0, 0, 2], "value": 0.25}, (2, 3, 3)))
 
 
+@exchange.moves_batch
 def _permute_from_torch(ctx, a):
     x = a["self"]
     nd = len(ctx.shape(x)) + 1
     dims = [int(d) % nd for d in a["dims"]]
     if dims[0] != 0:
-        ctx.fail(f"a permutation {dims} that moves the batch axis", "keep the batch axis first")
+        return _items_from_torch(ctx, x, dims)
     return ctx.emit(ctx.layer("Permute", dims=dims), x)
 
 
+@exchange.moves_batch
 def _transpose_from_torch(ctx, a):
     x = a["self"]
     nd = len(ctx.shape(x)) + 1
     i, j = int(a["dim0"]) % nd, int(a["dim1"]) % nd
-    if 0 in (i, j) and i != j:
-        ctx.fail("a transpose with the batch axis", "keep the batch axis first")
     dims = list(range(nd))
     dims[i], dims[j] = dims[j], dims[i]
+    if dims[0] != 0:
+        return _items_from_torch(ctx, x, dims)
     return ctx.emit(ctx.layer("Permute", dims=dims), x)
+
+
+def _items_from_torch(ctx, x, dims):
+    """A permutation that moves the batch axis second (timm's attention: ``qkv.permute(2,
+    0, 3, 1, 4)``, then ``qkv[0]`` or ``qkv.unbind(0)``), read only by items along its
+    first axis: each item is a slice of ``x``, permuted; the readers get them ahead."""
+    axis, rest = exchange.items_permuted(dims, ctx.fail)
+    shape, nd = ctx.shape(x), len(dims)
+    reads = {}
+    for user in ctx.node.users:
+        op = getattr(getattr(user.target, "overloadpacket", None), "__name__", "")
+        if op == "select" and int(user.args[1]) % nd == 0:
+            reads[user] = int(user.args[2])
+        elif op == "unbind" and int(user.args[1] if len(user.args) > 1 else 0) % nd == 0:
+            reads.update({g: int(g.args[1]) for g in user.users})
+            reads[user] = None
+        else:
+            ctx.fail(f"a permutation {dims} that moves the batch axis, read by {user.target}",
+                     "read it only by items along its first axis (x[i], x.unbind(0))")
+    for user, i in reads.items():
+        if i is not None:
+            ctx.values[user.name] = exchange.emit_item(ctx, x, shape, axis,
+                                                       i % shape[axis - 1], rest)
+        ctx.ahead.add(user.name)
+    for user, i in reads.items():       # unbind: the list of its items
+        if i is None:
+            ctx.values[user.name] = [ctx.values[g.name] for g in user.users]
+    return None
 
 
 def _transpose_from_onnx(imp, node, a):
@@ -709,11 +693,67 @@ def _transpose_from_onnx(imp, node, a):
     shape = (None,) + imp.shape(x)
     perm = [int(p) for p in a.get("perm", range(len(shape))[::-1])]
     if perm[0] != 0:
-        imp.fail(f"perm={perm} moves the batch axis", "perm", "keep the batch axis first")
+        return _items_from_onnx(imp, node, perm)
     moved = [p for p in perm if shape[p] != 1]
     if moved == sorted(moved):              # the memory layout stays: a reshape
         return exchange.onnx_reshape_to(imp, node, x, [shape[p] for p in perm[1:]])
     exchange.onnx_output(imp, node, imp.emit(imp.layer("Permute", "perm", dims=perm), x))
+
+
+def _items_from_onnx(imp, node, perm):
+    """A Transpose that moves the batch axis second, read only by items along axis 0 (see
+    :func:`_items_from_torch`): Gather of one index (``x[i]``), or a Split into ones, each
+    part then squeezed (``x.unbind(0)``). Each item is a slice of the input, permuted; the
+    readers' outputs get them ahead."""
+    def fail(what, fix):
+        imp.fail(what, "perm", fix)
+    axis, rest = exchange.items_permuted(perm, fail)
+    x, out = node.input[0], node.output[0]
+    shape = imp.shape(x)
+    reads = {}                              # reader's output -> item index
+    for n in (n for n in imp.graph.node if out in n.input):
+        reads.update(_onnx_item_reads(imp, n, out, shape[axis - 1]) or {})
+    if out in {o.name for o in imp.graph.output} or None in reads.values() or not reads:
+        fail(f"perm={perm} moves the batch axis", "read the result only by items along "
+             "axis 0 (x[i], x.unbind(0))")
+    for name, i in reads.items():
+        imp.values[name] = exchange.emit_item(imp, x, shape, axis, i, rest)
+    imp.ahead.update(reads)
+
+
+def _onnx_item_reads(imp, n, out, size):
+    """The values a reader ``n`` of the moved Transpose output ``out`` takes as items along
+    axis 0 (output name -> index), a None index where it reads otherwise; for a Split,
+    its parts are read through Squeeze nodes, whose outputs are the items."""
+    a = imp.attrs(n)
+    if n.op_type == "Gather" and n.input[0] == out and a.get("axis", 0) == 0:
+        i = imp.consts.get(n.input[1])
+        return {n.output[0]: int(i) % size if i is not None and np.ndim(i) == 0 else None}
+    if n.op_type != "Split" or n.input[0] != out or a.get("axis", 0) != 0 or \
+            len(n.output) != size:
+        return {n.output[0]: None}
+    reads = {}
+    imp.ahead.update(n.output)              # the parts themselves are never values
+    for i, part in enumerate(n.output):
+        for s in (s for s in imp.graph.node if part in s.input):
+            axes = imp.attrs(s).get("axes")
+            if len(s.input) > 1 and s.input[1]:
+                axes = _constant_ahead(imp, s.input[1])
+            ok = s.op_type == "Squeeze" and axes is not None and \
+                [int(v) for v in np.reshape(axes, -1)] == [0]
+            reads[s.output[0]] = i if ok else None
+    return reads
+
+
+def _constant_ahead(imp, name):
+    """The constant ``name``, also when the Constant node giving it comes later in the
+    graph than the node asking; None if it is not a constant."""
+    if name in imp.consts:
+        return imp.consts[name]
+    node = next((n for n in imp.graph.node if name in n.output), None)
+    if node is None or node.op_type != "Constant" or "value" not in imp.attrs(node):
+        return None
+    return imp.onnx.numpy_helper.to_array(imp.attrs(node)["value"])
 
 
 def _permute_to_torch(layer):
@@ -744,6 +784,11 @@ register_layer(Permute, schema=schema.LayerSchema({"dims": (_dims, schema.REQUIR
 def _expand_from_torch(ctx, a):
     x = a["self"]
     out = ctx.out_shape()
+    c = ctx.constant(x)
+    if c is not None:       # a parameter broadcast over the batch: a class token
+        value = np.broadcast_to(exchange.per_example(ctx, c, out), out)
+        like = a["other"] if "other" in a else "input"      # expand_as: its batch
+        return exchange.emit_constant(ctx, like, value.copy())
     if tuple(out) == tuple(ctx.shape(x)):
         return ctx.value(x)
     return ctx.emit(ctx.layer("Expand", shape=list(out)), x)
@@ -753,6 +798,8 @@ def _expand_from_onnx(imp, node, a):
     x, target = node.input[0], node.input[1]
     shape = imp.shapes[target] if target in imp.shapes else \
         [int(v) for v in np.asarray(imp.const(target)).reshape(-1)]
+    if x in imp.consts:
+        return _expand_constant_from_onnx(imp, node, imp.consts[x], shape)
     src = imp.shape(x)
     per = list(shape[1:]) if len(shape) == len(src) + 1 else list(shape)
     if exchange.BATCH in per or len(per) < len(src):
@@ -761,6 +808,26 @@ def _expand_from_onnx(imp, node, a):
     if out == list(src):
         return exchange.onnx_output(imp, node, imp.value(x))
     exchange.onnx_output(imp, node, imp.emit(imp.layer("Expand", "shape", shape=out), x))
+
+
+def _expand_constant_from_onnx(imp, node, c, shape):
+    """A constant expanded to the batch size (a class token, ``cls.expand(n, -1, -1)``):
+    a Constant layer fed by the network's input, which gives it the batch size."""
+    ones = [1 if d is exchange.BATCH else int(d) for d in shape]
+    if not shape or shape[0] is not exchange.BATCH or exchange.BATCH in shape[1:] or \
+            len(shape) < np.ndim(c):
+        imp.fail(f"expanding a constant of shape {np.shape(c)} to {shape}", "shape",
+                 "expand constants along the batch axis (the first) only")
+    try:
+        full = np.broadcast_shapes(np.shape(c), tuple(ones))
+    except ValueError:
+        full = (0,)
+    if full[0] != 1:
+        imp.fail(f"expanding a constant of shape {np.shape(c)} to {shape}", "shape",
+                 "give the constant one entry along the batch axis")
+    value = np.broadcast_to(c, full)[0].copy()
+    source = next(k for k, v in imp.values.items() if v == "input")
+    exchange.onnx_output(imp, node, exchange.emit_constant(imp, source, value))
 
 
 def _expand_to_torch(layer):
@@ -783,39 +850,43 @@ def _constant_to_torch(layer):
         lambda x: value.to(x.dtype).expand((x.shape[0],) + tuple(layer.shape)), "Constant")
 
 
+def _filled_from_torch(fill):
+    """``torch.zeros((x.size(0), ...))`` and its kin (``ones``, ``full``, ``new_zeros``,
+    ``zeros_like``, ...): a tensor of the batch size filled with one number, a Constant
+    layer (fed by the operand it is made like, or by the input). ``fill``: the number, or
+    None to read ``fill_value``."""
+    def rule(ctx, a):
+        value = float(a["fill_value"] if fill is None else fill)
+        like = a.get("self")
+        if like is None or ctx.constant(like) is not None:
+            like = "input"
+        return exchange.emit_constant(ctx, like, np.full(ctx.out_shape(), value))
+    return rule
+
+
+def _constant_of_shape_from_onnx(imp, node, a):
+    """ConstantOfShape of a shape computed from the batch size (a shape known at import
+    time is folded to a constant before any rule runs): a Constant layer."""
+    shape = imp.shapes.get(node.input[0])
+    if not shape or shape[0] is not exchange.BATCH or exchange.BATCH in shape[1:]:
+        imp.fail(f"a filled tensor of shape {shape}", fix="give it the batch size first")
+    fill = 0.0
+    if "value" in a:
+        from onnx import numpy_helper
+        fill = float(numpy_helper.to_array(a["value"]).reshape(-1)[0])
+    source = next(k for k, v in imp.values.items() if v == "input")
+    value = np.full([int(d) for d in shape[1:]], fill)
+    exchange.onnx_output(imp, node, exchange.emit_constant(imp, source, value))
+
+
+_FILLED = {"zeros": 0.0, "ones": 1.0, "full": None}
 register_layer(Constant, schema=schema.LayerSchema(
                    {"shape": (schema.int_list(minimum=0, maximum=2**40), schema.REQUIRED)},
                    lambda c: {"value": tuple(c["shape"])}),
+               # also a constant operand of Add, Sub, Mul, Div or Concat (the joints' rules)
+               torch={f"{pre}{name}{post}": _filled_from_torch(fill)
+                      for name, fill in _FILLED.items()
+                      for pre, post in (("", ""), ("new_", ""), ("", "_like"))},
+               onnx={"ConstantOfShape": _constant_of_shape_from_onnx},
                to_torch=_constant_to_torch,
-               example=Example({"shape": [2, 3]}, (4,), routes=()),
-               absent={kind: "a constant operand of Add, Sub, Mul, Div or Concat: the joints' "
-                             "rules make a Constant" for kind in ("torch", "onnx")})
-
-
-def _mean_from_onnx(imp, node, a):
-    x = node.input[0]
-    nd = len(imp.shape(x)) + 1
-    if len(node.input) > 1 and node.input[1]:                   # opset 18: axes input
-        axes = [int(v) for v in np.asarray(imp.const(node.input[1])).reshape(-1)]
-    else:
-        axes = [int(v) for v in a.get("axes", range(nd))]
-    axes = sorted({v % nd for v in axes})
-    if 0 in axes:
-        imp.fail(f"a mean over axes {axes}, the batch axis among them", "axes")
-    layer = imp.layer("Mean", "axes", dims=axes, keepdim=bool(a.get("keepdims", 1)))
-    exchange.onnx_output(imp, node, imp.emit(layer, x))
-
-
-def _mean_to_torch(layer):
-    return exchange.torch_function_module(
-        lambda x: x.mean(dim=layer.dims, keepdim=layer.keepdim), "Mean")
-
-
-register_layer(Mean, schema=schema.LayerSchema(
-                   {"dims": (schema.int_list(minimum=1, maximum=schema.MAX_AXES, min_len=1,
-                                             distinct=True), schema.REQUIRED),
-                    "keepdim": (schema.boolean, False)}),
-               onnx={"ReduceMean": _mean_from_onnx}, to_torch=_mean_to_torch,
-               example=Example({"dims": [1, 3], "keepdim": True}, (3, 4, 5)),
-               absent={"torch": "aten.mean is the AvgPool2d layer's rule, which makes a "
-                                "Mean for axes other than the spatial ones"})
+               example=Example({"shape": [2, 3]}, (4,), routes=()))

@@ -22,7 +22,7 @@ def test_wrong_channel_count_in_a_sequential_names_the_layer_index():
 
 def test_shapes_that_do_not_chain_fail_at_check_time():
     net = fd.Sequential([fd.Conv2d(1, 4, 3), fd.Flatten(), fd.Linear(100, 10)])
-    with pytest.raises(ValueError, match=r"layer 2, Linear.*expected input of shape \(N, 100\), got \(N, 144\)"):
+    with pytest.raises(ValueError, match=r"layer 2, Linear.*expected input of shape \(N, 100\) or \(N, ..., 100\), got \(N, 144\)"):
         net.output_shape((1, 8, 8))
     assert net.output_shape((1, 7, 7)) == (10,)
 

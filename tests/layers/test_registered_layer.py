@@ -1,6 +1,10 @@
-"""A new layer in one file: PReLU, its math and one register_layer call, and nothing
-edited anywhere else. It then runs in both Jacobian modes, saves and loads, imports from
-PyTorch and exports back, and trains under the Jacobian penalty."""
+"""A new layer in one file: a user's own operator, its math and one register_layer call,
+and nothing edited anywhere else. It then runs in both Jacobian modes, saves and loads,
+imports from PyTorch and exports back, and trains under the Jacobian penalty.
+
+The operator is the user's too: ``fdexample::soft_clip``, a PyTorch custom operator
+(``torch.library.custom_op``) that ``torch.export`` records as it is, the way a model
+calling a library's own kernel is exported."""
 import numpy as np
 import pytest
 import torch
@@ -10,17 +14,18 @@ from fwdderiv.registry import LayerSchema, SchemaError, register_layer
 from fwdderiv.regularization import jacobian_penalty
 
 
-class PReLU(fd.Layer):
-    """torch.nn.PReLU: y = x if x > 0 else a * x, one slope a per channel or one for all.
+class SoftClip(fd.Layer):
+    """A learnt soft clipping, y = c * tanh(x / c), one bound c > 0 per channel (axis 1)
+    or one for all: smooth, so the penalty has an input part and a parameter part.
 
-    Kink convention (PyTorch's): at x = 0 the slope is a."""
+    dy/dx = 1 - t^2 and dy/dc = t - u (1 - t^2), with u = x / c and t = tanh(u)."""
 
     pointwise = True
-    param_names = ("weight",)
+    param_names = ("bound",)
 
-    def __init__(self, num_parameters=1, init=0.25):
+    def __init__(self, num_parameters=1):
         self.num_parameters = num_parameters
-        self.weight = np.full(num_parameters, init, np.float32)
+        self.bound = np.ones(num_parameters, np.float32)
 
     def get_config(self):
         return {"num_parameters": self.num_parameters}
@@ -28,33 +33,73 @@ class PReLU(fd.Layer):
     def output_shape(self, in_shape):
         return tuple(in_shape)
 
-    def _a(self, x):
-        a = self.weight.astype(x.dtype)
-        return a.reshape((1, -1) + (1,) * (x.ndim - 2)) if a.size > 1 else a
+    def _c(self, x):
+        c = self.bound.astype(x.dtype)
+        return c.reshape((1, -1) + (1,) * (x.ndim - 2)) if c.size > 1 else c
 
     def forward(self, x):
-        neg = x <= 0
-        return np.where(neg, self._a(x) * x, x), (x, neg)
-
-    def slope(self, x, neg):
-        return np.where(neg, self._a(x), 1).astype(x.dtype)
+        c = self._c(x)
+        u = x / c
+        t = np.tanh(u)
+        return c * t, (c, u, t)
 
     def jvp(self, cache, dx):
-        return self.slope(*cache)[:, None] * dx
+        _, _, t = cache
+        return (1 - t * t)[:, None] * dx
 
     vjp = jvp
 
-    def _per_weight(self, g):
-        axes = (0,) + tuple(range(2, g.ndim)) if self.weight.size > 1 else None
-        return np.asarray(g.sum(axis=axes), self.weight.dtype).reshape(-1)
+    def _per_bound(self, g):
+        axes = (0,) + tuple(range(2, g.ndim)) if self.bound.size > 1 else None
+        return np.asarray(g.sum(axis=axes), self.bound.dtype).reshape(-1)
 
     def param_vjp(self, cache, gy):
-        x, neg = cache
-        return {"weight": self._per_weight(gy * np.where(neg, x, 0))}
+        _, u, t = cache
+        return {"bound": self._per_bound(gy * (t - u * (1 - t * t)))}
 
     def jvp_grad(self, cache, x, dx, gdy):
-        _, neg = cache
-        return None, {"weight": self._per_weight((gdy * dx * neg[:, None]).sum(axis=1))}
+        # d(1 - t^2)/du = -2 t (1 - t^2); u = x / c
+        c, u, t = cache
+        g = (gdy * dx).sum(axis=1) * (-2 * t * (1 - t * t))
+        return g / c, {"bound": self._per_bound(-g * u / c)}
+
+
+@torch.library.custom_op("fdexample::soft_clip", mutates_args=())
+def soft_clip(x: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+    c = bound.reshape((-1,) + (1,) * (x.ndim - 2)) if bound.numel() > 1 else bound
+    return c * torch.tanh(x / c)
+
+
+@soft_clip.register_fake
+def _(x, bound):
+    return torch.empty_like(x)
+
+
+def _soft_clip_backward(ctx, gy):
+    # written with differentiable operations: PyTorch's double backward goes through it
+    x, bound = ctx.saved_tensors
+    c = bound.reshape((-1,) + (1,) * (x.ndim - 2)) if bound.numel() > 1 else bound
+    u = x / c
+    t = torch.tanh(u)
+    gc = gy * (t - u * (1 - t * t))
+    axes = [0] + list(range(2, x.ndim)) if bound.numel() > 1 else list(range(x.ndim))
+    return gy * (1 - t * t), gc.sum(dim=axes).reshape(bound.shape)
+
+
+def _save(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+soft_clip.register_autograd(_soft_clip_backward, setup_context=_save)
+
+
+class TorchSoftClip(torch.nn.Module):
+    def __init__(self, num_parameters=1):
+        super().__init__()
+        self.bound = torch.nn.Parameter(torch.ones(num_parameters))
+
+    def forward(self, x):
+        return torch.ops.fdexample.soft_clip(x, self.bound)
 
 
 def _count(v, field):
@@ -64,35 +109,43 @@ def _count(v, field):
 
 
 def _from_torch(ctx, args):
-    weight = ctx.param(args["weight"])
-    layer = PReLU(weight.size)
-    layer.weight = weight
-    return ctx.emit(layer, args["self"])
+    bound = ctx.param(args["bound"])
+    layer = SoftClip(bound.size)
+    layer.bound = bound
+    return ctx.emit(layer, args["x"])
 
 
 def _to_torch(layer):
-    module = torch.nn.PReLU(layer.num_parameters)
-    module.weight.data = torch.from_numpy(np.array(layer.weight, copy=True))
+    module = TorchSoftClip(layer.num_parameters)
+    module.bound.data = torch.from_numpy(np.array(layer.bound, copy=True))
     return module
 
 
-register_layer(PReLU, schema=LayerSchema({"num_parameters": (_count, 1)},
-                                         lambda c: {"weight": (c["num_parameters"],)}),
-               torch={"prelu": _from_torch}, to_torch=_to_torch)
+register_layer(SoftClip, schema=LayerSchema({"num_parameters": (_count, 1)},
+                                            lambda c: {"bound": (c["num_parameters"],)}),
+               torch={"soft_clip": _from_torch}, to_torch=_to_torch)
 
 # ---------------------------------------------------------------------------------------
 
 
 def network(seed=0):
     rng = np.random.default_rng(seed)
-    prelu = PReLU(3)
-    prelu.weight = rng.uniform(-0.5, 0.5, 3)
-    return fd.Sequential([fd.Conv2d(1, 3, 3, seed=1), prelu, fd.Flatten(),
+    clip = SoftClip(3)
+    clip.bound = rng.uniform(0.3, 1.5, 3)
+    return fd.Sequential([fd.Conv2d(1, 3, 3, seed=1), clip, fd.Flatten(),
                           fd.Linear(3 * 6 * 6, 4, seed=2)])
 
 
 def inputs(seed=1):
     return np.random.default_rng(seed).standard_normal((2, 1, 8, 8))
+
+
+def torch_model():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), TorchSoftClip(3),
+                                torch.nn.Flatten(), torch.nn.Linear(3 * 6 * 6, 4))
+    model[1].bound.data.uniform_(0.3, 1.5)
+    return model.double().eval()
 
 
 def test_both_jacobian_modes_equal_finite_differences():
@@ -104,10 +157,10 @@ def test_both_jacobian_modes_equal_finite_differences():
 
 def test_saves_and_loads(tmp_path):
     net, x = network(), inputs()
-    fd.save(net, tmp_path / "prelu.npz")
-    back = fd.load(tmp_path / "prelu.npz")
-    assert isinstance(back.layers[1], PReLU)
-    np.testing.assert_array_equal(back.layers[1].weight, net.layers[1].weight)
+    fd.save(net, tmp_path / "clip.npz")
+    back = fd.load(tmp_path / "clip.npz")
+    assert isinstance(back.layers[1], SoftClip)
+    np.testing.assert_array_equal(back.layers[1].bound, net.layers[1].bound)
     np.testing.assert_array_equal(back.jacobian(x), net.jacobian(x))
 
 
@@ -119,41 +172,54 @@ def test_a_bad_file_is_refused_by_its_schema(tmp_path):
 
 
 def test_imports_from_pytorch_and_exports_back():
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.PReLU(3),
-                                torch.nn.Flatten(), torch.nn.Linear(3 * 6 * 6, 4)).double().eval()
-    model[1].weight.data.uniform_(-0.5, 0.5)
-    x = inputs()
+    model, x = torch_model(), inputs()
     net = fd.from_torch(model, x)
-    assert any(isinstance(layer, PReLU) for layer in net.layers)
-    # per example: torch.func.vmap has no batching rule for a per-channel prelu weight
-    Jt = np.stack([torch.func.jacrev(lambda v: model(v[None])[0])(torch.from_numpy(xi))
-                   .detach().numpy() for xi in x])
+    assert any(isinstance(layer, SoftClip) for layer in net.layers)
+    # per example, by plain autograd: a custom operator has no batching rule for vmap
+    Jt = np.stack([torch.autograd.functional.jacobian(
+        lambda v: model(v[None])[0], torch.from_numpy(xi)).numpy() for xi in x])
     np.testing.assert_allclose(net.jacobian(x), Jt, rtol=1e-12, atol=1e-14)
     back = fd.to_torch(net).double()
     np.testing.assert_allclose(back(torch.from_numpy(x)).detach().numpy(), net(x),
                                rtol=1e-12, atol=1e-14)
 
 
-def test_the_jacobian_penalty_gradient_of_its_weight_equals_finite_differences():
+def test_the_jacobian_penalty_gradient_of_its_bound_equals_finite_differences():
     net, x = network(), inputs()
-    prelu = net.layers[1]
+    clip = net.layers[1]
     _, grads = jacobian_penalty(net, x, method="exact")
     h, fd_grad = 1e-6, np.zeros(3)
     for i in range(3):
-        w = prelu.weight.copy()
-        prelu.weight = w + h * np.eye(3)[i]
+        c = clip.bound.copy()
+        clip.bound = c + h * np.eye(3)[i]
         up = jacobian_penalty(net, x, method="exact")[0]
-        prelu.weight = w - h * np.eye(3)[i]
+        clip.bound = c - h * np.eye(3)[i]
         down = jacobian_penalty(net, x, method="exact")[0]
-        prelu.weight = w
+        clip.bound = c
         fd_grad[i] = (up - down) / (2 * h)
-    np.testing.assert_allclose(grads[1]["weight"], fd_grad, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(grads[1]["bound"], fd_grad, rtol=1e-5, atol=1e-9)
     assert np.abs(fd_grad).max() > 1e-3         # a real gradient was compared
 
 
+def test_the_jacobian_penalty_gradients_equal_pytorch_double_backward():
+    model, x = torch_model(), inputs()
+    net = fd.from_torch(model, x)
+    value, grads = jacobian_penalty(net, x, method="exact")
+    xt = torch.from_numpy(x).requires_grad_(True)
+    z = model(xt)
+    sq = sum(torch.autograd.grad(z[:, c].sum(), xt, create_graph=True)[0].pow(2).sum()
+             for c in range(z.shape[1]))
+    t_value = 0.5 * sq / len(x)
+    t_value.backward()
+    assert value == pytest.approx(t_value.item(), rel=1e-10)
+    for k, name in ((0, "weight"), (1, "bound"), (3, "weight")):
+        torch_grad = dict(model[k].named_parameters())[name].grad.numpy()
+        np.testing.assert_allclose(grads[k][name], torch_grad, rtol=1e-9, atol=1e-12,
+                                   err_msg=f"{net.layers[k]!r} {name}")
+
+
 def test_a_layer_with_parameters_but_no_jvp_grad_cannot_be_registered():
-    class Half(PReLU):
+    class Half(SoftClip):
         jvp_grad = fd.Layer.jvp_grad
 
     with pytest.raises(TypeError, match="does not implement jvp_grad"):

@@ -49,6 +49,8 @@ def network(name, seed=0):
 def inputs(name, n=2, seed=1):
     e, rng = entry(name), np.random.default_rng(seed)
     shape = (n,) + tuple(e.example.in_shape)
+    if e.example.values == "positive":
+        return rng.uniform(0.2, 2.0, size=shape)
     if e.example.values == "distinct":
         return (rng.permutation(int(np.prod(shape))).reshape(shape) / np.prod(shape) - 0.5) * 4
     x = rng.normal(size=shape)
