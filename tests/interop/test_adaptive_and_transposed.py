@@ -11,15 +11,8 @@ import torch
 from torch import nn
 
 import fwdderiv as fd
+from tests.routes import imported, torch_jacobians
 
-from .test_blocks import imported
-
-
-def torch_jacobians(model, x):
-    f = lambda v: model(v[None])[0]                      # noqa: E731
-    xt = torch.from_numpy(x)
-    return (torch.vmap(torch.func.jacrev(f))(xt).detach().numpy(),
-            torch.vmap(torch.func.jacfwd(f))(xt).detach().numpy())
 
 
 def check(model, shape, route, tmp_path, layer):

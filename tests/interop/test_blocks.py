@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import fwdderiv as fd
+from tests.routes import imported, torch_jacobian
 
 
 class HSigmoid(nn.Module):
@@ -57,22 +58,6 @@ class Block(nn.Module):
         x = self.se(self.act(self.conv(x)))
         x = 3 - channel_shuffle(x, 2) * 0.5
         return self.head(torch.flatten(x.permute(0, 2, 3, 1), 1))
-
-
-def torch_jacobian(model, x):
-    return torch.vmap(torch.func.jacrev(lambda v: model(v[None])[0]))(
-        torch.from_numpy(x)).detach().numpy()
-
-
-def imported(model, x, route, tmp_path):
-    """``model`` imported by ``from_torch``, or exported by ``torch.onnx`` and imported by
-    ``from_onnx``."""
-    if route == "torch":
-        return fd.from_torch(model, torch.from_numpy(x))
-    path = tmp_path / "model.onnx"
-    torch.onnx.export(model, (torch.from_numpy(x),), str(path), input_names=["x"],
-                      dynamic_axes={"x": {0: "N"}}, opset_version=17, dynamo=False)
-    return fd.from_onnx(path)
 
 
 @pytest.fixture(scope="module")

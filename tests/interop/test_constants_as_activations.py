@@ -16,7 +16,7 @@ from torch import nn
 import fwdderiv as fd
 from fwdderiv.regularization import jacobian_penalty
 
-from .test_blocks import imported, torch_jacobian
+from tests.routes import imported, torch_jacobian
 
 
 class TokenEmbedding(nn.Module):

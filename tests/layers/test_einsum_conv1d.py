@@ -11,24 +11,11 @@ from torch import nn
 from torch.nn import functional as F
 
 import fwdderiv as fd
+from tests.routes import imported, torch_jacobian
 from fwdderiv.interop.onnx_import import OnnxImportError
 from fwdderiv.layers.einsum import Einsum
 
 RTOL = 1e-10
-
-
-def torch_jacobian(model, x):
-    return torch.vmap(torch.func.jacrev(lambda v: model(v[None])[0]))(
-        torch.from_numpy(x)).detach().numpy()
-
-
-def imported(model, x, route, tmp_path):
-    if route == "torch":
-        return fd.from_torch(model, torch.from_numpy(x))
-    path = tmp_path / "model.onnx"
-    torch.onnx.export(model, (torch.from_numpy(x),), str(path), input_names=["x"],
-                      dynamic_axes={"x": {0: "N"}}, opset_version=17, dynamo=False)
-    return fd.from_onnx(path)
 
 
 def assert_same_jacobian(model, x, route, tmp_path):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import fwdderiv as fd
+from tests.routes import imported, torch_jacobian
 from fwdderiv.regularization import jacobian_penalty
 
 
@@ -39,21 +40,6 @@ def model():
 
 def inputs(n=3, seed=1):
     return np.random.default_rng(seed).standard_normal((n, 1, 6, 6))
-
-
-def torch_jacobian(m, x):
-    # per example: torch.func.vmap has no batching rule for a per-channel prelu weight
-    return np.stack([torch.func.jacrev(lambda v: m(v[None])[0])(torch.from_numpy(xi))
-                     .detach().numpy() for xi in x])
-
-
-def imported(m, x, route, tmp_path):
-    if route == "torch":
-        return fd.from_torch(m, torch.from_numpy(x))
-    path = tmp_path / "model.onnx"
-    torch.onnx.export(m, (torch.from_numpy(x),), str(path), input_names=["x"],
-                      dynamic_axes={"x": {0: "N"}}, opset_version=17, dynamo=False)
-    return fd.from_onnx(path)
 
 
 @pytest.fixture(scope="module")

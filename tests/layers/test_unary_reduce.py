@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import fwdderiv as fd
+from tests.routes import imported, torch_jacobians
 from fwdderiv.regularization import jacobian_penalty
 
 
@@ -93,26 +94,6 @@ LAYERS = {("exp, log, sum", "torch"): {"Exp", "Log", "Sum"},
 def model64(cls, seed=0):
     torch.manual_seed(seed)
     return cls().double().eval()
-
-
-def imported(model, x, route, tmp_path):
-    if route == "torch":
-        return fd.from_torch(model, torch.from_numpy(x))
-    path = tmp_path / "model.onnx"
-    torch.onnx.export(model, (torch.from_numpy(x),), str(path), input_names=["x"],
-                      dynamic_axes={"x": {0: "N"}}, opset_version=17, dynamo=False)
-    return fd.from_onnx(path)
-
-
-def torch_jacobians(model, x):
-    t = torch.from_numpy(x)
-
-    def f(v):
-        return model(v[None])[0]
-    with torch.no_grad():
-        rev = torch.vmap(torch.func.jacrev(f))(t).numpy()
-        fwd = torch.vmap(torch.func.jacfwd(f))(t).numpy()
-    return rev, fwd
 
 
 @pytest.fixture(scope="module")
