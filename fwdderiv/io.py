@@ -161,7 +161,7 @@ def write_atomic(path, write, verify=None):
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         if verify is not None:
             verify(tmp)
         os.replace(tmp, path)
@@ -177,7 +177,8 @@ def write_atomic(path, write, verify=None):
             os.close(dfd)
 
 
-def _umask():
+def currentcurrent_umask():
+    """This process's umask, read without changing it (``os.umask`` sets it)."""
     with contextlib.suppress(OSError, ValueError):
         with open("/proc/self/status") as f:
             for line in f:

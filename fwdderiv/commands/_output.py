@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import current_umask
+
 #: Temporary copies are named ``.NAME.partial-PID-XXXX`` beside the destination.
 PARTIAL = ".partial-"
 
@@ -63,7 +65,7 @@ def output_dir(path, last=None, replace=False):
     stage = Path(tempfile.mkdtemp(prefix=f".{path.name}{PARTIAL}{os.getpid()}-",
                                   dir=path.parent))
     try:
-        os.chmod(stage, 0o777 & ~_umask())         # mkdtemp's 0o700 is for temporaries
+        os.chmod(stage, 0o777 & ~current_umask())         # mkdtemp's 0o700 is for temporaries
         with _sigterm_interrupts():
             yield stage
             _publish(stage, path, last, replace)
@@ -88,7 +90,7 @@ def output_file(path):
                                dir=path.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())           # mkstemp's 0o600 is for temporaries
+        os.chmod(tmp, 0o666 & ~current_umask())           # mkstemp's 0o600 is for temporaries
         with _sigterm_interrupts():
             yield Path(tmp)
             os.replace(tmp, path)
@@ -209,16 +211,6 @@ def _remove_stale(path):
             else:
                 with contextlib.suppress(OSError):
                     stale.unlink()
-
-
-def _umask():
-    """This process's umask, read without changing it (os.umask sets it)."""
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    return 0o022
 
 
 def _alive(pid):
