@@ -177,7 +177,7 @@ def write_atomic(path, write, verify=None):
             os.close(dfd)
 
 
-def currentcurrent_umask():
+def current_umask():
     """This process's umask, read without changing it (``os.umask`` sets it)."""
     with contextlib.suppress(OSError, ValueError):
         with open("/proc/self/status") as f:

@@ -15,6 +15,7 @@ import pytest
 
 import fwdderiv as fd
 from fwdderiv.commands import _output, reproduce
+from fwdderiv.io import current_umask
 from fwdderiv.models.trained import cache_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +35,7 @@ def test_a_finished_folder_is_renamed_into_place(tmp_path):
         (stage / "report.md").write_text("done")
     assert sorted(os.listdir(tmp_path / "a" / "out")) == ["report.md", "results.json"]
     assert leftovers(tmp_path / "a") == []
-    assert (tmp_path / "a" / "out").stat().st_mode & 0o777 == 0o777 & ~_output._umask()
+    assert (tmp_path / "a" / "out").stat().st_mode & 0o777 == 0o777 & ~current_umask()
 
 
 @pytest.mark.parametrize("error", [RuntimeError("step failed"), KeyboardInterrupt()])
@@ -108,7 +109,7 @@ def test_a_file_is_whole_or_absent(tmp_path):
     assert os.listdir(tmp_path) == []
     _output.write_text(path, "{}")
     assert path.read_text() == "{}" and os.listdir(tmp_path) == ["r.json"]
-    assert path.stat().st_mode & 0o777 == 0o666 & ~_output._umask()
+    assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()
 
 
 def test_zarr_needs_the_zarr_package(tmp_path):
