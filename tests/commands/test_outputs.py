@@ -112,18 +112,14 @@ def test_a_file_is_whole_or_absent(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()
 
 
-def test_zarr_needs_the_zarr_package(tmp_path):
-    try:
-        import zarr  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="needs the zarr package.*pip install zarr"):
-            with _output.array_output(tmp_path / "J.zarr", (2, 3), np.float64):
-                pass
-        assert os.listdir(tmp_path) == []
-        return
-    with _output.array_output(tmp_path / "J.zarr", (2, 3), np.float64) as J:
-        J[0:2, 0:3] = np.ones((2, 3))
-    assert np.asarray(zarr.open_array(str(tmp_path / "J.zarr"))[:]).sum() == 6
+def test_zarr_needs_the_zarr_package(tmp_path, monkeypatch):
+    """Without the zarr extra a .zarr output is refused with the fix, leaving nothing."""
+    import sys
+    monkeypatch.setitem(sys.modules, "zarr", None)          # import zarr -> ImportError
+    with pytest.raises(ImportError, match="needs the zarr package.*pip install zarr"):
+        with _output.array_output(tmp_path / "J.zarr", (2, 3), np.float64):
+            pass
+    assert os.listdir(tmp_path) == []
 
 
 def test_blocks_fill_a_npy_file(tmp_path):
@@ -337,4 +333,25 @@ def test_check_says_why_it_passes(tmp_path, capsys):
         assert line.count("relative") <= 1, line
     assert "max |J - reference| / max|J|" in text
     assert "PASS: " in text and f"except {report['kink_explained']} at kinks" in text
+    assert leftovers(tmp_path) == []
+
+
+def test_jacobian_output_to_zarr_equals_the_in_memory_one(tmp_path, capsys):
+    """--output J.zarr (the zarr extra): a chunked array written block by block that equals
+    the in-memory Jacobian, and net.jacobian(out=) fills a Zarr array directly."""
+    import zarr
+    from fwdderiv.cli import main
+    net = fd.Sequential([fd.Conv2d(1, 2, 3), fd.Tanh(), fd.Flatten(), fd.Linear(2 * 6 * 6, 4)])
+    fd.save(net, tmp_path / "net.npz")
+    x = np.random.default_rng(0).standard_normal((5, 1, 8, 8))
+    np.save(tmp_path / "x.npy", x)
+    code = main(["jacobian", str(tmp_path / "net.npz"), "--inputs", str(tmp_path / "x.npy"),
+                 "--output", str(tmp_path / "J.zarr"), "--max-memory", "1", "--no-progress"])
+    assert code == 0, capsys.readouterr()
+    J = net.jacobian(x)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "J.zarr"), mode="r")[:], J)
+    z = zarr.open_array(str(tmp_path / "direct.zarr"), mode="w", shape=J.shape,
+                        chunks=(2,) + J.shape[1:], dtype=J.dtype)
+    assert net.jacobian(x, out=z, max_memory=1 << 14) is z
+    np.testing.assert_array_equal(z[:], J)
     assert leftovers(tmp_path) == []
