@@ -7,7 +7,8 @@ from .jsma import JSMAResult, jsma, expand_targets, jsma_untargeted
 from .metrics import (success_rate, mean_distortion, source_target_matrix,
                       source_target_matrices, success_curve, hardness, hardness_matrix,
                       hardness_budget_approximation, hardness_matrix_budget_approximation,
-                      PAPER_HARDNESS_UPSILONS, adversarial_distance, adversarial_distance_from_map)
+                      PAPER_HARDNESS_UPSILONS, adversarial_distance, adversarial_distance_from_map,
+                      wilson_interval)
 from .gradient_step import (fast_gradient_method, projected_gradient_descent, optimize_linear,
                             clip_eta)
 
@@ -18,4 +19,4 @@ __all__ = ["forward_derivative", "target_terms", "target_terms_vjp", "saliency_f
            "source_target_matrices", "success_curve", "hardness", "hardness_matrix",
            "hardness_budget_approximation", "hardness_matrix_budget_approximation",
            "PAPER_HARDNESS_UPSILONS", "adversarial_distance", "adversarial_distance_from_map",
-           "fast_gradient_method", "projected_gradient_descent", "optimize_linear", "clip_eta"]
+           "wilson_interval", "fast_gradient_method", "projected_gradient_descent", "optimize_linear", "clip_eta"]

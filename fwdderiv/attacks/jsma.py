@@ -6,7 +6,9 @@ the admissible pair ``(p, q)`` of the search domain that maximises ``-alpha * be
 (:func:`~fwdderiv.attacks.pairs.best_pairs`), and moves both features by ``theta``
 within the clip range. A sample stops when the network predicts its target, when one
 more pair could exceed the distortion budget ``floor(upsilon * M)`` changed features,
-or when no admissible pair is left.
+when it has used ``max_iter`` iterations (with ``domain_policy="paper"``, Algorithm 2's
+``floor(M * upsilon / 2)``, which implies the budget), or when no admissible pair is
+left.
 """
 from dataclasses import dataclass
 import math
@@ -151,8 +153,9 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
     clip : (float, float), the valid feature range (every modified value is clipped)
     domain_policy : {"saturated", "picked", "paper"}
         Gamma: ``"saturated"`` (cleverhans's) starts with the features that can move and
-        drops one at its bound, ``"paper"`` starts with all (Algorithm 2), ``"picked"``
-        drops each picked one; "Search domain" in docs/pages/reproduce.md explains.
+        drops one at its bound, ``"paper"`` is Algorithm 2 as printed (Gamma starts with
+        all features, every iteration counts towards ``max_iter``), ``"picked"`` drops
+        each picked one; "Search domain" in docs/pages/reproduce.md explains.
     logits : bool, differentiate the logits ``Z = net[:-1]`` instead of ``F``
     mode : {"forward", "reverse", "vjp"}
         How ``alpha`` and ``beta`` are obtained: the paper's forward derivative (default),
@@ -162,7 +165,9 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
     batch_size : int
         Samples crafted together (finished ones drop out of the Jacobian computation).
     max_iter : int or None
-        Cap on iterations per sample (default: enough to saturate the whole budget).
+        Cap on iterations per sample. Default: for ``domain_policy="paper"``,
+        Algorithm 2's ``floor(M * upsilon / 2)``, every iteration counted (a pick that
+        changes nothing too); otherwise enough to saturate the whole budget.
     max_memory : int or None, bytes for the Jacobian and the NumPy pair search
     progress : None, bool or callable
         True: a bar (samples crafted, success rate); a callable gets (done, total, n_success).
@@ -196,7 +201,7 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
     m = int(np.prod(x.shape[1:]))
     budget = int(math.floor(upsilon * m + 1e-9))
     if max_iter is None:
-        max_iter = _default_max_iter(budget, m, theta, lo, hi, domain_policy)
+        max_iter = _default_max_iter(budget, theta, lo, hi, domain_policy)
     bar = make_progress(progress, x.shape[0], "jsma")
     if workers is not None or scheduler is not None or shard_dir is not None:
         kwargs = dict(theta=theta, upsilon=upsilon, clip=clip, domain_policy=domain_policy,
@@ -238,14 +243,16 @@ def _check_settings(net, x, targets, clip, lo, hi, logits, batch_size, max_iter,
     return batch_size, max_iter, max_memory, t
 
 
-def _default_max_iter(budget, m, theta, lo, hi, policy):
-    """Enough iterations for every feature of the budget to saturate."""
-    max_iter = budget * int(math.ceil((hi - lo) / abs(theta))) + 1
+def _default_max_iter(budget, theta, lo, hi, policy):
+    """The iteration cap when the caller gives none.
+
+    ``"paper"``: Algorithm 2's ``max_iter = floor(M * Upsilon / 2)`` (equal to
+    ``floor(budget / 2)``), charged for every iteration, including a pick that changes
+    nothing because the feature is already at its bound. The other policies stop on the
+    distortion budget; their cap only lets every feature of the budget saturate."""
     if policy == "paper":
-        # A pick of a feature already at the bound changes nothing and removes it
-        # from Gamma: at most M / 2 such iterations come on top.
-        max_iter += (m + 1) // 2
-    return max_iter
+        return budget // 2
+    return budget * int(math.ceil((hi - lo) / abs(theta))) + 1
 
 
 def _craft_distributed(net, x, t, kwargs, bar, workers, scheduler, shard_dir, shard_size):

@@ -23,7 +23,7 @@ PAPER_HARDNESS_UPSILONS = (0.003, 0.013, 0.026, 0.051, 0.077, 0.102, 0.128)
 __all__ = ["success_rate", "mean_distortion", "source_target_matrix",
            "source_target_matrices", "success_curve", "hardness", "hardness_matrix",
            "hardness_budget_approximation", "hardness_matrix_budget_approximation",
-           "PAPER_HARDNESS_UPSILONS",
+           "PAPER_HARDNESS_UPSILONS", "wilson_interval",
            "adversarial_distance", "adversarial_distance_from_map"]
 
 
@@ -36,6 +36,40 @@ def success_rate(success):
     """
     success = np.asarray(success, dtype=bool)
     return float(success.mean()) if success.size else float("nan")
+
+
+def wilson_interval(successes, n, z=1.96):
+    """Wilson score interval of a success rate (95% with the default ``z``).
+
+    For ``k`` successes in ``n`` trials, ``p = k / n``, the bounds are
+    ``(p + z^2/(2n) -/+ z * sqrt(p (1 - p) / n + z^2 / (4 n^2))) / (1 + z^2 / n)``; unlike
+    ``p -/+ z * sqrt(p (1 - p) / n)`` it stays inside [0, 1] and is not empty at
+    ``k = 0`` or ``k = n``, which matters for the ~10 crafts of a source-target cell.
+
+    Parameters
+    ----------
+    successes, n : int or ndarray of ints (broadcast together), ``0 <= successes <= n``
+    z : float, the standard normal quantile (1.96: 95%)
+
+    Returns
+    -------
+    (low, high) : floats, or float64 ndarrays of the broadcast shape; NaN where ``n == 0``.
+    """
+    k = np.asarray(successes, dtype=np.float64)
+    m = np.asarray(n, dtype=np.float64)
+    if np.any(k < 0) or np.any(k > m):
+        raise ValueError(f"wilson_interval expected 0 <= successes <= n, got successes="
+                         f"{successes!r} and n={n!r}; pass counts, not rates.")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / m
+        scale = 1 + z * z / m
+        centre = (p + z * z / (2 * m)) / scale
+        half = z * np.sqrt(p * (1 - p) / m + z * z / (4 * m * m)) / scale
+        low = np.where(m > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
+        high = np.where(m > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+    if low.ndim == 0:
+        return float(low), float(high)
+    return low, high
 
 
 def mean_distortion(distortion, success=None):

@@ -26,13 +26,45 @@ from ._output import output_dir
 PAPER = {"success_rate": 0.97, "mean_distortion": 0.0402, "upsilon": 0.145,
          "theta": 1.0, "logits": False, "data": "MNIST",
          "model": "LeNet (Papernot et al. 2016, Sec. V-A)",
-         "source": "abstract: 97% success, 4.02% of the features modified on average"}
+         "source": "abstract: 97% success, 4.02% of the features modified on average",
+         # The test accuracy of the paper's LeNet could not be confirmed from the stored
+         # copies of the paper here, so the report does not print one.
+         "model_accuracy": None}
+
+#: The zoo models of the paper's kind: LeNet-style convolutional networks for MNIST.
+PAPER_MODELS = ("lenet5", "lenet_mnist")
+
+#: What each domain policy does, and how it departs from the paper's Algorithm 2, for the
+#: report (``{max_iter}``: Algorithm 2's iteration cap for the run).
+POLICY_NOTES = {
+    "saturated": (
+        "`saturated` (the default, cleverhans's start). It departs from the paper's "
+        "Algorithm 2, whose search domain starts with every feature and which charges "
+        "every iteration to max_iter = floor(M Upsilon / 2) = {max_iter}: here a feature "
+        "already at the bound theta pushes towards never enters the search domain, so no "
+        "iteration is spent on a pick that changes nothing, and crafting stops on the "
+        "changed-feature budget floor(Upsilon M) instead of an iteration count."),
+    "paper": (
+        "`paper`: Algorithm 2 as printed. The search domain starts with every feature, "
+        "and every iteration, including the pick of a feature already at its bound (which "
+        "changes nothing), counts towards max_iter = floor(M Upsilon / 2) = {max_iter}."),
+    "picked": (
+        "`picked`: the search domain starts with the features that can move and drops "
+        "each feature once picked. It departs from the paper's Algorithm 2, whose search "
+        "domain starts with every feature and which charges every iteration to max_iter "
+        "= floor(M Upsilon / 2) = {max_iter}."),
+}
 
 
 def paper_comparable(config, n_features):
-    """True when the paper reports the run's setting: MNIST-sized inputs, theta = +1,
-    Upsilon = 14.5%, the probabilities F differentiated."""
-    return (n_features == 784 and config["theta"] == PAPER["theta"]
+    """True when the paper reports the run's setting: a LeNet-style zoo network
+    (:data:`PAPER_MODELS`) on MNIST (784 features) with a softmax output, theta = +1,
+    Upsilon = 14.5%, the probabilities F differentiated. Not for another architecture
+    (``--model mlp``) or a model file, whose architecture the report cannot vouch for."""
+    model = str(config.get("model") or "").split("(")[0]
+    return (n_features == 784 and config.get("data") == "mnist"
+            and model in PAPER_MODELS and bool(config.get("softmax_output"))
+            and config["theta"] == PAPER["theta"]
             and abs(config["upsilon"] - PAPER["upsilon"]) < 1e-12
             and not config["logits"])
 
@@ -56,9 +88,11 @@ The default uses the 8x8 scikit-learn digits (offline, about a minute including 
 first training). --dataset mnist switches to MNIST (LeNet-5 on 28x28, trained on the first
 9,000 images of the t10k files, samples drawn from the other 1,000: the paper's attack
 and budget, but not its model, which trained on the 60,000 training images). The paper's
-numbers appear beside the run's only for the setting it reports (MNIST, theta=+1,
-Upsilon=14.5%, probabilities F). Your own model and images: --model FILE --inputs X.npy
-[--labels y.npy] (without --labels, the model's predictions are the labels).
+numbers appear beside the run's only for the setting it reports (a LeNet-style zoo
+network on MNIST with a softmax output, theta=+1, Upsilon=14.5%, probabilities F),
+and every success rate comes with its 95% Wilson interval. Your own model and images:
+--model FILE --inputs X.npy [--labels y.npy] (without --labels, the model's predictions
+are the labels).
 
 --hardness also runs the attack at the paper's grid of maximum distortions and writes
 the hardness matrix H(s, t) of Sec. V-B (hardness.png). --workers N crafts on a local
@@ -244,6 +278,7 @@ def run(args):
     res, seconds, hard = _craft_resumably(args, net, picked, out, k)
     mats, budgets, curve, A, J, sm = _metrics(args, net, picked, res, hard, k)
     summary = _summary(res, A, picked.y, k)
+    model = _describe_model(net, model, args.logits)
     results = _results(args, ds, model, accuracy, picked, res, seconds, summary,
                        budgets, curve, mats, hard, k)
     results["warmup_seconds"] = warmup
@@ -394,6 +429,19 @@ def _craft_all(args, net, picked, out, k):
     return res, seconds, hard
 
 
+def _describe_model(net, name, logits):
+    """The model as the report names it: ``name`` (zoo name or file), its architecture
+    (the layers in order) and whether the attack differentiates a softmax output."""
+    from fwdderiv.attacks import softmax_output
+
+    try:
+        layers = [repr(layer) for layer in net]
+    except TypeError:
+        layers = [type(net).__name__]
+    return {"name": name, "architecture": " -> ".join(layers),
+            "softmax_output": bool(softmax_output(net, logits))}
+
+
 def _metrics(args, net, picked, res, hard, k):
     """The source-target matrices, the success curve and the adversarial distance.
 
@@ -401,10 +449,13 @@ def _metrics(args, net, picked, res, hard, k):
     benign samples, the softmax flag the saliency map uses)."""
     from fwdderiv.attacks import (forward_derivative, hardness_matrix_budget_approximation,
                                   saliency_from_jacobian, softmax_output,
-                                  source_target_matrices, success_curve)
+                                  source_target_matrices, success_curve, wilson_interval)
 
     src, tgt, y_src = picked.src, picked.tgt, picked.y
     mats = source_target_matrices(src, tgt, res.success, res.distortion, k)
+    wins = np.rint(np.nan_to_num(mats["success_rate"]) * mats["count"])
+    mats["success_rate_wilson95_low"], mats["success_rate_wilson95_high"] = \
+        wilson_interval(wins, mats["count"])
     budgets = np.linspace(0, args.upsilon, 11)
     mats["hardness_budget_approximation"] = hardness_matrix_budget_approximation(
         src, tgt, res.success, res.distortion, k, budgets)
@@ -428,10 +479,12 @@ def _metrics(args, net, picked, res, hard, k):
 
 def _summary(res, A, y_src, k):
     """The headline numbers of the run."""
-    from fwdderiv.attacks import mean_distortion, success_rate
+    from fwdderiv.attacks import mean_distortion, success_rate, wilson_interval
 
     return {
         "success_rate": success_rate(res.success),
+        "success_rate_wilson95": list(wilson_interval(int(np.count_nonzero(res.success)),
+                                                      len(res.success))),
         "mean_distortion_all": mean_distortion(res.distortion),
         "mean_distortion_successful": mean_distortion(res.distortion, res.success),
         "mean_changed_features_successful": mean_distortion(res.n_changed, res.success),
@@ -445,13 +498,16 @@ def _results(args, ds, model, accuracy, picked, res, seconds, summary, budgets, 
     idx, src, tgt, row = picked.idx, picked.src, picked.tgt, picked.row
     return {
         "paper": PAPER,
-        "config": {"data": ds.name, "model": model, "samples": int(len(idx)),
+        "config": {"data": ds.name, "model": model["name"], "samples": int(len(idx)),
                    "targets_per_sample": k - 1, "theta": args.theta, "upsilon": args.upsilon,
                    "logits": bool(args.logits), "mode": args.mode, "seed": args.seed,
                    "domain_policy": args.domain_policy,
+                   "max_iter_algorithm_2": res.budget // 2,
+                   "softmax_output": model["softmax_output"],
                    "workers": args.workers, "scheduler": args.scheduler},
         "data_description": ds.description,
-        "test_accuracy": accuracy,
+        "architecture": model["architecture"],
+        "test_accuracy": accuracy, "n_test": int(len(ds.y_test)),
         "n_features": res.n_features, "budget_features": res.budget,
         "n_crafted": int(len(tgt)),
         **summary,
@@ -460,8 +516,10 @@ def _results(args, ds, model, accuracy, picked, res, seconds, summary, budgets, 
         "success_curve": {"upsilon": _nan_to_none(budgets), "success_rate": _nan_to_none(curve)},
         "matrices": {name: (M.tolist() if M.dtype.kind == "i" else _nan_to_none(M))
                      for name, M in mats.items()},
-        "paper_comparable": paper_comparable({"theta": args.theta, "upsilon": args.upsilon,
-                                              "logits": bool(args.logits)}, res.n_features),
+        "paper_comparable": paper_comparable(
+            {"theta": args.theta, "upsilon": args.upsilon, "logits": bool(args.logits),
+             "data": ds.name, "model": model["name"],
+             "softmax_output": model["softmax_output"]}, res.n_features),
         "hardness": None if hard is None else {
             "upsilon": hard["upsilon"],
             "overall_success_rate": _nan_to_none(hard["overall_success_rate"]),
@@ -532,69 +590,108 @@ def _hardness_md(r, mats):
             _matrix_md(mats["hardness"], lambda v: f"{v:.4f}"), ""]
 
 
-def _report(r, mats, budgets, curve, figures):
+def _rate_ci(rate, n):
+    """A success rate with its 95% Wilson interval, e.g. ``80.00% [49.02%, 94.33%]``."""
+    from fwdderiv.attacks import wilson_interval
+
+    if rate is None or n == 0 or not np.isfinite(rate):
+        return "-"
+    low, high = wilson_interval(int(round(rate * n)), n)
+    return f"{_pct(rate)} [{_pct(low)}, {_pct(high)}]"
+
+
+def _cell_md(mats):
+    """Each source-target cell's success rate with its Wilson interval and count."""
+    def cell(s, t):
+        n = int(mats["count"][s, t])
+        if n == 0:
+            return "-"
+        low, high = (mats[f"success_rate_wilson95_{b}"][s, t] for b in ("low", "high"))
+        return (f"{100 * mats['success_rate'][s, t]:.0f}% [{100 * low:.0f}-"
+                f"{100 * high:.0f}], n={n}")
+    k = mats["count"].shape[0]
+    lines = ["| source \\ target | " + " | ".join(str(t) for t in range(k)) + " |",
+             "|---|" + "---|" * k]
+    lines += [f"| **{s}** | " + " | ".join(cell(s, t) for t in range(k)) + " |"
+              for s in range(k)]
+    return "\n".join(lines)
+
+
+def _setting_md(r):
+    """The opening paragraphs: data, model, held-out accuracy, settings, domain policy."""
     c = r["config"]
-    lines = [
-        "# JSMA reproduction: Papernot et al., EuroS&P 2016",
-        "",
-        f"Data: {r['data_description']}. Model: `{c['model']}` (test accuracy "
-        f"{_pct(r['test_accuracy'])}). {c['samples']} correctly classified test samples x "
-        f"{c['targets_per_sample']} targets = {r['n_crafted']} adversarial samples, "
-        f"theta = {c['theta']:+g}, Upsilon = {100 * c['upsilon']:.1f}% "
+    return [
+        f"Data: {r['data_description']}. Model: `{c['model']}`, architecture "
+        f"{r['architecture']}; accuracy {_pct(r['test_accuracy'])} on "
+        + (f"the {r['n_test']} given inputs. " if c["data"] == "inputs" else
+           f"{r['n_test']} held-out images. ")
+        + f"{c['samples']} correctly classified "
+        f"test samples x {c['targets_per_sample']} targets = {r['n_crafted']} adversarial "
+        f"samples, theta = {c['theta']:+g}, Upsilon = {100 * c['upsilon']:.1f}% "
         f"({r['budget_features']} of {r['n_features']} features), differentiating "
-        f"{'the logits Z' if c['logits'] else 'the probabilities F'} in {c['mode']} mode, "
-        f"search domain policy `{c['domain_policy']}`.",
+        f"{'the logits Z' if c['logits'] else 'the probabilities F'} in {c['mode']} mode.",
+        "",
+        "Search domain policy: "
+        + POLICY_NOTES[c["domain_policy"]].format(max_iter=c["max_iter_algorithm_2"]),
         "",
     ]
-    if r["paper_comparable"]:
-        lines += [
-            "| | this run | paper (MNIST, LeNet) |",
-            "|---|---|---|",
-            f"| Success rate | {_pct(r['success_rate'])} | 97% |",
-            f"| Mean distortion, successful samples | "
-            f"{_pct(r['mean_distortion_successful'])} | 4.02% |",
-            f"| Mean distortion, all samples | {_pct(r['mean_distortion_all'])} | - |",
-            f"| Maximum distortion Upsilon | {100 * c['upsilon']:.1f}% | 14.5% |",
-            f"| Features per sample | {r['n_features']} | 784 |",
-            f"| Mean adversarial distance A(x, t) | {r['adversarial_distance_mean']:.3f} | - |",
-            "",
-            "The paper's column holds its MNIST figures as its abstract states them (97% "
-            "success, 4.02% of the features changed on average); its LeNet was trained on "
-            "the 60,000 MNIST training images, this run's model on "
-            f"{r['data_description']}. Distortion is the fraction of input features "
-            "changed.",
-        ]
-    else:
-        lines += [
-            "| | this run |",
-            "|---|---|",
-            f"| Success rate | {_pct(r['success_rate'])} |",
-            f"| Mean distortion, successful samples | "
-            f"{_pct(r['mean_distortion_successful'])} |",
-            f"| Mean distortion, all samples | {_pct(r['mean_distortion_all'])} |",
-            f"| Maximum distortion Upsilon | {100 * c['upsilon']:.1f}% |",
-            f"| Features per sample | {r['n_features']} |",
-            f"| Mean adversarial distance A(x, t) | {r['adversarial_distance_mean']:.3f} |",
-            "",
-            "The paper reports MNIST (784 features) with theta = +1, Upsilon = 14.5% and "
-            "the probabilities F differentiated; this run's setting differs, so no paper "
-            "figure is shown beside it.",
-        ]
+
+
+def _headline_md(r):
+    """The headline table: with the paper's column only in the paper's setting."""
+    c, n = r["config"], r["n_crafted"]
+    paper = r["paper_comparable"]
+    rows = [("Success rate (95% Wilson interval)", _rate_ci(r["success_rate"], n), "97%"),
+            ("Mean distortion, successful samples",
+             _pct(r["mean_distortion_successful"]), "4.02%"),
+            ("Mean distortion, all samples", _pct(r["mean_distortion_all"]), "-"),
+            ("Maximum distortion Upsilon", f"{100 * c['upsilon']:.1f}%", "14.5%"),
+            ("Features per sample", str(r["n_features"]), "784"),
+            ("Mean adversarial distance A(x, t)",
+             f"{r['adversarial_distance_mean']:.3f}", "-")]
+    if paper:
+        lines = ["| | this run | paper (MNIST, LeNet) |", "|---|---|---|"]
+        lines += [f"| {a} | {b} | {p} |" for a, b, p in rows]
+        accuracy = PAPER["model_accuracy"]
+        lines += ["", "The paper's column holds its MNIST figures as its abstract states them "
+                  "(97% success, 4.02% of the features changed on average). Its LeNet was "
+                  "trained on the 60,000 MNIST training images"
+                  + (f" ({_pct(accuracy)} test accuracy)" if accuracy is not None else
+                     " (its test accuracy could not be confirmed here and is not quoted)")
+                  + f", this run's `{c['model']}`, with {_pct(r['test_accuracy'])} held-out "
+                  f"accuracy, on {r['data_description']}. Distortion is the fraction of "
+                  "input features changed."]
+        return lines
+    lines = ["| | this run |", "|---|---|"] + [f"| {a} | {b} |" for a, b, _ in rows]
+    lines += ["", "The paper reports a LeNet on MNIST (784 features) with a softmax "
+              "output, theta = +1, Upsilon = 14.5% and the probabilities F "
+              "differentiated; this run's setting differs, so no paper figure is shown "
+              "beside it."]
+    return lines
+
+
+def _report(r, mats, budgets, curve, figures):
+    c = r["config"]
+    lines = ["# JSMA reproduction: Papernot et al., EuroS&P 2016", "",
+             *_setting_md(r), *_headline_md(r)]
     if r["n_features"] != 784:
         lines += ["", f"This run's inputs have {r['n_features']} features, so Upsilon = "
                   f"{100 * c['upsilon']:.1f}% allows only {r['budget_features']} changed "
                   "features (MNIST: 113); each changed pixel is a larger part of a small "
                   "image, and the rates are not directly comparable."]
+    n = r["n_crafted"]
     lines += ["", f"Crafting took {r['crafting_seconds']:.1f} s ({_rate(r)}), not counting "
               f"{r.get('warmup_seconds', 0):.1f} s of warm-up before it: {WARM_UP}.", "",
               "## Success rate against the distortion budget", "",
               "From the same run: a sample succeeds under a smaller budget exactly when it "
-              "succeeded here with no more distortion (the budget only stops crafting).", "",
-              "| Upsilon | " + " | ".join(f"{100 * u:.1f}%" for u in budgets) + " |",
-              "|---|" + "---|" * len(budgets),
-              "| success | " + " | ".join(_pct(v) for v in curve) + " |", "",
-              "## Source-target matrices", "",
-              "### Success rate", "", _matrix_md(mats["success_rate"], lambda v: f"{100 * v:.0f}%"),
+              "succeeded here with no more distortion (the budget only stops crafting). "
+              f"Brackets: 95% Wilson interval over the {n} crafts.", "",
+              "| Upsilon | success |", "|---|---|",
+              *[f"| {100 * u:.1f}% | {_rate_ci(v, n)} |" for u, v in zip(budgets, curve)],
+              "", "## Source-target matrices", "",
+              "### Success rate", "",
+              "Each cell: success rate, [95% Wilson interval], number of crafts.", "",
+              _cell_md(mats),
               "", "### Mean distortion of successful samples", "",
               _matrix_md(mats["distortion_successful"], lambda v: f"{100 * v:.2f}%"), "",
               *_hardness_md(r, mats),

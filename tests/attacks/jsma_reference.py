@@ -21,7 +21,9 @@ def brute_force_pair(alpha, beta, domain, increasing):
 
 
 def naive_jsma(net, x, t, theta=1.0, upsilon=0.145, clip=(0.0, 1.0), logits=False):
-    """Algorithm 2 for one sample (shape (1, *S)), saturated search domain.
+    """Algorithm 2 for one sample (shape (1, *S)) with the default "saturated" policy:
+    Gamma starts with the features that can move, and the loop stops on the changed-feature
+    budget instead of max_iter (not the paper's literal loop: see paper_algorithm_2).
 
     Returns (x_adv, iterations).
     """
@@ -57,37 +59,44 @@ def naive_jsma(net, x, t, theta=1.0, upsilon=0.145, clip=(0.0, 1.0), logits=Fals
 
 
 def paper_algorithm_2(net, x, t, theta=1.0, upsilon=0.145, clip=(0.0, 1.0)):
-    """Algorithm 2 of Papernot et al. as printed, for one sample (shape (1, *S)) and
-    ``|theta| = 1``: Gamma starts as {1 ... |X|} (every feature, saturated or not); each
-    iteration computes the forward derivative, sums beta over the other classes
-    explicitly, takes Algorithm 3's pair, moves both features by theta (clipped), and
-    removes them from Gamma. The loop stops at the target, when two more changed features
-    would exceed floor(Upsilon * M), or when no admissible pair is left.
+    """Algorithm 2 of Papernot et al. as printed, line by line, for one sample (shape
+    (1, *S)) and ``|theta| = 1``, with Algorithm 3's pair choice:
 
-    Returns (x_adv, iterations).
+        X* <- X;  Gamma = {1 ... |X|};  max_iter = floor(|X| * Upsilon / 2)
+        s = argmax_j F(X*)_j
+        while s != Y* and iter < max_iter and Gamma != {}:
+            p1, p2 = saliency_map(grad F(X*), Gamma, Y*)
+            modify p1 and p2 in X* by theta
+            remove p1 from Gamma if p1 == 0 or p1 == 1 (the same for p2)
+            s = argmax_j F(X*)_j;  iter++
+
+    Every iteration counts, including one whose pick changes nothing (a feature already
+    at its bound). ``saliency_map`` finding no admissible pair ends the loop too.
+
+    Returns (x_adv, iterations, picks) with ``picks`` the list of (p1, p2).
     """
     lo, hi = clip
     m = x[0].size
-    budget = math.floor(upsilon * m + 1e-9)
     xa = x.copy()
     flat = xa.reshape(-1)
-    x0 = x.reshape(-1)
     gamma = set(range(m))
-    it = 0
-    while True:
-        y, J = net.jacobian(xa, return_output=True)
-        if y.reshape(-1).argmax() == t:
-            break
-        if np.count_nonzero(flat != x0) + 2 > budget:
-            break
+    max_iter = math.floor(m * upsilon / 2 + 1e-9)
+    it, picks = 0, []
+    y, J = net.jacobian(xa, return_output=True)
+    s = y.reshape(-1).argmax()
+    while s != t and it < max_iter and gamma:
         J = J.reshape(y.size, m)
         beta = [sum(J[j, i] for j in range(y.size) if j != t) for i in range(m)]
         domain = np.array([i in gamma for i in range(m)])
-        p, q = brute_force_pair(J[t], np.array(beta), domain, theta > 0)
-        if p < 0:
+        p1, p2 = brute_force_pair(J[t], np.array(beta), domain, theta > 0)
+        if p1 < 0:
             break
-        for i in (p, q):
+        picks.append((p1, p2))
+        for i in (p1, p2):
             flat[i] = min(hi, max(lo, flat[i] + theta))
-            gamma.discard(i)
+            if flat[i] == lo or flat[i] == hi:
+                gamma.discard(i)
+        y, J = net.jacobian(xa, return_output=True)
+        s = y.reshape(-1).argmax()
         it += 1
-    return xa, it
+    return xa, it, picks

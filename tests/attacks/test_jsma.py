@@ -1,4 +1,5 @@
 """Invariants of the JSMA crafting algorithm (Papernot et al. 2016, Algorithm 2)."""
+import importlib
 import math
 
 import numpy as np
@@ -60,7 +61,7 @@ def test_invariants_hold(digits_net, batch, theta, clip, policy):
         assert (res.n_changed == 2 * res.iterations).all()
 
 
-def test_matches_the_paper_algorithm_written_out(digits_net, batch):
+def test_saturated_policy_matches_its_loop_written_out(digits_net, batch):
     x, t = batch
     x, t = x[:8], t[:8]
     for logits in (False, True):
@@ -175,21 +176,49 @@ def test_jacobian_modes_craft_the_same_samples(digits_net, batch, mode):
     np.testing.assert_array_equal(res.iterations, ref.iterations)
 
 
+def _recording_picks(monkeypatch):
+    """Record the pairs jsma picks: one list of (p, q) per call of the pair search."""
+    module = importlib.import_module("fwdderiv.attacks.jsma")
+    calls, search = [], module.best_pairs
+
+    def spy(*args, **kwargs):
+        p, q, score = search(*args, **kwargs)
+        calls.append(list(zip(p.tolist(), q.tolist())))
+        return p, q, score
+
+    monkeypatch.setattr(module, "best_pairs", spy)
+    return calls
+
+
 @pytest.mark.parametrize("theta", [1.0, -1.0])
-def test_paper_domain_policy_matches_algorithm_2_as_printed(digits_net, batch, theta):
+def test_paper_domain_policy_matches_algorithm_2_as_printed(digits_net, batch, theta,
+                                                            monkeypatch):
     from .jsma_reference import paper_algorithm_2
     x, t = batch
-    at_bound = (x.reshape(len(x), -1) == (1.0 if theta > 0 else 0.0)).sum(1)
-    assert (at_bound > 0).sum() >= 20     # most samples start with saturated features
-    res = jsma(digits_net, x, t, theta=theta, domain_policy="paper")
-    sat = jsma(digits_net, x, t, theta=theta, domain_policy="saturated")
-    for s in range(len(x)):
-        ref, it = paper_algorithm_2(digits_net, x[s:s + 1], t[s], theta=theta)
-        np.testing.assert_array_equal(res.x_adv[s:s + 1], ref)
-        assert res.iterations[s] == it
-    # Picks of already saturated features are iterations that change nothing.
-    assert (res.n_changed <= 2 * res.iterations).all()
-    _check_invariants(x, res, theta, (0.0, 1.0), 0.145)
-    if theta > 0:
-        # The policies differ on these samples (saturated pixels are picked under "paper").
-        assert (res.iterations != sat.iterations).any()
+    bound = 1.0 if theta > 0 else 0.0
+    assert ((x.reshape(len(x), -1) == bound).sum(1) > 0).sum() >= 20  # saturated features
+    calls = _recording_picks(monkeypatch)
+    idle_picks, stops = 0, set()
+    # M = 64: max_iter = floor(64 * Upsilon / 2) = 2 and 4.
+    for upsilon, max_iter in ((0.07, 2), (0.145, 4)):
+        res = jsma(digits_net, x, t, theta=theta, upsilon=upsilon, domain_policy="paper")
+        for s in range(len(x)):
+            calls.clear()
+            one = jsma(digits_net, x[s:s + 1], t[s:s + 1], theta=theta, upsilon=upsilon,
+                       domain_policy="paper")
+            ref, it, picks = paper_algorithm_2(digits_net, x[s:s + 1], t[s], theta=theta,
+                                               upsilon=upsilon)
+            # Pick by pick (a search finding no pair ends both loops) and at the stop.
+            assert [c[0] for c in calls if c[0][0] >= 0] == picks
+            assert one.iterations[0] == res.iterations[s] == it == len(picks)
+            np.testing.assert_array_equal(one.x_adv[0], ref[0])
+            np.testing.assert_array_equal(res.x_adv[s], ref[0])
+            idle_picks += sum(x[s].reshape(-1)[i] == bound for pq in picks for i in pq)
+            stops.add("target" if res.success[s] else
+                      "max_iter" if it == max_iter else "no pair")
+        assert (res.n_changed <= 2 * res.iterations).all()
+        assert (res.iterations <= max_iter).all()
+        _check_invariants(x, res, theta, (0.0, 1.0), upsilon)
+    # Picks of features already at the bound happened (charged as iterations, changing
+    # nothing); runs stopped both at the target and at max_iter.
+    assert idle_picks > 0 and {"target", "max_iter"} <= stops

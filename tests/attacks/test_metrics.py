@@ -5,7 +5,7 @@ import pytest
 from fwdderiv.attacks import (PAPER_HARDNESS_UPSILONS, hardness, hardness_budget_approximation,
                               hardness_matrix, hardness_matrix_budget_approximation,
                               mean_distortion, source_target_matrices, source_target_matrix,
-                              success_curve, success_rate)
+                              success_curve, success_rate, wilson_interval)
 
 SRC = np.array([0, 0, 0, 1, 1, 2])
 TGT = np.array([1, 1, 2, 0, 0, 1])
@@ -88,3 +88,22 @@ def test_paper_hardness_from_runs_at_a_grid_of_budgets_by_hand():
     assert np.all(np.diff(PAPER_HARDNESS_UPSILONS) > 0)
     with pytest.raises(ValueError, match="one entry per run"):
         hardness([0.1, 0.2], [0.01])
+
+
+@pytest.mark.parametrize("k, n, low, high", [
+    # scipy.stats.binomtest(k, n).proportion_ci(method="wilson"), z = 1.959963984540054
+    (0, 10, 0.0, 0.27753279986288926), (5, 10, 0.236593090512564, 0.7634069094874361),
+    (10, 10, 0.7224672001371109, 1.0), (97, 100, 0.9154806357094724, 0.9897454759759611),
+    (1, 3, 0.06149194472039626, 0.7923403991979523)])
+def test_wilson_interval_known_values(k, n, low, high):
+    got = wilson_interval(k, n, z=1.959963984540054)
+    assert got == pytest.approx((low, high), abs=1e-12)
+    assert wilson_interval(k, n) == pytest.approx((low, high), abs=1e-4)   # z = 1.96
+
+
+def test_wilson_interval_arrays_empty_cells_and_errors():
+    low, high = wilson_interval(np.array([[0, 5], [3, 0]]), np.array([[10, 10], [3, 0]]))
+    assert low.shape == (2, 2) and np.isnan(low[1, 1]) and np.isnan(high[1, 1])
+    assert low[0, 1] == pytest.approx(0.2366, abs=1e-4) and high[1, 0] == 1.0
+    with pytest.raises(ValueError, match="0 <= successes <= n"):
+        wilson_interval(11, 10)

@@ -67,6 +67,11 @@ def test_small_digits_run_writes_consistent_files(tmp_path, cached_digits_model)
     assert f"{100 * r['success_rate']:.2f}%" in report
     # Digits (64 features) is not a setting the paper reports: no paper column.
     assert not r["paper_comparable"] and "4.02%" not in report and "| paper" not in report
+    # The policy, the architecture and the interval of the headline rate are reported.
+    assert "Search domain policy: `saturated`" in report and "Softmax" in r["architecture"]
+    lo, hi = r["success_rate_wilson95"]
+    assert lo <= r["success_rate"] <= hi and f"[{100 * lo:.2f}%, {100 * hi:.2f}%]" in report
+    assert r["config"]["softmax_output"] is True and r["config"]["max_iter_algorithm_2"] == 4
     assert "adversarial_grid.png" in report and "pass --hardness" in report
 
 
@@ -100,12 +105,67 @@ def test_source_selection_takes_classes_in_turn():
 
 
 def test_paper_column_only_for_the_papers_setting():
-    cfg = {"theta": 1.0, "upsilon": 0.145, "logits": False}
+    cfg = {"theta": 1.0, "upsilon": 0.145, "logits": False, "data": "mnist",
+           "model": "lenet5(in_size=28)", "softmax_output": True}
     assert reproduce.paper_comparable(cfg, 784)
+    assert reproduce.paper_comparable({**cfg, "model": "lenet_mnist"}, 784)
     assert not reproduce.paper_comparable(cfg, 64)
     assert not reproduce.paper_comparable({**cfg, "theta": -1.0}, 784)
     assert not reproduce.paper_comparable({**cfg, "logits": True}, 784)
     assert not reproduce.paper_comparable({**cfg, "upsilon": 0.2}, 784)
+    # Another architecture, a model file, other 784-feature data, no softmax: no column.
+    assert not reproduce.paper_comparable({**cfg, "model": "mlp"}, 784)
+    assert not reproduce.paper_comparable({**cfg, "model": "/tmp/lenet.onnx"}, 784)
+    assert not reproduce.paper_comparable({**cfg, "data": "inputs"}, 784)
+    assert not reproduce.paper_comparable({**cfg, "softmax_output": False}, 784)
+
+
+def _fake_results(paper, policy="saturated"):
+    """The results.json fields the report reads, for a hand-made 2-class run."""
+    count = np.array([[0, 10], [3, 0]])
+    sr = np.array([[np.nan, 0.8], [1.0, np.nan]])
+    mats = {"count": count, "success_rate": sr,
+            "success_rate_wilson95_low": np.array([[np.nan, 0.49016], [0.43850, np.nan]]),
+            "success_rate_wilson95_high": np.array([[np.nan, 0.94331], [1.0, np.nan]]),
+            "distortion_successful": np.full((2, 2), 0.03),
+            "adversarial_distance": np.full((2, 2), 0.5)}
+    r = {"config": {"data": "mnist", "model": "lenet5(in_size=28)", "samples": 13,
+                    "targets_per_sample": 1, "theta": 1.0, "upsilon": 0.145,
+                    "logits": False, "mode": "forward", "domain_policy": policy,
+                    "max_iter_algorithm_2": 56, "softmax_output": True},
+         "data_description": "MNIST t10k, images 9000..9999", "n_test": 1000,
+         "architecture": "Conv2d(1, 6, 5) -> ReLU() -> Softmax()", "test_accuracy": 0.977,
+         "n_features": 784, "budget_features": 113, "n_crafted": 13,
+         "success_rate": 11 / 13, "mean_distortion_successful": 0.03,
+         "mean_distortion_all": 0.04, "adversarial_distance_mean": 0.5,
+         "crafting_seconds": 1.0, "samples_per_second": 13.0, "warmup_seconds": 0.5,
+         "paper_comparable": paper, "hardness": None}
+    return r, mats
+
+
+@pytest.mark.parametrize("paper", [True, False])
+def test_report_names_policy_architecture_accuracy_and_intervals(paper):
+    r, mats = _fake_results(paper)
+    text = reproduce._report(r, mats, np.array([0.0, 0.145]), np.array([0.0, 11 / 13]), [])
+    # The default policy is named, with how it departs from Algorithm 2.
+    assert "`saturated` (the default" in text and "departs from the paper's Algorithm 2" in text
+    assert "max_iter = floor(M Upsilon / 2) = 56" in text
+    # Architecture, held-out accuracy; the paper's network accuracy is not quoted unchecked.
+    assert "Conv2d(1, 6, 5) -> ReLU() -> Softmax()" in text
+    assert "accuracy 97.70% on 1000 held-out images" in text
+    # 95% Wilson intervals beside the rates: headline (11/13), curve, cells with counts.
+    assert "84.62% [57.76%, 95.67%]" in text
+    assert "80% [49-94], n=10" in text and "100% [44-100], n=3" in text
+    assert ("| paper (MNIST, LeNet) |" in text) == paper and ("97%" in text) == paper
+    if paper:
+        assert "could not be confirmed here and is not quoted" in text
+
+
+def test_report_states_the_literal_policy():
+    r, mats = _fake_results(False, policy="paper")
+    text = reproduce._report(r, mats, np.array([0.145]), np.array([11 / 13]), [])
+    assert "`paper`: Algorithm 2 as printed" in text and "= 56" in text
+    assert "departs" not in text
 
 
 def test_hardness_runs_the_grid_and_reports_the_papers_measure(tmp_path, cached_digits_model):
