@@ -34,3 +34,19 @@ def torch_jacobians(model, x):
     """PyTorch's reverse and forward Jacobians of ``model`` at ``x``."""
     return torch_jacobian(model, x, "reverse"), torch_jacobian(model, x, "forward")
 
+
+def torch_exact_penalty(model, x, input_grad=False):
+    """PyTorch's exact Jacobian penalty ``0.5 * mean_n ||dZ/dx_n||_F^2`` of ``model`` at
+    ``x`` by double backward (``grad(create_graph=True)``, then ``backward``): its value,
+    with the parameters' gradients left in their ``.grad``; with ``input_grad``, also its
+    gradient in the input, summed over the batch."""
+    xt = torch.from_numpy(x).requires_grad_(True)
+    z = model(xt)
+    sq = sum(torch.autograd.grad(z[:, c].sum(), xt, create_graph=True)[0].pow(2).sum()
+             for c in range(z.shape[1]))
+    value = 0.5 * sq / x.shape[0]
+    gx = torch.autograd.grad(value, xt, retain_graph=True)[0] if input_grad else None
+    value.backward()
+    if input_grad:
+        return value.item(), gx.sum(axis=0).numpy()
+    return value.item()

@@ -152,10 +152,9 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
         Maximum distortion: at most ``floor(upsilon * M)`` of M features change (0.145).
     clip : (float, float), the valid feature range (every modified value is clipped)
     domain_policy : {"saturated", "picked", "paper"}
-        Gamma: ``"saturated"`` (cleverhans's) starts with the features that can move and
-        drops one at its bound, ``"paper"`` is Algorithm 2 as printed (Gamma starts with
-        all features, every iteration counts towards ``max_iter``), ``"picked"`` drops
-        each picked one; "Search domain" in docs/pages/reproduce.md explains.
+        Gamma: cleverhans's start (the movable features; one leaves at its bound),
+        Algorithm 2 as printed, or each picked feature leaves; see "Search domain" in
+        docs/pages/reproduce.md.
     logits : bool, differentiate the logits ``Z = net[:-1]`` instead of ``F``
     mode : {"forward", "reverse", "vjp"}
         How ``alpha`` and ``beta`` are obtained: the paper's forward derivative (default),
@@ -165,12 +164,10 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
     batch_size : int
         Samples crafted together (finished ones drop out of the Jacobian computation).
     max_iter : int or None
-        Cap on iterations per sample. Default: for ``domain_policy="paper"``,
-        Algorithm 2's ``floor(M * upsilon / 2)``, every iteration counted (a pick that
-        changes nothing too); otherwise enough to saturate the whole budget.
+        Cap on iterations per sample. Default: Algorithm 2's ``floor(M * upsilon / 2)``
+        for ``"paper"``, else enough to saturate the whole budget.
     max_memory : int or None, bytes for the Jacobian and the NumPy pair search
-    progress : None, bool or callable
-        True: a bar (samples crafted, success rate); a callable gets (done, total, n_success).
+    progress : None, bool or callable (a bar; a callable gets done, total, n_success)
     compute_dtype : dtype or None
         Precision of the derivatives (default float64; None: the input's): in float32
         the rounding of a saturated softmax can flip the pair search's sign tests.

@@ -76,6 +76,17 @@ def resolve_dataset(ns, parser):
                      f"add --dataset mnist, or drop {given[0]}")
 
 
+def names_among(choices):
+    """argparse type: comma-separated names, each one of ``choices``, at least one."""
+    def parse(text):
+        names = [n for n in text.split(",") if n]
+        if not names or any(n not in choices for n in names):
+            raise argparse.ArgumentTypeError(f"expected names among {', '.join(choices)}, "
+                                             f"got {text!r}")
+        return names
+    return parse
+
+
 def positive_int(text):
     """argparse type: an integer >= 1."""
     return _int_at_least(text, 1)

@@ -11,7 +11,7 @@ from ..attacks.plots import require_matplotlib
 from ..gradients import loss_gradient
 from ..training.progress import make_bar, progress_enabled
 from ._classifier_args import add_model_arguments, model_and_data, short_name
-from ._common import nonnegative_float, positive_int
+from ._common import names_among, nonnegative_float, positive_int
 from ._inputs import picture
 from ._output import output_dir
 
@@ -31,7 +31,7 @@ def add_parser(sub):
     add_model_arguments(p, 300, "held-out images attacked (default: 300)")
     p.add_argument("--eps", type=_floats, default=_floats("0,0.05,0.1,0.15,0.2,0.25,0.3"),
                    help="comma-separated L-inf radii (default: 0,0.05,...,0.3)")
-    p.add_argument("--attacks", type=_attacks, default=list(ATTACKS),
+    p.add_argument("--attacks", type=names_among(ATTACKS), default=list(ATTACKS),
                    help="comma separated: fgsm, pgd (default: both)")
     p.add_argument("--pgd-steps", type=positive_int, default=10,
                    help="PGD iterations (default: 10)")
@@ -55,14 +55,6 @@ def _floats(text):
         raise argparse.ArgumentTypeError(f"expected finite numbers >= 0, got {text!r}")
     return values
 
-
-def _attacks(text):
-    """argparse type of ``--attacks``: names among :data:`ATTACKS`."""
-    attacks = [a for a in text.split(",") if a]
-    if not attacks or any(a not in ATTACKS for a in attacks):
-        raise argparse.ArgumentTypeError(f"expected names among {', '.join(ATTACKS)}, got "
-                                         f"{text!r}")
-    return attacks
 
 
 def accuracy_curve(net, x, y, eps_list, attacks, pgd_steps, step_fraction, batch, bar,

@@ -9,7 +9,7 @@ from ..attacks.plots import require_matplotlib
 from ..attribution import InputXGradient, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 from ..training.progress import make_bar, progress_enabled
 from ._classifier_args import add_model_arguments, model_and_data, short_name
-from ._common import nonnegative_float, positive_int
+from ._common import names_among, nonnegative_float, positive_int
 from ._inputs import picture
 from ._output import output_dir
 from ._shapes import InputError
@@ -29,7 +29,7 @@ def add_parser(sub):
                     "attributions.npz). Your own model and images: --model FILE --inputs "
                     "X.npy [--labels y.npy].")
     add_model_arguments(p, 4, "held-out images (default: 4)")
-    p.add_argument("--methods", type=_methods, default=list(METHODS),
+    p.add_argument("--methods", type=names_among(METHODS), default=list(METHODS),
                    help=f"comma separated, among {', '.join(METHODS)} (default: all)")
     p.add_argument("--classes", default="pred",
                    help="'pred' (the predicted class), 'label', 'all', or comma-separated "
@@ -45,14 +45,6 @@ def add_parser(sub):
     p.set_defaults(run=run)
     return p
 
-
-def _methods(text):
-    """argparse type of ``--methods``: names among :data:`METHODS`."""
-    methods = [m for m in text.split(",") if m]
-    if not methods or any(m not in METHODS for m in methods):
-        raise argparse.ArgumentTypeError(f"expected names among {', '.join(METHODS)}, got "
-                                         f"{text!r}")
-    return methods
 
 
 def _classes(text, pred, labels, K):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import fwdderiv as fd
-from tests.routes import imported, torch_jacobian
+from tests.routes import imported, torch_exact_penalty, torch_jacobian
 from fwdderiv.regularization import jacobian_penalty
 
 
@@ -97,21 +97,11 @@ def test_the_kink_takes_pytorchs_slope_and_weight_gradient():
                                   m.weight.grad.numpy())
 
 
-def torch_penalty(m, x):
-    xt = torch.from_numpy(x).requires_grad_(True)
-    z = m(xt)
-    sq = sum(torch.autograd.grad(z[:, c].sum(), xt, create_graph=True)[0].pow(2).sum()
-             for c in range(z.shape[1]))
-    value = 0.5 * sq / len(x)
-    value.backward()
-    return value.item()
-
-
 @pytest.mark.parametrize("route", ["torch", "onnx"])
 def test_the_jacobian_penalty_gradients_equal_pytorch_double_backward(route, nets):
     m, x, net = model(), inputs(), nets[route]
     value, grads = jacobian_penalty(net, x, method="exact")
-    assert value == pytest.approx(torch_penalty(m, x), rel=1e-10)
+    assert value == pytest.approx(torch_exact_penalty(m, x), rel=1e-10)
     mods = [m.conv1, m.act1, m.conv2, m.act2, m.head, m.act3]
     layers = [(layer, g) for layer, g in zip(net.layers, grads) if layer.params]
     assert len(layers) == len(mods)

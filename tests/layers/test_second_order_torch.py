@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import fwdderiv as fd
+from tests.routes import torch_exact_penalty
 from fwdderiv import registry
 from fwdderiv.regularization import jacobian_penalty
 
@@ -86,21 +87,6 @@ def core_nodes(name, source):
     return nodes
 
 
-def torch_penalty(model, x):
-    """PyTorch's exact penalty, its input gradient (summed over the batch) and its
-    parameter gradients (``backward`` after ``grad(create_graph=True)``)."""
-    xt = torch.from_numpy(x).requires_grad_(True)
-    z = model(xt)
-    sq = 0
-    for c in range(z.shape[1]):
-        g, = torch.autograd.grad(z[:, c].sum(), xt, create_graph=True)
-        sq = sq + g.pow(2).sum()
-    value = 0.5 * sq / x.shape[0]
-    gx, = torch.autograd.grad(value, xt, retain_graph=True)
-    value.backward()
-    return value.item(), gx.sum(axis=0).numpy()
-
-
 @pytest.mark.parametrize("name", OWN)
 def test_penalty_gradients_equal_pytorch_double_backward(name):
     x = inputs(name)
@@ -111,7 +97,7 @@ def test_penalty_gradients_equal_pytorch_double_backward(name):
                         if isinstance(src, list) else src) for n, layer, src in nodes])
     value, grads = jacobian_penalty(probed, x, method="exact")
     model = fd.to_torch(fd.Graph(nodes)).double()
-    t_value, t_gx = torch_penalty(model, x)
+    t_value, t_gx = torch_exact_penalty(model, x, input_grad=True)
     assert value == pytest.approx(t_value, rel=1e-9, abs=1e-14)
     np.testing.assert_allclose(grads[0]["offset"], t_gx, rtol=1e-9,
                                atol=1e-12 * max(np.abs(t_gx).max(), 1), err_msg="input")

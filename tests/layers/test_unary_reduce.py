@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import fwdderiv as fd
-from tests.routes import imported, torch_jacobians
+from tests.routes import imported, torch_exact_penalty, torch_jacobians
 from fwdderiv.regularization import jacobian_penalty
 
 
@@ -136,18 +136,6 @@ class Curved(nn.Module):
         s = y.std(dim=3, keepdim=True).clamp(min=0.2)                   # (N, 4, 4, 1)
         h = torch.tanh(self.fc1(torch.log(s).flatten(1)))
         return self.fc2(torch.cat([h, b.flatten(1), torch.log(a), c], 1))
-
-
-def torch_exact_penalty(model, x):
-    x = torch.from_numpy(x).requires_grad_(True)
-    z = model(x)
-    sq = 0
-    for c in range(z.shape[1]):
-        g, = torch.autograd.grad(z[:, c].sum(), x, create_graph=True)
-        sq = sq + g.pow(2).flatten(1).sum(1)
-    value = 0.5 * sq.mean()
-    value.backward()
-    return float(value.detach())
 
 
 def test_penalty_gradients_equal_pytorch_double_backward():
