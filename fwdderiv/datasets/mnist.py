@@ -8,26 +8,18 @@ raw or gzip-compressed, validates them, and can download the gzip files first.
 import os
 from pathlib import Path
 
-import numpy as np
+from .download import DOWNLOAD_TIMEOUT
+from .idx_pair import (IDX_PAIR_FILES, IMAGES_MAGIC, LABELS_MAGIC, MAX_IDX_BYTES,
+                       check_split, find_idx_pair, load_idx_pair)
 
-from .download import DOWNLOAD_TIMEOUT, download_file
-from .idx import read_idx
-
-__all__ = ["IMAGES_MAGIC", "LABELS_MAGIC", "MNIST_FILES", "MNIST_MD5", "MNIST_MIRRORS",
-           "default_data_dir", "find_mnist_files", "load_mnist", "mnist_root"]
-
-#: Magic number of an IDX file of uint8 images (3 dimensions).
-IMAGES_MAGIC = 2051
-#: Magic number of an IDX file of uint8 labels (1 dimension).
-LABELS_MAGIC = 2049
-IMAGE_SHAPE = (28, 28)
-N_CLASSES = 10
+__all__ = ["IMAGES_MAGIC", "LABELS_MAGIC", "MAX_IDX_BYTES", "MNIST_FILES", "MNIST_MD5",
+           "MNIST_MIRRORS", "default_data_dir", "find_mnist_files", "load_mnist", "mnist_root"]
 
 #: split -> (images file, labels file), without the ``.gz`` suffix.
-MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
+MNIST_FILES = IDX_PAIR_FILES
+
+#: torchvision's layout below a root folder.
+MNIST_SUBFOLDERS = ("MNIST/raw",)
 
 #: MD5 of the four gzip files as distributed. Source: torchvision,
 #: ``torchvision/datasets/mnist.py``, ``MNIST.resources`` (github.com/pytorch/vision).
@@ -46,11 +38,6 @@ MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
 )
-
-
-#: Largest IDX payload load_mnist reads (the training images are 47 MB); a header
-#: declaring more is refused before anything is decompressed.
-MAX_IDX_BYTES = 1 << 28
 
 
 def default_data_dir():
@@ -81,14 +68,6 @@ def mnist_root():
     return base / "mnist"
 
 
-def _find(root, stem):
-    for folder in (root, root / "MNIST" / "raw"):  # ours, then torchvision's layout
-        for name in (stem + ".gz", stem):
-            if (folder / name).is_file():
-                return folder / name
-    return None
-
-
 def find_mnist_files(root, split="test"):
     """Locate the images and labels files of a split.
 
@@ -105,26 +84,8 @@ def find_mnist_files(root, split="test"):
     files : tuple of (pathlib.Path, pathlib.Path) or None
         ``(images, labels)``, or None unless both exist.
     """
-    _check_split(split)
-    found = tuple(_find(Path(root), stem) for stem in MNIST_FILES[split])
-    return found if all(found) else None
-
-
-def _check_split(split):
-    if split not in MNIST_FILES:
-        raise ValueError(f"load_mnist: split must be one of {sorted(MNIST_FILES)}, got "
-                         f"{split!r}; 'test' is the 10,000-image t10k set")
-
-
-def _download(root, split, mirrors, checksums, timeout):
-    for stem in MNIST_FILES[split]:
-        if _find(root, stem) is not None:
-            continue
-        name = stem + ".gz"
-        if name not in checksums:
-            raise ValueError(f"load_mnist: no checksum for {name} in checksums= (has "
-                             f"{sorted(checksums)}); add its MD5 to verify the download")
-        download_file(name, root, mirrors, checksums[name], timeout=timeout)
+    check_split(split, "load_mnist")
+    return find_idx_pair(root, split, MNIST_SUBFOLDERS)
 
 
 def load_mnist(root=None, split="test", download=False, mirrors=None, checksums=None,
@@ -171,38 +132,12 @@ def load_mnist(root=None, split="test", download=False, mirrors=None, checksums=
     >>> x.shape, y[:5]                              # doctest: +SKIP
     ((10000, 1, 28, 28), array([7, 2, 1, 0, 4]))
     """
-    _check_split(split)
+    from .fashion_mnist import FASHION_MNIST_MD5    # its module imports this one
+
     root = mnist_root() if root is None else Path(root).expanduser()
+    source = None
     if download:
-        _download(root, split, MNIST_MIRRORS if mirrors is None else mirrors,
+        source = (MNIST_MIRRORS if mirrors is None else mirrors,
                   MNIST_MD5 if checksums is None else checksums, timeout)
-    files = find_mnist_files(root, split)
-    if files is None:
-        names = " and ".join(f"{stem}[.gz]" for stem in MNIST_FILES[split])
-        raise FileNotFoundError(
-            f"load_mnist: MNIST {split} files not found: expected {names} in {root}; "
-            f"pass root= the directory holding them, set FWDDERIV_DATA_DIR, or call "
-            f"load_mnist(root, split={split!r}, download=True)")
-    images_path, labels_path = files
-    images = read_idx(images_path, expected_magic=IMAGES_MAGIC, max_bytes=MAX_IDX_BYTES)
-    labels = read_idx(labels_path, expected_magic=LABELS_MAGIC, max_bytes=MAX_IDX_BYTES)
-    if images.shape[1:] != IMAGE_SHAPE:
-        raise ValueError(f"MNIST images file {images_path}: expected images of "
-                         f"{IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} pixels, got "
-                         f"{images.shape[1]}x{images.shape[2]}; is this MNIST?")
-    if len(images) != len(labels):
-        raise ValueError(
-            f"MNIST files disagree: {images_path} holds {len(images)} images but "
-            f"{labels_path} holds {len(labels)} labels; the two files belong to different "
-            "splits or versions: use the matching pair")
-    if len(images) == 0:
-        raise ValueError(f"MNIST images file {images_path} holds no images; replace it "
-                         "with a good copy")
-    bad = np.flatnonzero(labels >= N_CLASSES)
-    if bad.size:
-        raise ValueError(
-            f"MNIST labels file {labels_path}: labels must be 0..9, found {labels[bad[0]]} "
-            f"at index {bad[0]} ({bad.size} such labels); the file is corrupt: replace it")
-    x = images.reshape(len(images), 1, *IMAGE_SHAPE).astype(np.float32)
-    x /= np.float32(255)
-    return x, labels.astype(np.int64)
+    return load_idx_pair(root, split, "load_mnist", "MNIST", source, MNIST_SUBFOLDERS,
+                         foreign=dict.fromkeys(FASHION_MNIST_MD5.values(), "Fashion-MNIST"))

@@ -8,11 +8,12 @@ from fwdderiv.datasets import DATASETS, Dataset, load_dataset
 
 
 def test_unknown_name_lists_choices():
-    with pytest.raises(ValueError, match=r"unknown data set 'cifar10'.*\['digits', 'mnist'\]"):
-        load_dataset("cifar10")
+    with pytest.raises(ValueError, match=r"unknown data set 'cifar100'.*\['digits', 'mnist', "
+                                         r"'fashion-mnist', 'cifar10', 'folder'\]"):
+        load_dataset("cifar100")
     with pytest.raises(TypeError, match="must be a string"):
         load_dataset(3)
-    assert DATASETS == ("digits", "mnist")
+    assert DATASETS == ("digits", "mnist", "fashion-mnist", "cifar10", "folder")
 
 
 def test_missing_mnist_dir_explains_fix(tmp_path):
@@ -29,6 +30,17 @@ def test_dataset_is_frozen_and_repr_is_short():
     assert text == ("Dataset(name='toy', train=(2, 1, 8, 8), test=(1, 1, 8, 8), "
                     "description='two zeros')")
     assert ds.n_classes == 4 and ds.input_shape == (1, 8, 8)
+    assert ds.classes == ("0", "1", "2", "3")      # by default the labels' digits
+
+
+def test_dataset_class_names():
+    z = np.zeros((2, 3, 4, 4), np.float32)
+    ds = Dataset(z, np.array([0, 1]), z, np.array([1, 0]), "toy", "", ["cat", "dog", "owl"])
+    assert ds.classes == ("cat", "dog", "owl") and ds.n_classes == 3   # not max label + 1
+    assert ds.input_shape == (3, 4, 4)
+    with pytest.raises(ValueError, match=r"2 class names for labels up to 2"):
+        Dataset(z, np.array([0, 2]), z, np.array([1, 0]), "toy", "", ("cat", "dog"))
+    assert load_dataset("digits").classes == tuple("0123456789")
 
 
 def test_dataset_checks_shapes():
