@@ -61,6 +61,18 @@ class InputXGradient(Attribution):
     r"""Gradient times input, :math:`A_i = x_i\, \partial F_t/\partial x_i(x)`.
 
     For a linear model :math:`F_t = w_t \cdot x + b_t` this is :math:`w_t \odot x`.
+    ``abs_gradient=True`` gives the variant :math:`A_i = x_i\, |\partial F_t/\partial
+    x_i(x)|` used by some attribution write-ups (the saliency map weighted by the input);
+    the default is Captum's signed product.
+
+    Examples
+    --------
+    >>> import numpy as np, fwdderiv as fd
+    >>> ixg = fd.attribution.InputXGradient(fd.models.digits_net())
+    >>> x = np.ones((2, 1, 8, 8))
+    >>> a = ixg.attribute(x, target=3, abs_gradient=True)
+    >>> bool(np.all(a >= 0)), a.shape
+    (True, (2, 1, 8, 8))
     """
 
     @property
@@ -68,9 +80,18 @@ class InputXGradient(Attribution):
         return True
 
     @held
-    def attribute(self, inputs, target=None, max_memory=None):
+    def attribute(self, inputs, target=None, max_memory=None, abs_gradient=False):
         """Attributions of ``inputs``; ``target`` and ``max_memory`` as in
         :meth:`Saliency.attribute`.
+
+        Parameters
+        ----------
+        inputs : ndarray of shape (N, *S)
+        target : int, sequence of N ints, "all" or None
+        max_memory : int, optional
+        abs_gradient : bool, default False
+            Multiply the input by ``|gradient|`` instead of the signed gradient (Captum
+            has only the signed product, the default here).
 
         Returns
         -------
@@ -78,4 +99,6 @@ class InputXGradient(Attribution):
         """
         x, K, t = prepare(self, inputs, target)
         g = gradients(self.net, x, t, K, budget(max_memory, self._where()))
+        if abs_gradient:
+            g = np.abs(g)
         return g * (x[:, None] if t is ALL else x)

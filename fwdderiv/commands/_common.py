@@ -11,14 +11,14 @@ import argparse
 import os
 import sys
 import threading
+import warnings
+from pathlib import Path
 
+from fwdderiv.datasets.dataset import DATASETS
 from fwdderiv.progress import progress_enabled
 
 #: Exit status of a usage error: argparse's, and ``cli.main``'s for a CommandError.
 USAGE = 2
-
-#: The data sets a command can read (``--dataset``).
-DATASETS = ("digits", "mnist")
 
 
 class CommandError(ValueError):
@@ -43,24 +43,26 @@ class CommandParser(argparse.ArgumentParser):
 
 
 def add_dataset_option(parser):
-    """Give a parser that has ``--data-dir`` a ``--dataset {digits,mnist}`` (unless it has
-    one): the data set is chosen with ``--dataset``, ``--data-dir`` only says where
-    MNIST's files are."""
+    """Give a parser that has ``--data-dir`` a ``--dataset`` among :data:`DATASETS` (unless
+    it has one): the data set is chosen with ``--dataset``, ``--data-dir`` only says where
+    its files are."""
     have = parser._option_string_actions
     if "--data-dir" in have and "--dataset" not in have:
         parser.add_argument("--dataset", choices=DATASETS, default=None,
-                            help="the data set: digits (scikit-learn's 8x8 digits, offline) "
-                                 "or mnist (IDX files in --data-dir or the default data "
-                                 "folder); default: digits, or mnist when --data-dir or "
-                                 "--download is given")
+                            help="the data set: digits (scikit-learn's 8x8 digits, offline), "
+                                 "mnist or fashion-mnist (IDX files), cifar10 (CIFAR-10's "
+                                 "binary files), or folder (photos in --data-dir, one "
+                                 "sub-folder per class); the files are read from --data-dir "
+                                 "or the default data folder; default: digits, or mnist when "
+                                 "--data-dir or --download is given")
     return parser
 
 
 def resolve_dataset(ns, parser):
     """Set ``ns.dataset`` when the command has one: an explicit ``--dataset``; else mnist
-    when ``--data-dir`` or ``--download`` is given (with a one-line note: those options
-    only mean something for MNIST), else digits. ``--dataset digits`` with ``--data-dir``
-    or ``--download`` is a usage error."""
+    when ``--data-dir`` or ``--download`` is given (with a one-line note: the digits need
+    no files, and MNIST was the first data set read from files), else digits. ``--dataset
+    digits`` with ``--data-dir`` or ``--download`` is a usage error."""
     if not hasattr(ns, "dataset") or not hasattr(ns, "data_dir"):
         return
     given = [o for o, v in (("--data-dir", ns.data_dir), ("--download",
@@ -72,8 +74,9 @@ def resolve_dataset(ns, parser):
             print(f"{parser.prog}: note: {given[0]} without --dataset: using --dataset mnist "
                   "(the digits need no files)", file=sys.stderr)
     elif ns.dataset == "digits" and given:
-        parser.error(f"{given[0]} applies to --dataset mnist (the digits need no files); "
-                     f"add --dataset mnist, or drop {given[0]}")
+        parser.error(f"{given[0]} applies to --dataset mnist, fashion-mnist, cifar10 or "
+                     f"folder (the digits need no files); add one of those, or drop "
+                     f"{given[0]}")
 
 
 def names_among(choices):
@@ -150,9 +153,12 @@ def add_download_option(parser):
     have = parser._option_string_actions
     if "--data-dir" in have and "--download" not in have:
         parser.add_argument("--download", action="store_true",
-                            help="download the MNIST files into the --data-dir folder (or "
-                                 "the default data folder) if they are missing; MD5-checked "
-                                 "(implies --dataset mnist)")
+                            help="download the data set's files into the --data-dir folder "
+                                 "(or the default data folder) if they are missing, checked "
+                                 "against their published MD5 or SHA-256: MNIST, "
+                                 "Fashion-MNIST, CIFAR-10's binary archive, or for --dataset "
+                                 "folder TensorFlow's flower photos (implies --dataset mnist "
+                                 "when no --dataset is given)")
     return parser
 
 
@@ -162,16 +168,77 @@ def show_progress(args):
     return progress_enabled(getattr(args, "progress", None))
 
 
-def load_data(name, data_dir=None, download=False):
+def _where(data_dir):
+    return ("--data-dir" if data_dir is not None else
+            "the default data folder ($FWDDERIV_DATA_DIR or ~/.cache/fwdderiv/data)")
+
+
+def _check_idx_files(name, data_dir, download):
+    """A usage error naming ``--data-dir``/``--download`` when MNIST's or Fashion-MNIST's
+    t10k files are missing."""
+    from fwdderiv.datasets import (fashion_mnist_root, find_fashion_mnist_files,
+                                   find_mnist_files, mnist_root)
+
+    root_of, find, title = {"mnist": (mnist_root, find_mnist_files, "MNIST"),
+                            "fashion-mnist": (fashion_mnist_root, find_fashion_mnist_files,
+                                              "Fashion-MNIST")}[name]
+    root = root_of() if data_dir is None else Path(data_dir).expanduser()
+    if not download and find(root, "test") is None:
+        raise CommandError(
+            f"no {title} files in {root} ({_where(data_dir)}): expected "
+            "t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]; point --data-dir at "
+            "the folder that holds them, or add --download to fetch them")
+
+
+def folder_root(data_dir=None, download=False):
+    """The folder of ``--dataset folder``: ``--data-dir``; with ``--download``, the flower
+    photos fetched into ``--data-dir`` (or the default data folder) and extracted there as
+    ``flower_photos/``; without either, that folder if it exists."""
+    from fwdderiv.datasets import default_data_dir, download_flowers
+
+    if download:
+        return download_flowers(data_dir)
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    flowers = default_data_dir() / "flower_photos"
+    if flowers.is_dir():
+        return flowers
+    raise CommandError("--dataset folder needs --data-dir DIR, a folder with one sub-folder "
+                       "of images per class, or --download to fetch TensorFlow's flower "
+                       "photos (5 classes, 3,670 photos, 229 MB)")
+
+
+def _load_folder(data_dir, download, image_size):
+    """The image folder as a Dataset; skipped files are reported on standard error, one
+    line each, not as a Python warning."""
+    from fwdderiv.datasets import SkippedImageWarning, load_dataset
+
+    root = folder_root(data_dir, download)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SkippedImageWarning)
+        ds = load_dataset("folder", data_dir=root, image_size=image_size)
+    for w in caught:
+        if issubclass(w.category, SkippedImageWarning):
+            print(f"fwdderiv: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ds
+
+
+def load_data(name, data_dir=None, download=False, image_size=None):
     """``fwdderiv.datasets.load_dataset`` with errors that name command-line options.
 
     Parameters
     ----------
-    name : {"digits", "mnist"}
+    name : str
+        One of :data:`DATASETS`.
     data_dir : str or os.PathLike, optional
         The ``--data-dir`` value; None is the default data folder.
     download : bool
-        The ``--download`` flag.
+        The ``--download`` flag (for ``folder``: fetch the flower photos).
+    image_size : (int, int), optional
+        ``--image-size``: for ``folder``, the size the photos are decoded at (default
+        64x64); ignored by the other data sets.
 
     Returns
     -------
@@ -180,24 +247,24 @@ def load_data(name, data_dir=None, download=False):
     Raises
     ------
     CommandError
-        MNIST files missing (without ``--download``), or scikit-learn missing for the
-        digits.
+        Files missing (without ``--download``), or scikit-learn missing for the digits,
+        or Pillow for an image folder.
     """
-    from fwdderiv.datasets import find_mnist_files, load_dataset, mnist_root
-    from pathlib import Path
+    from fwdderiv.datasets import load_dataset
 
-    if name == "mnist":
-        root = mnist_root() if data_dir is None else Path(data_dir).expanduser()
-        if not download and find_mnist_files(root, "test") is None:
-            where = ("--data-dir" if data_dir is not None else
-                     "the default data folder ($FWDDERIV_DATA_DIR or ~/.cache/fwdderiv/data)")
-            raise CommandError(
-                f"no MNIST files in {root} ({where}): expected t10k-images-idx3-ubyte[.gz] "
-                "and t10k-labels-idx1-ubyte[.gz]; point --data-dir at the folder that holds "
-                "them, or add --download to fetch them")
+    if name in ("mnist", "fashion-mnist"):
+        _check_idx_files(name, data_dir, download)
     try:
+        if name == "folder":
+            return _load_folder(data_dir, download, image_size)
         return load_dataset(name, data_dir=data_dir, download=download)
+    except FileNotFoundError as err:
+        raise CommandError(f"{' '.join(str(err).split())} (on the command line: point "
+                           f"--data-dir at the folder, or add --download)") from err
     except ImportError as err:
+        if name == "folder":
+            raise CommandError(f"--dataset folder decodes images with Pillow ({err}); install "
+                               "it with pip install 'fwdderiv[images]'") from err
         raise CommandError(f"the offline digits need scikit-learn ({err}); install it with "
                            "pip install 'fwdderiv[data]', or use --dataset mnist"
                            ) from err

@@ -6,43 +6,53 @@ from pathlib import Path
 import numpy as np
 
 from .. import models
-from ..models.trained import RECIPES, build_model
-from ._common import CommandError, load_data
+from ..models.trained import RECIPES, build_model, default_model
+from ._common import CommandError, folder_root, load_data
 from ._model import load_inputs
 from ._shapes import InputError, shape_text
 
 
 def model_and_images(model, data_dir, batch, trained, seed=0, progress=None,
-                     download=False, dataset=None):
+                     download=False, dataset=None, image_size=None):
     """A zoo model and a batch of real held-out images shaped for it.
 
-    ``dataset`` is ``"digits"`` (scikit-learn's 8x8 digits, offline; default model
-    ``digits_net``) or ``"mnist"`` (IDX files in ``data_dir`` or the default data folder;
-    default model LeNet-5, zero-padded 28x28); None means mnist when ``data_dir`` is
-    given, else digits. A trained model comes from :func:`fwdderiv.models.pretrained`
+    ``dataset`` is one of ``fwdderiv.datasets.DATASETS``: ``"digits"`` (scikit-learn's 8x8
+    digits, offline), ``"mnist"`` or ``"fashion-mnist"`` (IDX files), ``"cifar10"``
+    (binary files) or ``"folder"`` (photos in ``data_dir``, decoded at ``image_size``),
+    read from ``data_dir`` or the default data folder; None means mnist when ``data_dir``
+    is given, else digits. The default model is the data set's
+    (:func:`fwdderiv.models.trained.default_model`: digits_net, LeNet-5 on 28x28,
+    ResNet-20, photo_cnn). A trained model comes from :func:`fwdderiv.models.pretrained`
     (trained once, then cached). An untrained model that does not take the images' size
-    gets them upsampled by pixel repetition and zero-padded to its input size.
-    ``batch`` None takes every held-out image.
+    gets them upsampled by pixel repetition and zero-padded to its input size. ``batch``
+    None takes every held-out image.
+
+    Returns
+    -------
+    (net, x, y, dataset)
     """
     dataset = dataset or ("mnist" if data_dir else "digits")
-    model = model or ("lenet5" if dataset == "mnist" else "digits_net")
+    model = model or default_model(dataset)
     if model not in models.ZOO:
         raise CommandError(f"--model {model} is not a zoo model; choose one of "
                            f"{', '.join(sorted(models.ZOO))}")
     if trained and (model, dataset) not in RECIPES:
         fits = sorted(m for m, d in RECIPES if d == dataset)
-        other = "digits" if dataset == "mnist" else "mnist"
+        others = sorted({d for m, d in RECIPES if m == model})
         raise CommandError(
             f"--model {model} is not trained on the {dataset} images; use --model "
-            f"{' or '.join(fits)}, --dataset {other}, or add --untrained")
-    ds = load_data(dataset, data_dir, download=download)
+            f"{' or '.join(fits)}"
+            + (f", --dataset {' or '.join(others)}" if others else "") + ", or add --untrained")
+    if dataset == "folder":
+        data_dir, download = folder_root(data_dir, download), False
+    ds = load_data(dataset, data_dir, download=download, image_size=image_size)
     x, y = ds.x_test[:batch], ds.y_test[:batch]
     if trained:
         net = models.pretrained(model, dataset=dataset, data_dir=data_dir, seed=seed,
-                                progress=progress)
+                                progress=progress, image_size=image_size)
         return net, x, y, ds
     try:
-        net = build_model(model, x.shape[1:], seed=seed)
+        net = build_model(model, x.shape[1:], seed=seed, n_classes=ds.n_classes)
     except ValueError:
         net = models.ZOO[model](seed=seed)
         x = fit_images(net, x)

@@ -79,6 +79,37 @@ def digits_net(seed=0):
         Linear(128, 64), ReLU(), Linear(64, 10), Softmax()], seed)
 
 
+def photo_cnn(in_shape=(3, 64, 64), n_classes=5, seed=0):
+    """A small CNN for colour photos, after the "deep network" of the Keras and TensorFlow
+    image-classification tutorial on the flower photos, for 64x64 inputs:
+    conv 16@3x3 pad 1, ReLU, max-pool 2; conv 32@3x3 pad 1, ReLU, max-pool 2; conv 64@3x3
+    pad 1, ReLU, max-pool 2; flatten; FC 128, ReLU; FC ``n_classes``; softmax.
+
+    Parameters
+    ----------
+    in_shape : (int, int, int)
+        (C, H, W) of the images, H and W at least 8 (each pooling halves them, rounding
+        down); 64x64 RGB by default.
+    n_classes : int
+        Outputs (5 for the flower photos; the class count of the image folder).
+    seed : int
+    """
+    try:
+        c, h, w = (int(s) for s in in_shape)
+    except (TypeError, ValueError):
+        c = h = w = 0
+    if min(c, h // 8, w // 8) < 1 or not (isinstance(n_classes, int) and n_classes >= 2):
+        raise ValueError(f"photo_cnn: expected in_shape (C, H, W) with H, W >= 8 and "
+                         f"n_classes >= 2, got in_shape={in_shape!r}, n_classes={n_classes!r}; "
+                         "e.g. photo_cnn((3, 64, 64), n_classes=5)")
+    return _seeded([
+        Conv2d(c, 16, 3, padding=1), ReLU(), MaxPool2d(2),
+        Conv2d(16, 32, 3, padding=1), ReLU(), MaxPool2d(2),
+        Conv2d(32, 64, 3, padding=1), ReLU(), MaxPool2d(2), Flatten(),
+        Linear(64 * (h // 8) * (w // 8), 128), ReLU(), Linear(128, n_classes), Softmax()],
+        seed)
+
+
 def _batchnorm(c, rng):
     """A BatchNorm2d with statistics and affine parameters drawn near their usual trained
     ranges (the defaults, mean 0 and variance 1, would make it an identity)."""
@@ -245,4 +276,4 @@ def wide_resnet(depth=16, widen_factor=2, n_classes=10, seed=0, in_size=32):
 
 #: Model constructors by name (the CLI's ``--model`` choices).
 ZOO = {f.__name__: f for f in (lenet5, lenet_mnist, mnist_convnet, mlp, digits_net, resnet20,
-                                resnet18, wide_resnet)}
+                                resnet18, wide_resnet, photo_cnn)}
