@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from ..distributed.sharded import run_sharded
 from ..validation import (check_classifier, check_finite, check_int, check_max_memory,
                           check_real)
 from ._progress import make_progress
@@ -177,7 +178,7 @@ def jsma(net, x, targets, theta=1.0, upsilon=0.145, clip=(0.0, 1.0),
         (``fwdderiv[distributed]``) or an existing one; results equal one process's.
     shard_dir, shard_size : path, int, optional
         Finished shards are written there and reused on a later identical call (resume);
-        rows per shard default to 288. See :mod:`fwdderiv.attacks.distributed`.
+        rows per shard default to 288. See :func:`fwdderiv.distributed.run_sharded`.
 
     Returns
     -------
@@ -252,20 +253,34 @@ def _default_max_iter(budget, theta, lo, hi, policy):
     return budget * int(math.ceil((hi - lo) / abs(theta))) + 1
 
 
+#: Rows per shard when none is given: 32 source samples x 9 targets.
+JSMA_SHARD_SIZE = 288
+
+#: The fields of :class:`JSMAResult` that vary per row, as a shard returns them.
+_SHARD_FIELDS = ("x_adv", "success", "n_changed", "iterations", "original", "predictions")
+
+
 def _craft_distributed(net, x, t, kwargs, bar, workers, scheduler, shard_dir, shard_size):
-    """Craft shard by shard (:func:`~fwdderiv.attacks.distributed.craft_sharded`).
+    """Craft shard by shard (:func:`fwdderiv.distributed.run_sharded`; crafting a sample
+    does not depend on the other samples of its batch, so the results equal one
+    process's).
 
     Returns the fields of the :class:`JSMAResult` that depend on the crafting, by name;
     closes ``bar``."""
-    from .distributed import craft_sharded
     settings = {k: (str(np.dtype(v)) if k == "compute_dtype" and v is not None else v)
                 for k, v in kwargs.items()}
     settings["clip"] = list(kwargs["clip"])
+    wins = [0]
+
+    def count(shard, part):           # the bar counts rows and successes over all workers
+        wins[0] += int(part["success"].sum())
+        bar.update(shard.stop - shard.start, wins[0])
+
     try:
-        out = craft_sharded(net, x, t, kwargs, craft=jsma, workers=workers,
-                            scheduler=scheduler,
-                            shard_dir=shard_dir, shard_size=shard_size, bar=bar,
-                            settings=settings)
+        out = run_sharded(_craft_shard, (x, t), shared=net, args=(kwargs,),
+                          shard_size=JSMA_SHARD_SIZE if shard_size is None else shard_size,
+                          workers=workers, scheduler=scheduler, shard_dir=shard_dir,
+                          settings=settings, progress=False, on_shard=count)
     finally:
         bar.close()
     if out is None:
@@ -273,6 +288,13 @@ def _craft_distributed(net, x, t, kwargs, bar, workers, scheduler, shard_dir, sh
                    **{f: np.zeros(0, np.int64) for f in
                       ("n_changed", "iterations", "original", "predictions")})
     return out
+
+
+def _craft_shard(net, part, start, kwargs):
+    """One shard's crafting (on a worker): the per-row fields of :func:`jsma`."""
+    x, t = part
+    res = jsma(net, x, t, **kwargs)
+    return {f: getattr(res, f) for f in _SHARD_FIELDS}
 
 
 def _craft_local(net, x, t, settings, batch_size, bar):

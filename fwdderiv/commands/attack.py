@@ -6,11 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..attacks import fast_gradient_method, projected_gradient_descent
+from ..attacks import fast_gradient_method
+from ..distributed import correct_after_attack, robust_accuracy
 from ..attacks.plots import require_matplotlib
 from ..gradients import loss_gradient
 from ..training.progress import make_bar, progress_enabled
-from ._classifier_args import add_model_arguments, model_and_data, short_name
+from ._classifier_args import add_model_arguments, class_name, model_and_data, short_name
+from ._cluster import add_cluster_options, cluster_kwargs, sharded, where_run
 from ._common import names_among, nonnegative_float, positive_int
 from ._inputs import picture
 from ._output import output_dir
@@ -40,6 +42,10 @@ def add_parser(sub):
                         "al.'s rule)")
     p.add_argument("--attack-batch", type=positive_int, default=128,
                    help="images attacked together (default: 128)")
+    add_cluster_options(p, "a multiple of --attack-batch, default --attack-batch; every batch "
+                           "is attacked as without --workers, so the curves are the same; "
+                           "finished shards are kept in OUTPUT/shards and a rerun resumes "
+                           "from them")
     p.set_defaults(run=run)
     return p
 
@@ -66,14 +72,9 @@ def accuracy_curve(net, x, y, eps_list, attacks, pgd_steps, step_fraction, batch
             correct = 0
             for i in range(0, len(x), batch):
                 xb, yb = x[i:i + batch], y[i:i + batch]
-                if attack == "fgsm":
-                    adv = fast_gradient_method(net, xb, eps, np.inf, y=yb, clip_min=0.0,
-                                               clip_max=1.0)
-                else:
-                    adv = projected_gradient_descent(
-                        net, xb, eps, step_fraction * eps, pgd_steps, np.inf, y=yb,
-                        clip_min=0.0, clip_max=1.0, seed=seed + i)
-                correct += int((net(adv).argmax(axis=1) == yb).sum())
+                correct += int(correct_after_attack(net, xb, yb, attack, eps, pgd_steps,
+                                                    step_fraction, (0.0, 1.0),
+                                                    seed + i).sum())
                 bar.update(len(xb))
             curves[attack].append(correct / len(x))
             bar.set_postfix_str(f"{attack} eps {eps:g}: accuracy {curves[attack][-1]:.3f}")
@@ -96,7 +97,7 @@ def plot_curve(eps_list, curves, path, title):
     plt.close(fig)
 
 
-def plot_fgsm_example(net, x, y, eps, path):
+def plot_fgsm_example(net, x, y, eps, path, classes=None):
     """Image, sign of the loss gradient, and the FGSM image, each with the network's
     prediction and its probability."""
     plt = require_matplotlib("fwdderiv attack")
@@ -111,7 +112,8 @@ def plot_fgsm_example(net, x, y, eps, path):
         ax.imshow(picture(img[0] if img is not sign else img[0].mean(axis=0, keepdims=True)),
                   cmap="gray" if img is not sign else "coolwarm",
                   vmin=-1 if img is sign else 0, vmax=1)
-        ax.set_title(f"{title}\nprediction {k} (p = {p[k]:.2f})", fontsize=8)
+        ax.set_title(f"{title}\nprediction {class_name(classes, k)} (p = {p[k]:.2f})",
+                     fontsize=8)
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -134,19 +136,29 @@ def _example(net, x, y, eps_list, fgsm_curve, clean):
 def run(args):
     eps_list, attacks = args.eps, args.attacks
     fraction = 2.5 / args.pgd_steps if args.pgd_step_size is None else args.pgd_step_size
-    net, x, y, name = model_and_data(args, args.batch)
+    net, x, y, name, names = model_and_data(args, args.batch)
     out = Path(args.output or "attack")
     clean = float((net(x).argmax(axis=1) == y).mean())
     print(f"model  {name}\nimages {len(x)}, clean accuracy {clean:.4f}")
-    total = len(x) * len(eps_list) * len(attacks)
-    bar = make_bar(total, "attack", progress_enabled(args.progress))
-    curves = accuracy_curve(net, x, y, eps_list, attacks, args.pgd_steps, fraction,
-                            args.attack_batch, bar, seed=args.seed)
-    bar.close()
+    if sharded(args):
+        print(f"attacking shard by shard on {where_run(args)}")
+        kwargs = cluster_kwargs(args)
+        curves = robust_accuracy(net, x, y, eps_list, attacks=attacks, nb_iter=args.pgd_steps,
+                                 step_fraction=fraction, batch_size=args.attack_batch,
+                                 seed=args.seed, shard_dir=out / "shards",
+                                 progress=progress_enabled(args.progress), **kwargs)
+        curves = {a: [float(v) for v in acc] for a, acc in curves.items()}
+    else:
+        total = len(x) * len(eps_list) * len(attacks)
+        bar = make_bar(total, "attack", progress_enabled(args.progress))
+        curves = accuracy_curve(net, x, y, eps_list, attacks, args.pgd_steps, fraction,
+                                args.attack_batch, bar, seed=args.seed)
+        bar.close()
     print("eps     " + "  ".join(f"{a.upper():>6}" for a in attacks))
     for i, eps in enumerate(eps_list):
         print(f"{eps:<7g} " + "  ".join(f"{curves[a][i]:6.3f}" for a in attacks))
-    record = {"model": name, "images": len(x), "clean_accuracy": clean, "eps": eps_list,
+    record = {"model": name, "classes": names and list(names), "images": len(x),
+              "clean_accuracy": clean, "eps": eps_list,
               "accuracy": curves, "pgd": {"nb_iter": args.pgd_steps,
                                           "eps_iter_over_eps": fraction, "rand_init": True},
               "norm": "inf", "clip": [0.0, 1.0]}
@@ -157,7 +169,8 @@ def run(args):
                    f"{fraction:.3g} eps, random start")
         if x.ndim == 4:
             n, example_eps = _example(net, x, y, eps_list, curves.get("fgsm"), clean)
-            plot_fgsm_example(net, x[n], y[n], example_eps, stage / "fgsm_example.png")
+            plot_fgsm_example(net, x[n], y[n], example_eps, stage / "fgsm_example.png",
+                              names)
             names.append("fgsm_example.png")
         else:
             print(f"no fgsm_example.png: the inputs are not images (N, C, H, W) but "

@@ -7,8 +7,10 @@ import numpy as np
 
 from ..attacks.plots import require_matplotlib
 from ..attribution import InputXGradient, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
+from ..distributed import ATTRIBUTION_SHARD_SIZE, run_sharded
 from ..training.progress import make_bar, progress_enabled
-from ._classifier_args import add_model_arguments, model_and_data, short_name
+from ._classifier_args import add_model_arguments, class_name, model_and_data, short_name
+from ._cluster import add_cluster_options, cluster_kwargs, sharded, where_run
 from ._common import names_among, nonnegative_float, positive_int
 from ._inputs import picture
 from ._output import output_dir
@@ -42,6 +44,10 @@ def add_parser(sub):
                    help="SmoothGrad samples (default 20)")
     p.add_argument("--stdev", type=nonnegative_float, default=0.15,
                    help="SmoothGrad noise standard deviation (default: 0.15)")
+    add_cluster_options(p, f"default: {ATTRIBUTION_SHARD_SIZE}; also without --workers the "
+                           "images are attributed shard by shard, so the numbers do not "
+                           "depend on --workers; with --workers/--scheduler finished shards "
+                           "are kept in OUTPUT/shards and a rerun resumes from them")
     p.set_defaults(run=run)
     return p
 
@@ -85,6 +91,30 @@ def attribute_all(net, x, methods, n_steps, window, nt_samples, stdev, bar, seed
     return out
 
 
+def attribute_sharded(net, x, methods, args, out):
+    """:func:`attribute_all` shard by shard (:func:`fwdderiv.distributed.run_sharded`): on
+    the cluster of ``--workers``/``--scheduler`` with finished shards kept in
+    ``out/shards``, else in turn in this process; one progress bar counts the images."""
+    if sharded(args):
+        print(f"attributing shard by shard on {where_run(args)}")
+    kwargs = cluster_kwargs(args)
+    size = kwargs.pop("shard_size") or ATTRIBUTION_SHARD_SIZE
+    res = run_sharded(_attribute_shard, x, shared=net,
+                      args=(tuple(methods), args.n_steps, args.window, args.nt_samples,
+                            args.stdev, args.seed), shard_size=size,
+                      shard_dir=out / "shards" if sharded(args) else None,
+                      settings={"job": "fwdderiv attribute"},
+                      progress=progress_enabled(args.progress), desc="attribute", **kwargs)
+    return {m: res[m] for m in methods}
+
+
+def _attribute_shard(net, x, start, methods, n_steps, window, nt_samples, stdev, seed):
+    """One shard of :func:`attribute_sharded`; SmoothGrad's noise is seeded with ``seed``
+    plus the index of the shard's first image."""
+    return attribute_all(net, x, methods, n_steps, window, nt_samples, stdev,
+                         make_bar(len(methods), "attribute", False), seed=seed + start)
+
+
 def plot(x, attributions, rows, path, title):
     """Rows (image, class) -> the input, then one heatmap per method (red positive, blue
     negative; |A| scaled per panel)."""
@@ -113,7 +143,7 @@ def plot(x, attributions, rows, path, title):
 
 def run(args):
     methods = args.methods
-    net, x, y, name = model_and_data(args, args.batch)
+    net, x, y, name, names = model_and_data(args, args.batch)
     if x.ndim != 4:
         raise InputError(f"attribute draws heatmaps over images: expected inputs of shape "
                          f"(N, C, H, W), got {x.shape}; use fwdderiv.attribution from Python "
@@ -123,15 +153,13 @@ def run(args):
     pred = probs.argmax(axis=1)
     K = probs.shape[1]
     classes = _classes(args.classes, pred, y, K)
-    bar = make_bar(len(methods), "attribute", progress_enabled(args.progress))
-    attributions = attribute_all(net, x, methods, args.n_steps, args.window, args.nt_samples,
-                                 args.stdev, bar, seed=args.seed)
-    bar.close()
+    attributions = attribute_sharded(net, x, methods, args, out)
     rows = []
     for n in range(len(x)):
         for k in ([int(pred[n])] if args.classes == "pred" else
                   [int(y[n])] if args.classes == "label" else classes):
-            rows.append((n, k, f"image {n}, label {y[n]}\nclass {k} (p = {probs[n, k]:.2f})"))
+            rows.append((n, k, f"image {n}, label {class_name(names, y[n])}\nclass "
+                                f"{class_name(names, k)} (p = {probs[n, k]:.2f})"))
     summary = {m: {"shape": list(a.shape)} for m, a in attributions.items()}
     if "integrated_gradients" in attributions:
         ig = attributions["integrated_gradients"]
@@ -145,7 +173,8 @@ def run(args):
         np.savez(stage / "attributions.npz", x=x, labels=y, probabilities=probs,
                  **{m: a for m, a in attributions.items()})
         (stage / "attributions.json").write_text(
-            json.dumps({"model": name, "methods": summary}, indent=1))
+            json.dumps({"model": name, "classes": names and list(names),
+                        "methods": summary}, indent=1))
     print(f"model {name}\nwrote {out / 'attributions.png'} ({len(rows)} rows x "
           f"{1 + len(methods)} panels), {out / 'attributions.npz'}")
     return 0

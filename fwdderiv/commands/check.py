@@ -1,9 +1,14 @@
 """``fwdderiv check``: compare another framework's Jacobian with the float64 reference."""
+import contextlib
+import functools
 import importlib.util
 import json
 
 import numpy as np
 
+from ._classifier_args import add_dataset_inputs, inputs_or_dataset
+from ._cluster import add_cluster_options, sharded, where_run
+from ._common import show_progress
 from ._output import write_text
 
 #: Exit status when the Jacobians disagree beyond what kinks explain: 1, a failed check
@@ -23,7 +28,10 @@ def add_parser(sub):
                     f"other entry is within tolerance, {DISAGREE} otherwise.")
     p.add_argument("model", help="a fwdderiv .npz, an .onnx file, or file.py:factory "
                                  "returning a torch.nn.Module")
-    p.add_argument("--inputs", required=True, help="X.npy of shape (N, *S)")
+    p.add_argument("--inputs", default=None,
+                   help="X.npy of shape (N, *S) (default: the first --batch held-out images "
+                        "of --dataset)")
+    add_dataset_inputs(p, 4, "held-out images of --dataset checked when no --inputs is given")
     p.add_argument("--jacobian", default=None,
                    help="J.npy to check (default: PyTorch's and JAX's)")
     p.add_argument("--tol", type=float, default=None,
@@ -35,6 +43,9 @@ def add_parser(sub):
                         "checks their float32 Jacobians, and fwdderiv's, against the float64 "
                         "reference; default: float64)")
     p.add_argument("--json", default=None, help="write the full report to this file")
+    add_cluster_options(p, "default: about 4 MiB of Jacobian; each shard computes both "
+                           "Jacobians and the report is assembled from the shards', with "
+                           "errors relative to the largest |J| over all inputs")
     p.set_defaults(run=run)
     return p
 
@@ -66,16 +77,29 @@ def jax_jacobian(net, x, dtype="float64"):
         return np.asarray(J, dtype=dtype)
 
 
+def jax_peer(net, model, x, dtype="float64"):
+    """:func:`jax_jacobian` with the arguments of every peer (``model`` unused)."""
+    return jax_jacobian(net, x, dtype)
+
+
 #: The frameworks compared without --jacobian: name, module needed, Jacobian function.
 PEERS = (("PyTorch", "torch", "torch.func.vmap(torch.func.jacfwd(f))", torch_jacobian),
-         ("JAX", "jax", "jax.jit(jax.vmap(jax.jacfwd(f))) of fwdderiv.to_jax(net)",
-          lambda net, model, x, dtype: jax_jacobian(net, x, dtype)))
+         ("JAX", "jax", "jax.jit(jax.vmap(jax.jacfwd(f))) of fwdderiv.to_jax(net)", jax_peer))
 
 
-def peer_reports(net, model, x, tol, dtype="float64"):
+def peer_jacobian(jac, net, model, dtype, x):
+    """``jac(net, model, x, dtype)``: a peer's Jacobian of a shard's rows ``x`` (on a
+    worker, with the other arguments bound by ``functools.partial``)."""
+    return jac(net, model, x, dtype)
+
+
+def peer_reports(net, model, x, tol, dtype="float64", sharding=None):
     """Each installed peer's Jacobian in ``dtype`` against fwdderiv's float64 reference; a
     peer that cannot run the model is reported as ``{"comparable": False, "reason": ...}``
-    instead of failing."""
+    instead of failing. ``sharding``: keyword arguments of
+    :func:`fwdderiv.distributed.compare` to compare shard by shard (each shard computes
+    the peer's Jacobian and fwdderiv's), None for one call here."""
+    from ..distributed import compare as compare_sharded
     from ..interop.check import compare
     reports = {}
     for name, needs, how, jac in PEERS:
@@ -85,12 +109,18 @@ def peer_reports(net, model, x, tol, dtype="float64"):
                              "checked": how}
             continue
         try:
-            other = jac(net, model, x, dtype)
+            if sharding is None:
+                other = jac(net, model, x, dtype)
+            else:
+                report = compare_sharded(net, x, functools.partial(
+                    peer_jacobian, jac, net, model, dtype), tol=tol, **sharding)
         except (TypeError, ValueError, NotImplementedError, RuntimeError) as err:
             reports[name] = {"comparable": False, "checked": how,
                              "reason": " ".join(str(err).split())}
             continue
-        reports[name] = {"comparable": True, "checked": how, **compare(net, x, other, tol=tol)}
+        if sharding is None:
+            report = compare(net, x, other, tol=tol)
+        reports[name] = {"comparable": True, "checked": how, **report}
     return reports
 
 
@@ -124,9 +154,8 @@ def report_lines(report, tol):
 
 
 def run(args):
-    from ..interop.check import compare
     from ._model import check_inputs, load_inputs, load_model, model_kind
-    x = load_inputs(args.inputs)
+    x = inputs_or_dataset(args, args.batch)
     if model_kind(args.model) == "zoo":
         raise ValueError(f"check: MODEL {args.model} is a zoo name; check takes a model file: "
                          "a .npz, an .onnx or file.py:factory (save a zoo model with "
@@ -135,15 +164,17 @@ def run(args):
     check_inputs(loaded.net, x, args.model, expected=loaded.input_shape)
     x = x.astype(np.float64)
     net, model = loaded.net, loaded.module
-    print(f"fwdderiv check: {args.model} at {x.shape[0]} inputs")
-    if args.jacobian:
-        other = load_inputs(args.jacobian, option="--jacobian")
-        reports = {args.jacobian: {**compare(net, x, other, tol=args.tol),
-                                   "checked": args.jacobian}}
-        report = dict(reports[args.jacobian])     # also flat, as before the peers
-    else:
-        reports = peer_reports(net, model, x, args.tol, args.dtype)
-        report = {"tolerance": args.tol}
+    print(f"fwdderiv check: {args.model} at {x.shape[0]} inputs"
+          + (f", shard by shard on {where_run(args)}" if sharded(args) else ""))
+    with _sharding(args) as sharding:
+        if args.jacobian:
+            other = load_inputs(args.jacobian, option="--jacobian")
+            reports = {args.jacobian: {**_compare(net, x, other, args.tol, sharding),
+                                       "checked": args.jacobian}}
+            report = dict(reports[args.jacobian])     # also flat, as before the peers
+        else:
+            reports = peer_reports(net, model, x, args.tol, args.dtype, sharding)
+            report = {"tolerance": args.tol}
     verdicts = []
     for name, r in reports.items():
         if r.get("comparable", True) is False:
@@ -166,6 +197,28 @@ def run(args):
     if args.json:
         write_text(args.json, json.dumps(report, indent=1))
     return 0 if ok else DISAGREE
+
+
+@contextlib.contextmanager
+def _sharding(args):
+    """Keyword arguments of :func:`fwdderiv.distributed.compare` on one cluster for the
+    whole command (``--workers``/``--scheduler``), or None."""
+    if not sharded(args):
+        yield None
+        return
+    from ..distributed import connect
+    with connect(args.workers, args.scheduler, "fwdderiv check") as client:
+        yield {"scheduler": client, "shard_size": args.shard_size,
+               "progress": show_progress(args)}
+
+
+def _compare(net, x, other, tol, sharding):
+    """:func:`fwdderiv.interop.check.compare`, shard by shard with ``sharding``."""
+    if sharding is None:
+        from ..interop.check import compare
+        return compare(net, x, other, tol=tol)
+    from ..distributed import compare
+    return compare(net, x, other, tol=tol, **sharding)
 
 
 def _pass_reason(r):

@@ -13,10 +13,12 @@ from ..core.jacobian import physical_memory
 from ..core.kinks import kink_census
 from ..interop.check import compare
 from ..numeric import CENTRAL_STEP, jacobian_fd
-from ._common import (CommandError, add_download_option, add_progress_options, load_data,
-                      show_progress)
+from ._common import CommandError, add_download_option, add_progress_options, show_progress
+from ..models.trained import default_model
+from ._classifier_args import add_image_size_option, class_name, dataset_images, zoo_image_size
 from ._inputs import model_and_images
 from ._model import MODEL_HELP, check_inputs, load_inputs, load_model, model_kind
+from ._cluster import add_cluster_options, cluster_kwargs, sharded, where_run
 from ._output import array_output, write_text
 from .check import DISAGREE
 
@@ -80,7 +82,9 @@ def add_parser(sub):
     p.add_argument("--show", type=int, default=4, metavar="N",
                    help="inputs whose prediction, most influential pixels and derivative "
                         "picture are printed (default: 4; all when fewer are given)")
-    add_download_option(add_progress_options(p))
+    add_cluster_options(p, "default: about 16 MiB of dF/dx; with --output J.zarr, one "
+                           "chunk of the array, written by the worker that computes it")
+    add_download_option(add_progress_options(add_image_size_option(p)))
     p.set_defaults(run=run)
     return p
 
@@ -107,7 +111,8 @@ def _model_spec(args):
 
 
 def load(args):
-    """(net, x, labels or None, model description, data description, kind) for ``args``."""
+    """(net, x, labels or None, model description, data description, kind, class names or
+    None) for ``args``."""
     spec = _model_spec(args)
     kind = "zoo" if spec is None else model_kind(spec, "--model")
     x = load_inputs(args.inputs) if args.inputs else None
@@ -115,24 +120,24 @@ def load(args):
         net, images, labels, ds = model_and_images(
             spec, args.data_dir, 1 if x is not None else args.batch,
             trained=not args.untrained, seed=args.seed, progress=show_progress(args),
-            download=args.download, dataset=args.dataset)
-        name = f"{spec or ('lenet5' if ds.name == 'mnist' else 'digits_net')} " \
+            download=args.download, dataset=args.dataset, image_size=zoo_image_size(args))
+        name = f"{spec or default_model(ds.name)} " \
                f"({'untrained' if args.untrained else 'trained'})"
         if x is None:
-            return net, images, labels, name, ds.description, kind
+            return net, images, labels, name, ds.description, kind, ds.classes
         check_inputs(net, x, name)
-        return net, x, None, name, args.inputs, kind
+        return net, x, None, name, args.inputs, kind, None
     if args.untrained:
         raise CommandError(f"--untrained applies to zoo models; {spec} is a {kind} file with "
                            "its own weights")
-    labels, where = None, args.inputs
+    labels, where, classes = None, args.inputs, None
     if x is None:
-        ds = load_data(args.dataset, args.data_dir, args.download)
-        x, labels, where = ds.x_test[:args.batch], ds.y_test[:args.batch], ds.description
+        x, labels, ds, where = dataset_images(args, args.batch)
+        classes = ds.classes
     option = "--inputs" if args.inputs else f"--dataset {args.dataset} (give --inputs X.npy)"
     loaded = load_model(spec, x, option="MODEL", inputs_option=option)
     check_inputs(loaded.net, x, spec, option=option, expected=loaded.input_shape)
-    return loaded.net, x, labels, f"{spec} ({kind})", where, kind
+    return loaded.net, x, labels, f"{spec} ({kind})", where, kind, classes
 
 
 def _position(i, s_in):
@@ -271,13 +276,14 @@ def _top_inputs(x, F, J, labels, top, show, record):
     for n in range(shown):
         Fn = F[n].reshape(-1)
         pred = int(np.argmax(Fn))
-        label = "" if labels is None else f"label {labels[n]}, "
-        print(f"\nimage {n}: {label}predicted {pred} (F = {Fn[pred]:.3f})")
+        names = record.get("classes")
+        label = "" if labels is None else f"label {class_name(names, labels[n])}, "
+        print(f"\nimage {n}: {label}predicted {class_name(names, pred)} (F = {Fn[pred]:.3f})")
         Jn = J[n].reshape(k_out, -1)
         for j in range(min(k_out, 10)):
             order = np.argsort(-np.abs(Jn[j]))[:top]
             cells = ", ".join(f"{_position(i, s_in)} {Jn[j, i]:+.2e}" for i in order)
-            print(f"  output {j}: {cells}")
+            print(f"  output {class_name(names, j)}: {cells}")
             record["top"].append({"example": n, "output": j, "inputs": [
                 [int(v) for v in np.unravel_index(i, s_in)] for i in order],
                 "values": [float(Jn[j, i]) for i in order]})
@@ -307,7 +313,7 @@ def _fitting(n, per_input, budget, copies):
 
 def run(args):
     _check_args(args)
-    net, x, labels, name, where, kind = load(args)
+    net, x, labels, name, where, kind, classes = load(args)
     if args.fd_examples > len(x):
         raise ValueError(f"--fd-examples ({args.fd_examples}) cannot exceed the {len(x)} "
                          f"inputs of --inputs {args.inputs}")
@@ -330,22 +336,43 @@ def run(args):
     record = {"model": name, "kind": kind, "inputs": str(where), "inputs_shape": list(x.shape),
               "dtype": args.dtype, "labels": None if labels is None
               else [int(v) for v in labels], "relative_error": RELATIVE,
+              "classes": None if classes is None else list(classes),
               "written_to": args.output, "seconds": {"warm_up_not_counted": warm}}
-    if args.output is None:
+    if sharded(args):
+        status = _report(net, x, labels, args, budget, args.output, record,
+                         compute=_sharded(net, x, args, budget, record))
+    elif args.output is None:
         return _report(net, x, labels, args, budget, None, record)
-    with array_output(args.output, shape, x.dtype) as J:
-        status = _report(net, x, labels, args, budget, J, record)
-    print(f"wrote {args.output} (np.load({args.output!r}, mmap_mode='r') reads it)"
-          if args.output.endswith(".npy") else f"wrote {args.output}")
+    else:
+        with array_output(args.output, shape, x.dtype) as J:
+            status = _report(net, x, labels, args, budget, J, record)
+    if args.output is not None:
+        print(f"wrote {args.output} (np.load({args.output!r}, mmap_mode='r') reads it)"
+              if args.output.endswith(".npy") else f"wrote {args.output}")
     return status
 
 
-def _report(net, x, labels, args, budget, out, record):
+def _sharded(net, x, args, budget, record):
+    """The forward Jacobian shard by shard (:func:`fwdderiv.distributed.jacobian`), as a
+    function for :func:`_report`; the sharding goes into ``record``."""
+    from ..distributed import jacobian, jacobian_shard_size
+    size = args.shard_size or jacobian_shard_size(net, x.shape[1:], x.dtype)
+    record["sharding"] = {"where": where_run(args), "shard_size": size,
+                          "shards": -(-len(x) // size)}
+    print(f"sharded    {record['sharding']['shards']} shards of up to {size} inputs on "
+          f"{where_run(args)}")
+    return lambda: jacobian(net, x, mode="forward", output=args.output, return_output=True,
+                            max_memory=budget, progress=show_progress(args),
+                            **cluster_kwargs(args))
+
+
+def _report(net, x, labels, args, budget, out, record, compute=None):
     """Compute, check and print dF/dx (into ``out`` when given, where only the inputs
     whose Jacobians fit ``budget`` are checked); fills ``record`` and returns the exit
-    status."""
-    (F, J), t_fwd = _timed(lambda: net.jacobian(x, mode="forward", return_output=True,
-                                                max_memory=budget, out=out))
+    status. ``compute`` returns ``(F, J)`` instead of ``net.jacobian`` (sharded, with
+    ``out`` the output's path or None)."""
+    (F, J), t_fwd = _timed(compute or (lambda: net.jacobian(
+        x, mode="forward", return_output=True, max_memory=budget, out=out)))
     entries = int(np.prod(J.shape[1:]))
     per_input = entries * x.dtype.itemsize
     n_rev, k = len(x), args.fd_examples

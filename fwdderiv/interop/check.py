@@ -164,7 +164,7 @@ def segment_band(net, x, ref, steps, chunk=256):
     return lo.reshape(ref.shape), hi.reshape(ref.shape)
 
 
-def compare(net, x, other, tol=None, fd_steps=None):
+def compare(net, x, other, tol=None, fd_steps=None, scale=None):
     """Compare ``other`` (N, *S_out, *S_in) with the reference Jacobian of ``net`` at ``x``.
 
     Kinks at ``x`` explain a disagreement (:func:`kink_band`). When ``other`` is a central
@@ -172,7 +172,10 @@ def compare(net, x, other, tol=None, fd_steps=None):
     cross explain disagreements as well (:func:`segment_band`). A float32 ``other`` is
     held to a float32 tolerance (:func:`float32_tolerance`, unless ``tol`` is given) and set
     beside fwdderiv's own float32 Jacobian (:func:`float32_sides`), so the report says
-    which float32 Jacobian is off the float64 reference.
+    which float32 Jacobian is off the float64 reference. Errors and tolerances are
+    relative to ``scale``, by default the largest |J| of the reference at ``x``; a shard
+    of a larger comparison passes the largest over all its inputs
+    (:func:`fwdderiv.distributed.compare`).
 
     Returns
     -------
@@ -190,7 +193,9 @@ def compare(net, x, other, tol=None, fd_steps=None):
     ref = _jac(net, x)
     n, s_in = x.shape[0], x.shape[1:]
     s_out = ref.shape[1:ref.ndim - len(s_in)]
-    scale = max(float(np.abs(ref).max()), np.finfo(np.float64).tiny)
+    if scale is None:
+        scale = float(np.abs(ref).max()) if ref.size else 0.0
+    scale = max(float(scale), np.finfo(np.float64).tiny)
     report = {"shape": list(ref.shape), "tolerance": tol, "scale": scale,
               "dtype": str(other.dtype)}
     if other.shape != ref.shape:

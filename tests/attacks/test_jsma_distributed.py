@@ -58,7 +58,7 @@ def test_interrupted_run_resumes_without_recomputing(digits_net, rows, client, t
              shard_dir=tmp_path, progress=stop_after_two)
     written = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("shard-*.npz")}
     assert 2 <= len(written) < 4
-    with caplog.at_level(logging.DEBUG, logger="fwdderiv.attacks.distributed"):
+    with caplog.at_level(logging.DEBUG, logger="fwdderiv.distributed"):
         res = jsma(digits_net, x, t, upsilon=0.3, scheduler=client, shard_size=4,
                    shard_dir=tmp_path)
     msg = [r.getMessage() for r in caplog.records if "resumed" in r.getMessage()]
@@ -70,7 +70,7 @@ def test_interrupted_run_resumes_without_recomputing(digits_net, rows, client, t
         np.testing.assert_array_equal(getattr(res, f), getattr(ref, f), err_msg=f)
     # Other settings do not reuse the shards (fingerprint mismatch: all recomputed).
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="fwdderiv.attacks.distributed"):
+    with caplog.at_level(logging.INFO, logger="fwdderiv.distributed"):
         other = jsma(digits_net, x, t, upsilon=0.2, shard_size=4, shard_dir=tmp_path)
     assert any("0 of 4 shards resumed" in r.getMessage() for r in caplog.records)
     np.testing.assert_array_equal(other.x_adv, jsma(digits_net, x, t, upsilon=0.2).x_adv)
