@@ -10,20 +10,30 @@
 - the adversarial distance of a sample (Section V-C), the fraction of features whose
   increasing saliency map is zero: ``A(X, t) = 1 - (1/M) sum_i 1[S(X, t)_i > 0]``.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from .saliency import saliency_map
 
 #: The maximum distortions at which Papernot et al. ran the attack to measure hardness
-#: (Sec. V-B): Upsilon = 0.3, 1.3, 2.6, 5.1, 7.7, 10.2 and 12.8% of the features, that is
-#: about 2, 10, 20, 40, 60, 80 and 100 of MNIST's 784 pixels. Quoted from our reading of
-#: the paper; the text was not reachable to re-check it when this was written.
+#: (Sec. V-B), as we read the paper: Upsilon = 0.3, 1.3, 2.6, 5.1, 7.7, 10.2 and 12.8% of
+#: the features, that is about 2, 10, 20, 40, 60, 80 and 100 of MNIST's 784 pixels.
+#: UNCONFIRMED: no stored copy of the paper's text could be searched to check the grid
+#: (the project's search tools hold summaries of the paper, not Sec. V-B itself); the
+#: report and ``fwdderiv reproduce --help`` say so (:data:`PAPER_HARDNESS_GRID_CONFIRMED`).
 PAPER_HARDNESS_UPSILONS = (0.003, 0.013, 0.026, 0.051, 0.077, 0.102, 0.128)
+#: Whether :data:`PAPER_HARDNESS_UPSILONS` was checked against the paper's text.
+PAPER_HARDNESS_GRID_CONFIRMED = False
+#: A pair's hardness is shown only when its success rate reaches this at the largest
+#: budget: below it, the unmeasured part of the success range would decide the number.
+HARDNESS_MIN_SUCCESS = 0.9
 
 __all__ = ["success_rate", "mean_distortion", "source_target_matrix",
            "source_target_matrices", "success_curve", "hardness", "hardness_matrix",
            "hardness_budget_approximation", "hardness_matrix_budget_approximation",
-           "PAPER_HARDNESS_UPSILONS", "wilson_interval",
+           "PAPER_HARDNESS_UPSILONS", "PAPER_HARDNESS_GRID_CONFIRMED",
+           "HARDNESS_MIN_SUCCESS", "HardnessMatrix", "wilson_interval",
            "adversarial_distance", "adversarial_distance_from_map"]
 
 
@@ -178,23 +188,31 @@ def success_curve(success, distortion, upsilons):
     return ((success[None, :] & (d[None, :] <= u[:, None] + 1e-12)).mean(axis=1))
 
 
-def hardness(success_rates, distortions):
-    r"""Hardness of one source-target pair, as Papernot et al. 2016 define it (Sec. V-B).
+def hardness(success_rates, distortions, closed=True):
+    r"""Hardness of one source-target pair, after Papernot et al. 2016 (Sec. V-B).
 
-    The attack is run once per maximum distortion ``Upsilon_k`` of a grid (the paper's:
-    :data:`PAPER_HARDNESS_UPSILONS`); each run gives the pair's success rate ``tau_k``
-    and the *measured* average distortion ``eps_k`` of its successful samples. The
+    The attack is run once per maximum distortion ``Upsilon_k`` of a grid (the paper's as
+    we read it: :data:`PAPER_HARDNESS_UPSILONS`); each run gives the pair's success rate
+    ``tau_k`` and the *measured* mean distortion ``eps_k`` of its successful samples. The
     hardness is the area under the distortion against the success rate,
 
     .. math::
 
-        H(s, t) = \int \varepsilon(s, t, \tau)\, d\tau \approx
-        \sum_k (\tau_{k+1} - \tau_k) \frac{\varepsilon_{k+1} + \varepsilon_k}{2}
+        H(s, t) = \int_0^1 \varepsilon(s, t, \tau)\, d\tau \approx
+        \sum_k (\tau_{k+1} - \tau_k) \frac{\varepsilon_{k+1} + \varepsilon_k}{2},
 
-    by the trapezoidal rule over the runs in order of increasing ``Upsilon``. Runs with no
-    successful sample have no ``eps_k`` and are left out; the integral covers the measured
-    range of ``tau`` only (no point is added at ``tau = 0`` or ``tau = 1``). Larger is
-    harder: reaching the same success rates costs more distortion.
+    the trapezoidal rule over the runs in order of increasing ``Upsilon`` (runs without a
+    successful sample have no ``eps_k`` and are left out). With ``closed=True`` (the
+    default) the curve is closed over the whole success range: ``eps`` is held at its
+    first measured value from ``tau = 0`` up to the first run's rate, and at its last
+    value from the last run's rate up to ``tau = 1``. ``H`` is then the mean distortion
+    of successful samples averaged over success levels 0..1, in fractions of the features;
+    larger is harder. Without closing (``closed=False``, the sum over the measured runs
+    only) a pair that jumps from 0% to 100% between two budgets scores 0 and a pair
+    that stays at 40% scores less than one that reaches 100%, so the measured range is
+    what the number ranks. :func:`hardness_matrix` masks pairs whose success never
+    reaches :data:`HARDNESS_MIN_SUCCESS`, whose closed value would be mostly
+    extrapolated.
 
     Parameters
     ----------
@@ -203,15 +221,19 @@ def hardness(success_rates, distortions):
     distortions : ndarray of shape (R,)
         ``eps_k``: mean distortion (fraction of features) of the successful samples of
         each run; NaN where a run had none.
+    closed : bool, default True
+        Close the curve at ``tau = 0`` and ``tau = 1`` as described above.
 
     Returns
     -------
     float
-        NaN when fewer than two runs had a successful sample.
+        NaN when no run had a successful sample (and, unclosed, when fewer than two had).
 
     Examples
     --------
-    >>> hardness([0.2, 0.6, 0.9], [0.01, 0.03, 0.05])
+    >>> round(hardness([0.2, 0.6, 0.9], [0.01, 0.03, 0.05]), 6)     # closed
+    0.027
+    >>> round(hardness([0.2, 0.6, 0.9], [0.01, 0.03, 0.05], closed=False), 6)
     0.02
     """
     tau = np.asarray(success_rates, dtype=np.float64)
@@ -221,12 +243,37 @@ def hardness(success_rates, distortions):
                          f"(R,), one entry per run, got {tau.shape} and {eps.shape}.")
     keep = np.isfinite(eps) & np.isfinite(tau)
     tau, eps = tau[keep], eps[keep]
+    if closed and tau.size:
+        tau = np.concatenate([[0.0], tau, [1.0]])
+        eps = np.concatenate([eps[:1], eps, eps[-1:]])
     if tau.size < 2:
         return float("nan")
     return float(np.sum(np.diff(tau) * (eps[1:] + eps[:-1]) / 2))
 
 
-def hardness_matrix(sources, targets, success, distortion, n_classes):
+class HardnessMatrix(NamedTuple):
+    """:func:`hardness_matrix`'s result. Every array is indexed ``[source, target]``
+    (the per-run ones ``[run, source, target]``)."""
+
+    #: ndarray (K, K): closed hardness of the pairs whose success reached ``min_success``;
+    #: NaN for the others (masked) and for pairs without rows.
+    matrix: np.ndarray
+    #: ndarray (R, K, K): success rate ``tau`` of each run.
+    success_rate: np.ndarray
+    #: ndarray (R, K, K): mean distortion of the successful rows of each run.
+    distortion: np.ndarray
+    #: ndarray (K, K): the lowest and highest success rate over the runs (the reached
+    #: range), as ``reached_low`` / ``reached_high``.
+    reached_low: np.ndarray
+    reached_high: np.ndarray
+    #: ndarray (K, K) of bool: pairs with rows whose success never reached ``min_success``.
+    masked: np.ndarray
+    #: ndarray (K, K): the closed hardness before masking (NaN where no run succeeded).
+    unmasked: np.ndarray
+
+
+def hardness_matrix(sources, targets, success, distortion, n_classes,
+                    min_success=HARDNESS_MIN_SUCCESS):
     """:func:`hardness` of every (source, target) pair from runs at a grid of budgets.
 
     Parameters
@@ -236,13 +283,14 @@ def hardness_matrix(sources, targets, success, distortion, n_classes):
     success, distortion : ndarray of shape (R, N)
         Outcome of each row in each of the R runs, in order of increasing Upsilon.
     n_classes : int
+    min_success : float, default :data:`HARDNESS_MIN_SUCCESS`
+        Pairs whose success rate stays below this at every budget are masked: their
+        hardness would be mostly the extrapolated part, and a pair that fails at every
+        budget has none. They stay visible through ``reached_high``.
 
     Returns
     -------
-    H : ndarray of shape (n_classes, n_classes)
-        NaN where a pair has no rows or fewer than two runs with a success.
-    tau, eps : ndarray of shape (R, n_classes, n_classes)
-        Per-run success rate and mean distortion of the successful rows.
+    HardnessMatrix
     """
     s, t = _pairs(sources, targets, n_classes)
     success = np.asarray(success, dtype=bool)
@@ -251,15 +299,21 @@ def hardness_matrix(sources, targets, success, distortion, n_classes):
         raise ValueError(f"hardness_matrix expected success and distortion of shape "
                          f"(R runs, {s.size} rows), got {success.shape} and "
                          f"{distortion.shape}.")
+    if not 0 < min_success <= 1:
+        raise ValueError(f"hardness_matrix: min_success must be in (0, 1], got "
+                         f"{min_success!r}; the default is {HARDNESS_MIN_SUCCESS}")
     tau = np.stack([source_target_matrix(s, t, ok, n_classes) for ok in success])
     eps = np.stack([source_target_matrix(s, t, d, n_classes, where=ok)
                     for ok, d in zip(success, distortion)])
     H = np.full((n_classes, n_classes), np.nan)
-    for a in range(n_classes):
-        for b in range(n_classes):
-            if np.isfinite(tau[:, a, b]).any():
-                H[a, b] = hardness(tau[:, a, b], eps[:, a, b])
-    return H, tau, eps
+    for a, b in zip(*np.nonzero(np.isfinite(tau).any(axis=0))):
+        H[a, b] = hardness(tau[:, a, b], eps[:, a, b])
+    has_rows = np.isfinite(tau).all(axis=0)
+    filled = np.where(has_rows, tau, 0.0)
+    low = np.where(has_rows, filled.min(axis=0), np.nan)
+    high = np.where(has_rows, filled.max(axis=0), np.nan)
+    masked = has_rows & (high < min_success - 1e-12)
+    return HardnessMatrix(np.where(masked, np.nan, H), tau, eps, low, high, masked, H)
 
 
 def hardness_budget_approximation(success, distortion, upsilons):

@@ -101,20 +101,28 @@ def plot_saliency_maps(samples, maps, sources, path, titles=None):
     plt.close(fig)
 
 
-def plot_hardness(H, path, title=None):
+def plot_hardness(H, path, title=None, reached=None):
     """The paper's hardness figure: H(s, t) as a heat map, row source, column target.
 
     Parameters
     ----------
     H : ndarray of shape (K, K)
-        :func:`~fwdderiv.attacks.metrics.hardness_matrix`; NaN cells are drawn blank.
+        :attr:`~fwdderiv.attacks.metrics.HardnessMatrix.matrix`; NaN cells are drawn
+        blank, or grey with the reached success rate when ``reached`` is given there.
     path : str or Path
         PNG file to write.
     title : str, optional
+    reached : ndarray of shape (K, K), optional
+        The highest success rate of each pair
+        (:attr:`~fwdderiv.attacks.metrics.HardnessMatrix.reached_high`): masked cells
+        are labelled with it, so a rarely successful pair is not a blank that reads easy.
     """
     plt = require_matplotlib("plot_hardness")
     k = H.shape[0]
     fig, ax = plt.subplots(figsize=(5.5, 4.6))
+    if reached is not None:
+        grey = np.where(np.isnan(H) & np.isfinite(reached), 1.0, np.nan)
+        ax.imshow(np.ma.masked_invalid(grey), cmap="Greys", vmin=0, vmax=4)
     im = ax.imshow(np.ma.masked_invalid(H), cmap="viridis")
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
@@ -125,6 +133,9 @@ def plot_hardness(H, path, title=None):
             if np.isfinite(H[s, t]):
                 ax.text(t, s, f"{H[s, t]:.3f}", ha="center", va="center", fontsize=5,
                         color="w")
+            elif reached is not None and np.isfinite(reached[s, t]):
+                ax.text(t, s, f"<{100 * reached[s, t]:.0f}%", ha="center", va="center",
+                        fontsize=5, color="k")
     fig.colorbar(im, ax=ax, label="hardness H(s, t)")
     if title:
         ax.set_title(title, fontsize=9)

@@ -180,17 +180,25 @@ def test_hardness_runs_the_grid_and_reports_the_papers_measure(tmp_path, cached_
     tau = np.array(h["success_rate"], dtype=float)
     eps = np.array(h["distortion_successful"], dtype=float)
     H = np.array(r["matrices"]["hardness"], dtype=float)
-    # Each cell is the paper's trapezoid over the measured runs of that pair.
+    high = np.array(h["reached_high"], dtype=float)
+    # Each cell is the closed trapezoid over the measured runs of that pair; cells below
+    # 90% success at every budget are masked and keep their reached rate.
     for s in range(10):
         for t in range(10):
             if np.isfinite(H[s, t]):
                 assert H[s, t] == pytest.approx(hardness(tau[:, s, t], eps[:, s, t]), abs=2e-6)
+                assert high[s, t] >= 0.9
+            elif np.isfinite(high[s, t]):
+                assert h["masked"][s][t] and high[s, t] < 0.9
     assert np.isfinite(H).sum() > 5
+    assert h["paper_grid"] is False and h["grid_confirmed"] is False
     # A larger budget never lowers the success rate (the budget only stops crafting).
     rates = h["overall_success_rate"]
     assert rates == sorted(rates) and rates[-1] > rates[0]
     assert (out / "hardness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "hardness.png" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "hardness.png" in report and "not the paper's" in report
+    assert "Reached success range per pair" in report
 
 
 def test_two_dask_workers_give_the_single_process_results(tmp_path, cached_digits_model):
@@ -205,3 +213,23 @@ def test_two_dask_workers_give_the_single_process_results(tmp_path, cached_digit
         for key in ("crafting_seconds", "samples_per_second", "warmup_seconds", "config"):
             r.pop(key)
     assert runs["one"] == runs["two"]
+
+
+def test_hardness_report_marks_the_grid_unconfirmed_and_masked_cells():
+    """The paper's default grid is reported as not confirmed; a masked pair shows its
+    reached rate instead of a number, a pair without rows a dash."""
+    from fwdderiv.attacks import PAPER_HARDNESS_UPSILONS
+    nan = float("nan")
+    grid = list(PAPER_HARDNESS_UPSILONS)
+    h = {"upsilon": grid, "paper_grid": True, "grid_confirmed": False, "min_success": 0.9,
+         "unmasked": [[None, 0.0123], [0.004, None]],
+         "reached_low": [[None, 0.5], [0.0, None]],
+         "reached_high": [[None, 1.0], [0.4, None]],
+         "masked": [[False, False], [True, False]],
+         "overall_success_rate": [0.1 * i for i in range(len(grid))],
+         "overall_distortion_successful": [nan] + [0.01] * (len(grid) - 1)}
+    text = "\n".join(reproduce._hardness_md({"hardness": h}, None))
+    assert "**not confirmed**" in text and "0.3%, 1.3%" in text
+    assert "| **0** | - | 0.0123 |" in text
+    assert "| **1** | masked (40%) | - |" in text
+    assert "| **1** | 0-40% | - |" in text and "| **0** | - | 50-100% |" in text
