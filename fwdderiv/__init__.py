@@ -26,6 +26,7 @@ from .layers import Gather, GatherElements, PixelShuffle, PixelUnshuffle, Roll, 
 from .layers import PReLU
 from .layers import Conv1d, Einsum, Tile
 from .layers import Abs, Amax, Clamp, Exp, Log, Std, Sum, Var, Where
+from .layers import Normalize
 from . import fusions  # noqa: E402,F401  (registers the planner's fusion rules)
 from . import attacks, models, training  # noqa: E402  (they import the layers above)
 from .gradients import loss_gradient  # noqa: E402
@@ -49,6 +50,6 @@ __all__ += ["to_jax", "register_layer", "Constant", "Expand", "Mean", "Permute",
 __all__ += ["ConvTranspose2d"]
 __all__ += ["PReLU"]
 __all__ += ["Conv1d", "Einsum", "Tile"]
-__all__ += ["Abs", "Amax", "Clamp", "Exp", "Log", "Std", "Sum", "Var", "Where"]
+__all__ += ["Abs", "Amax", "Clamp", "Exp", "Log", "Std", "Sum", "Var", "Where", "Normalize"]
 __all__ += ["Gather", "GatherElements", "PixelShuffle", "PixelUnshuffle", "Roll", "Unfold"]
 __all__ += ["Erf", "MatMul"]

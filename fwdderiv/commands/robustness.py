@@ -1,11 +1,13 @@
 """``fwdderiv robustness``: the noise-robustness experiment of Jacobian regularisation.
 
 The worked example popularised with Hoffman, Roberts and Yaida (2019): a small convnet
-(conv 5x5x20, BatchNorm, ReLU; conv 3x3x20 padding 1, BatchNorm, ReLU; conv 3x3x20
-padding 1, BatchNorm, ReLU; fully connected 10; softmax) trained with SGD (momentum 0.9,
-lr 0.01, batch 32) with and without the penalty lambda/2 ||dZ/dx||_F^2, same initial
-weights and data order, then evaluated as a growing share of pixels is replaced by
-random gray values.
+whose input layer subtracts the mean training image (conv 5x5x20, BatchNorm, ReLU; conv
+3x3x20 padding 1, BatchNorm, ReLU; conv 3x3x20 padding 1, BatchNorm, ReLU; fully connected
+10; softmax) trained with SGD (momentum 0.9, lr 0.01, batch 32) without the penalty (the
+reference) and with lambda/2 times the unit-vector projection estimate of ||dZ/dx||_F^2
+for each lambda given, from the same initial weights and in the same data order, then
+evaluated as a growing share of pixels (0 to 0.5 in steps of 0.05) is replaced by random
+gray values.
 """
 import argparse
 import json
@@ -18,6 +20,7 @@ import numpy as np
 from ._common import (CommandParser, add_dataset_option, add_download_option,
                       add_progress_options, load_data, nonnegative_float, nonnegative_int,
                       positive_int)
+from ._classifier_args import DATA_DIR_HELP, add_image_size_option
 from ._output import output_dir
 
 #: Shares of pixels replaced by noise.
@@ -42,18 +45,19 @@ def add_parser(subparsers):
         "robustness", help="train with and without Jacobian regularisation; accuracy under noise",
         description=__doc__.split("\n\n", 1)[1], epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="the folder with MNIST's IDX files for --dataset mnist (9,000 train "
-                        "/ 1,000 held out with the t10k files only; default: "
-                        "$FWDDERIV_DATA_DIR/mnist or ~/.cache/fwdderiv/data/mnist)")
+    p.add_argument("--data-dir", default=None, metavar="DIR", help=DATA_DIR_HELP)
+    add_image_size_option(p)
     p.add_argument("--epochs", type=positive_int, default=15, metavar="N",
                    help="training passes over the data, for both networks (default: 15, the "
                         "worked example's; 1 is a quick look, not a converged model)")
-    p.add_argument("--lambda", dest="lam", type=nonnegative_float, default=1.0, metavar="L",
-                   help="weight of the penalty (default 1.0, the worked example's). The "
-                        "penalty is on the raw pixels in [0, 1]; on inputs standardised "
-                        "by a pixel std s the same L weighs ||J||^2 1/s^2 times less "
-                        "(MNIST: s = 0.3081, so L = 0.1 here is about their L = 1)")
+    p.add_argument("--lambda", dest="lams", type=_lambdas, default=[1.0], metavar="L1,L2,...",
+                   help="penalty weights, comma-separated: the reference is trained once and "
+                        "each lambda once, and every curve goes into one figure (default 1.0, "
+                        "the worked example's; e.g. 0.03,0.1,0.3,1)")
+    p.add_argument("--input-mean", choices=("image", "none"), default="image",
+                   help="the network's input layer: image (default) subtracts the mean "
+                        "training image, as the worked example's input layer does; none "
+                        "feeds the raw pixels in [0, 1]")
     p.add_argument("--method", default="output", choices=("output", "input", "exact"),
                    help="estimator of ||J||_F^2 in training (default: output, n_proj 1)")
     p.add_argument("--seed", type=int, default=0,
@@ -72,16 +76,34 @@ def add_parser(subparsers):
     return p
 
 
-def worked_example_net(in_shape, seed=0):
-    """The worked example's convnet for single-channel images of shape ``in_shape``."""
+def _lambdas(text):
+    """``--lambda``: one or more comma-separated weights >= 0, without repeats."""
+    values = []
+    for part in str(text).split(","):
+        values.append(nonnegative_float(part.strip()))
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"repeats a value in {text!r}; give each lambda once")
+    return values
+
+
+def network_name(lam):
+    """The name of the network trained with penalty weight ``lam`` (0: the reference)."""
+    return "reference" if lam == 0 else f"lambda_{lam:g}"
+
+
+def worked_example_net(in_shape, seed=0, mean=None, n_classes=10):
+    """The worked example's convnet for images of shape ``in_shape`` (C, H, W); with
+    ``mean`` (the mean training image) its input layer subtracts it, as the example's
+    image input layer does."""
     import fwdderiv as fd
 
     _, H, W = in_shape
-    return fd.Sequential([
+    first = [] if mean is None else [fd.Normalize(mean=mean)]
+    return fd.Sequential(first + [
         fd.Conv2d(in_shape[0], 20, 5, seed=seed), fd.BatchNorm2d(20), fd.ReLU(),
         fd.Conv2d(20, 20, 3, padding=1, seed=seed + 1), fd.BatchNorm2d(20), fd.ReLU(),
         fd.Conv2d(20, 20, 3, padding=1, seed=seed + 2), fd.BatchNorm2d(20), fd.ReLU(),
-        fd.Flatten(), fd.Linear(20 * (H - 4) * (W - 4), 10, seed=seed + 3), fd.Softmax()])
+        fd.Flatten(), fd.Linear(20 * (H - 4) * (W - 4), n_classes, seed=seed + 3), fd.Softmax()])
 
 
 def add_noise(x, share, rng):
@@ -91,95 +113,129 @@ def add_noise(x, share, rng):
 
 
 def run(args):
-    import fwdderiv as fd
-    from fwdderiv.regularization import jacobian_norm
-    from fwdderiv.training import evaluate, fit
-    from fwdderiv.training.loop import limited_threads
-
-    ds = load_data(args.dataset, args.data_dir, download=args.download)
+    ds = load_data(args.dataset, args.data_dir, download=args.download,
+                   image_size=args.image_size)
     x_train, y_train = ds.x_train[:args.train_size], ds.y_train[:args.train_size]
+    lams = [0.0] + [lam for lam in args.lams if lam != 0]
     print(f"robustness: {ds.description}; {len(x_train)} training images, {args.epochs} "
-          f"epochs, Jacobian penalty lambda {args.lam:g} (--method {args.method}), seed "
-          f"{args.seed}; {len(ds.x_test)} held-out images", flush=True)
-    out = Path(args.output)
+          f"epochs, Jacobian penalty lambda {', '.join(f'{v:g}' for v in lams[1:]) or '-'} "
+          f"(--method {args.method}), input layer {args.input_mean}, seed {args.seed}; "
+          f"{len(ds.x_test)} held-out images", flush=True)
+    mean = x_train.mean(axis=0) if args.input_mean == "image" else None
     nets, seconds = {}, {}
-    for name, lam in (("reference", 0.0), ("jacobian_reg", args.lam)):
-        net = worked_example_net(ds.x_train.shape[1:], seed=args.seed)
-        start = time.perf_counter()
-        fit(net, x_train, y_train, epochs=args.epochs, batch_size=32, lr=0.01,
-            momentum=0.9, seed=args.seed, progress=args.progress,
-            num_threads=args.threads or None, jacobian_reg=lam, jacobian_method=args.method)
-        seconds[name] = time.perf_counter() - start
-        nets[name] = net
-    acc = {name: [] for name in nets}
-    for share in NOISE:
-        xn = add_noise(ds.x_test, share, np.random.default_rng([NOISE_SEED, int(share * 100)]))
-        for name, net in nets.items():
-            acc[name].append(evaluate(net, xn, ds.y_test))
-    warning = _clean_drop_warning(acc, args)
-    with limited_threads(args.threads or None):
-        norms = {name: float(jacobian_norm(net, ds.x_test).mean()) for name, net in nets.items()}
-    x0 = ds.x_test[:1]
-    x0n = add_noise(x0, EXAMPLE_NOISE, np.random.default_rng(NOISE_SEED))
-    example = {"label": int(ds.y_test[0]), "noise": EXAMPLE_NOISE,
-               **{f"{name}_{kind}": int(net(x).argmax()) for name, net in nets.items()
-                  for kind, x in (("clean", x0), ("noisy", x0n))}}
-    result = {"noise": NOISE, "accuracy": acc, "jacobian_norm": norms, "example": example,
-              "dataset": ds.name, "train_size": len(x_train), "test_size": len(ds.x_test),
-              "epochs": args.epochs, "lambda": args.lam, "method": args.method,
-              "seed": args.seed, "noise_seed": NOISE_SEED, "train_seconds": seconds,
-              "warning": warning}
-    rows = ["| noise | reference | jacobian_reg |", "|---|---|---|"] + [
-        f"| {s:.2f} | {a:.4f} | {b:.4f} |"
-        for s, a, b in zip(NOISE, acc["reference"], acc["jacobian_reg"])]
-    table = "\n".join(rows) + (
-        f"\n\nMean exact ||dZ/dx||_F^2 on the held-out images: reference "
-        f"{norms['reference']:.4g}, jacobian_reg {norms['jacobian_reg']:.4g}.\n")
+    for lam in lams:
+        nets[network_name(lam)], seconds[network_name(lam)] = train_one(
+            args, x_train, y_train, lam, mean)
+    result = evaluate_networks(args, ds, nets)
+    result.update({"dataset": ds.name, "data_description": ds.description,
+                   "train_size": len(x_train), "test_size": len(ds.x_test),
+                   "epochs": args.epochs, "lambda": {network_name(v): v for v in lams},
+                   "method": args.method, "input_mean": args.input_mean, "seed": args.seed,
+                   "noise_seed": NOISE_SEED, "train_seconds": seconds})
+    result["warning"] = _clean_drop_warning(result["accuracy"], args)
+    table = _table(result)
+    out = Path(args.output)
     with output_dir(out, last="robustness.md") as stage:
+        import fwdderiv as fd
         for name, net in nets.items():
             fd.save(net, str(stage / f"{name}.npz"))
         (stage / "robustness.json").write_text(json.dumps(result, indent=2))
-        _plot(stage, acc, x0, x0n, example)
+        _plot(stage, result)
         (stage / "robustness.md").write_text(table)
     print(table)
     print(f"wrote {out / 'robustness.json'}, robustness.md, robustness.png, example.png")
     return 0
 
 
+def train_one(args, x_train, y_train, lam, mean):
+    """The worked example's network trained with penalty weight ``lam``; returns it and
+    the training seconds. Every network starts from the same weights (``args.seed``)."""
+    from fwdderiv.training import fit
+
+    net = worked_example_net(x_train.shape[1:], seed=args.seed, mean=mean,
+                             n_classes=int(y_train.max()) + 1)
+    start = time.perf_counter()
+    fit(net, x_train, y_train, epochs=args.epochs, batch_size=32, lr=0.01, momentum=0.9,
+        seed=args.seed, progress=args.progress, num_threads=args.threads or None,
+        jacobian_reg=lam, jacobian_method=args.method)
+    return net, time.perf_counter() - start
+
+
+def evaluate_networks(args, ds, nets):
+    """Held-out accuracy at every noise level (the same noisy images for every network),
+    the mean exact ||dZ/dx||_F^2 and the example image's predictions."""
+    from fwdderiv.regularization import jacobian_norm
+    from fwdderiv.training import evaluate
+    from fwdderiv.training.loop import limited_threads
+
+    acc = {name: [] for name in nets}
+    for share in NOISE:
+        xn = add_noise(ds.x_test, share, np.random.default_rng([NOISE_SEED, int(share * 100)]))
+        for name, net in nets.items():
+            acc[name].append(evaluate(net, xn, ds.y_test))
+    with limited_threads(args.threads or None):
+        norms = {name: float(jacobian_norm(net, ds.x_test).mean()) for name, net in nets.items()}
+    x0 = ds.x_test[:1]
+    x0n = add_noise(x0, EXAMPLE_NOISE, np.random.default_rng(NOISE_SEED))
+    example = {"label": int(ds.y_test[0]), "noise": EXAMPLE_NOISE,
+               "clean": x0[0, 0].tolist(), "noisy": x0n[0, 0].tolist(),
+               **{f"{name}_{kind}": int(net(x).argmax()) for name, net in nets.items()
+                  for kind, x in (("clean", x0), ("noisy", x0n))}}
+    return {"noise": NOISE, "accuracy": acc, "jacobian_norm": norms, "example": example}
+
+
+def _table(result):
+    names = list(result["accuracy"])
+    rows = ["| noise | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    rows += [f"| {s:.2f} | " + " | ".join(f"{result['accuracy'][n][i]:.4f}" for n in names)
+             + " |" for i, s in enumerate(NOISE)]
+    rows += ["| mean exact ‖dZ/dx‖²_F | "
+             + " | ".join(f"{result['jacobian_norm'][n]:.4g}" for n in names) + " |"]
+    return "\n".join(rows) + "\n"
+
+
 def _clean_drop_warning(acc, args):
-    """A warning (printed to stderr, and returned) when the regularised network's clean
+    """A warning (printed to stderr, and returned) when a regularised network's clean
     accuracy is more than :data:`CLEAN_DROP` below the reference's; else None."""
-    ref, reg = acc["reference"][0], acc["jacobian_reg"][0]
-    if ref - reg <= CLEAN_DROP:
+    ref = acc["reference"][0]
+    worse = {name: a[0] for name, a in acc.items()
+             if name != "reference" and ref - a[0] > CLEAN_DROP}
+    if not worse:
         return None
-    warning = (f"the regularised network's clean accuracy {reg:.1%} is {100 * (ref - reg):.0f} "
-               f"points below the reference's {ref:.1%}: lambda {args.lam:g} is too strong "
-               f"for {args.epochs} epoch(s); raise --epochs or lower --lambda before reading "
-               "the noise curves")
+    parts = ", ".join(f"{name} {reg:.1%} ({100 * (ref - reg):.0f} points below)"
+                      for name, reg in worse.items())
+    warning = (f"clean accuracy of the reference {ref:.1%}; {parts}: lambda is too strong for "
+               f"{args.epochs} epoch(s); raise --epochs or lower --lambda before reading "
+               "those noise curves")
     print(f"fwdderiv robustness: warning: {warning}", file=sys.stderr, flush=True)
     return warning
 
 
-def _plot(out, acc, x0, x0n, example):
+def _plot(out, result):
+    """robustness.png: one accuracy curve per network, the mean exact norm in the legend;
+    example.png: the example image clean and noisy with every network's predictions."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(NOISE, acc["reference"], "o-", label="reference")
-    ax.plot(NOISE, acc["jacobian_reg"], "s-", label="Jacobian regularisation")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, (name, acc) in enumerate(result["accuracy"].items()):
+        norm = result["jacobian_norm"][name]
+        ax.plot(NOISE, acc, "os^vD<>"[i % 7] + "-", label=f"{name} (‖J‖²_F {norm:.3g})")
     ax.set_xlabel("share of pixels replaced by noise")
     ax.set_ylabel("held-out accuracy")
-    ax.legend()
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "robustness.png", dpi=100)
     plt.close(fig)
-    fig, axes = plt.subplots(1, 2, figsize=(6, 3))
-    for ax, img, kind in zip(axes, (x0, x0n), ("clean", "noisy")):
-        ax.imshow(img[0, 0], cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"{kind}: ref {example['reference_' + kind]}, "
-                     f"reg {example['jacobian_reg_' + kind]}", fontsize=9)
+    ex = result["example"]
+    names = list(result["accuracy"])
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3.4))
+    for ax, kind in zip(axes, ("clean", "noisy")):
+        ax.imshow(np.asarray(ex[kind]), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{kind}\n" + ", ".join(f"{n}: {ex[f'{n}_{kind}']}" for n in names),
+                     fontsize=7)
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(out / "example.png", dpi=100)

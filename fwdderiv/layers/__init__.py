@@ -15,6 +15,7 @@ from .merge import Add, Concat, Mul
 from .padding import (CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d,
                       ZeroPad2d)
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from .normalize import Normalize
 from .pool import AvgPool2d, MaxPool2d
 from .gather import Gather, GatherElements
 from .rearrange import PixelShuffle, PixelUnshuffle, Roll, Unfold

@@ -299,13 +299,15 @@ def test_jacobian_prints_one_relative_error_per_line(tmp_path, capsys):
 def test_robustness_warns_when_the_penalty_costs_clean_accuracy(capsys):
     from types import SimpleNamespace
     from fwdderiv.commands.robustness import CLEAN_DROP, _clean_drop_warning
-    args = SimpleNamespace(lam=1.0, epochs=1)
-    assert _clean_drop_warning({"reference": [0.9], "jacobian_reg": [0.9 - CLEAN_DROP / 2]},
+    args = SimpleNamespace(epochs=1)
+    assert _clean_drop_warning({"reference": [0.9], "lambda_1": [0.9 - CLEAN_DROP / 2]},
                                args) is None
     assert capsys.readouterr().err == ""
-    warning = _clean_drop_warning({"reference": [0.9], "jacobian_reg": [0.28]}, args)
+    warning = _clean_drop_warning({"reference": [0.9], "lambda_0.1": [0.89],
+                                   "lambda_1": [0.28]}, args)
     err = capsys.readouterr().err
-    assert "28.0%" in warning and "62 points below" in warning and "--epochs" in warning
+    assert "lambda_1 28.0% (62 points below)" in warning and "--epochs" in warning
+    assert "lambda_0.1" not in warning
     assert err.startswith("fwdderiv robustness: warning: ") and err.count("\n") == 1
 
 

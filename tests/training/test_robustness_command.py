@@ -13,26 +13,47 @@ from fwdderiv.training import evaluate
 
 
 def test_tiny_run_writes_consistent_results(tmp_path, capsys):
+    """One reference and two lambdas in one run: one file per network, one curve each,
+    numbers that agree with the saved networks, the input layer subtracting the mean
+    training image."""
     out = tmp_path / "rob"
-    assert main(["robustness", "--epochs", "1", "--lambda", "0.01", "--output", str(out),
+    assert main(["robustness", "--epochs", "1", "--lambda", "0.01,0.1", "--output", str(out),
                  "--no-progress"]) == 0
-    for name in ("robustness.json", "robustness.md", "robustness.png", "example.png",
-                 "reference.npz", "jacobian_reg.npz"):
+    names = ("reference", "lambda_0.01", "lambda_0.1")
+    for name in ("robustness.json", "robustness.md", "robustness.png", "example.png") + tuple(
+            f"{n}.npz" for n in names):
         assert (out / name).stat().st_size > 0
     res = json.loads((out / "robustness.json").read_text())
     assert res["noise"] == NOISE and len(NOISE) == 11 and NOISE[-1] == 0.5
+    assert list(res["accuracy"]) == list(names)
+    assert res["lambda"] == {"reference": 0.0, "lambda_0.01": 0.01, "lambda_0.1": 0.1}
     ds = fd.datasets.load_dataset("digits")
-    nets = {k: fd.load(str(out / f"{k}.npz")) for k in ("reference", "jacobian_reg")}
+    nets = {k: fd.load(str(out / f"{k}.npz")) for k in names}
     for k, net in nets.items():
         assert len(res["accuracy"][k]) == 11
+        # the input layer subtracts the mean training image
+        assert isinstance(net[0], fd.Normalize)
+        np.testing.assert_allclose(net[0].mean, ds.x_train.mean(axis=0), rtol=1e-6)
         # noise 0 is the clean held-out accuracy; the norm is the mean exact norm
         assert res["accuracy"][k][0] == pytest.approx(evaluate(net, ds.x_test, ds.y_test))
         assert res["jacobian_norm"][k] == pytest.approx(
             float(jacobian_norm(net, ds.x_test).mean()), rel=1e-5)
-    # the penalty lowered the Jacobian norm; same seed, so the two differ only by it
-    assert res["jacobian_norm"]["jacobian_reg"] < 0.5 * res["jacobian_norm"]["reference"]
-    assert "| 0.50 |" in (out / "robustness.md").read_text()
-    assert set(res["example"]) >= {"label", "reference_clean", "jacobian_reg_noisy"}
+    # the penalty lowered the Jacobian norm, the stronger one more; same seed, so the
+    # networks differ only by it
+    norm = res["jacobian_norm"]
+    assert norm["lambda_0.1"] < norm["lambda_0.01"] < 0.5 * norm["reference"]
+    table = (out / "robustness.md").read_text()
+    assert "| 0.50 |" in table and "| noise | reference | lambda_0.01 | lambda_0.1 |" in table
+    assert set(res["example"]) >= {"label", "reference_clean", "lambda_0.1_noisy"}
+
+
+def test_without_the_mean_image_the_network_reads_raw_pixels(tmp_path):
+    out = tmp_path / "raw"
+    assert main(["robustness", "--epochs", "1", "--lambda", "0.1", "--input-mean", "none",
+                 "--train-size", "64", "--output", str(out), "--no-progress"]) == 0
+    net = fd.load(str(out / "lambda_0.1.npz"))
+    assert isinstance(net[0], fd.Conv2d)
+    assert json.loads((out / "robustness.json").read_text())["input_mean"] == "none"
 
 
 def test_noise_replaces_the_given_share_of_pixels():
@@ -50,3 +71,6 @@ def test_bad_lambda_is_an_error(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "usage: fwdderiv robustness" in err and "argument --lambda" in err and ">= 0" in err
+    with pytest.raises(SystemExit):
+        main(["robustness", "--lambda", "0.1,0.1", "--output", str(tmp_path)])
+    assert "repeats a value" in capsys.readouterr().err
