@@ -3,9 +3,10 @@ run shard by shard on a Dask cluster (:mod:`fwdderiv.distributed`)."""
 from ._common import positive_int
 
 
-def add_cluster_options(p, shard_help):
-    """Give ``p`` ``--workers N`` or ``--scheduler ADDRESS`` (one of them) and
-    ``--shard-size N`` (``shard_help``: what a shard holds by default)."""
+def add_cluster_options(p, shard_help=None):
+    """Give ``p`` ``--workers N`` or ``--scheduler ADDRESS`` (one of them) and, unless
+    ``shard_help`` is None (a command whose tasks are fixed), ``--shard-size N``
+    (``shard_help``: what a shard holds by default)."""
     group = p.add_mutually_exclusive_group()
     group.add_argument("--workers", type=positive_int, default=None, metavar="N",
                        help="run shard by shard on a local Dask cluster of N worker "
@@ -14,6 +15,8 @@ def add_cluster_options(p, shard_help):
     group.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="run shard by shard on an existing Dask cluster, given its "
                             "scheduler's address (tcp://host:8786)")
+    if shard_help is None:
+        return p
     p.add_argument("--shard-size", type=positive_int, default=None, metavar="N",
                    help=f"examples per shard ({shard_help})")
     return p

@@ -21,6 +21,7 @@ from ._common import (CommandParser, add_dataset_option, add_download_option,
                       add_progress_options, load_data, nonnegative_float, nonnegative_int,
                       positive_int)
 from ._classifier_args import DATA_DIR_HELP, add_image_size_option
+from ._cluster import add_cluster_options, sharded, where_run
 from ._output import output_dir
 
 #: Shares of pixels replaced by noise.
@@ -47,6 +48,7 @@ def add_parser(subparsers):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=None, metavar="DIR", help=DATA_DIR_HELP)
     add_image_size_option(p)
+    add_cluster_options(p)           # one network (one lambda) per task
     p.add_argument("--epochs", type=positive_int, default=15, metavar="N",
                    help="training passes over the data, for both networks (default: 15, the "
                         "worked example's; 1 is a quick look, not a converged model)")
@@ -122,10 +124,15 @@ def run(args):
           f"(--method {args.method}), input layer {args.input_mean}, seed {args.seed}; "
           f"{len(ds.x_test)} held-out images", flush=True)
     mean = x_train.mean(axis=0) if args.input_mean == "image" else None
-    nets, seconds = {}, {}
-    for lam in lams:
-        nets[network_name(lam)], seconds[network_name(lam)] = train_one(
-            args, x_train, y_train, lam, mean)
+    if sharded(args):
+        print(f"robustness: training the {len(lams)} networks on {where_run(args)}",
+              flush=True)
+        nets, seconds = train_on_cluster(args, x_train, y_train, lams, mean)
+    else:
+        nets, seconds = {}, {}
+        for lam in lams:
+            nets[network_name(lam)], seconds[network_name(lam)] = train_one(
+                args, x_train, y_train, lam, mean)
     result = evaluate_networks(args, ds, nets)
     result.update({"dataset": ds.name, "data_description": ds.description,
                    "train_size": len(x_train), "test_size": len(ds.x_test),
@@ -159,6 +166,51 @@ def train_one(args, x_train, y_train, lam, mean):
         seed=args.seed, progress=args.progress, num_threads=args.threads or None,
         jacobian_reg=lam, jacobian_method=args.method)
     return net, time.perf_counter() - start
+
+
+#: The options :func:`train_one` reads, sent to the workers with each lambda.
+TRAIN_SETTINGS = ("epochs", "seed", "threads", "method")
+
+
+def train_on_cluster(args, x_train, y_train, lams, mean):
+    """Every network trained as one task of :func:`fwdderiv.distributed.run_sharded`
+    (one lambda per task; the images go to each worker once). Returns the networks and
+    their training seconds, as the loop in this process would."""
+    from fwdderiv.distributed import run_sharded
+
+    settings = {k: getattr(args, k) for k in TRAIN_SETTINGS}
+    states = run_sharded(_train_task, list(lams), shared=(x_train, y_train, mean),
+                         args=(settings,), shard_size=1, workers=args.workers,
+                         scheduler=args.scheduler, progress=args.progress,
+                         desc="networks", combine=False)
+    nets, seconds = {}, {}
+    for lam, state in zip(lams, states):
+        net = worked_example_net(x_train.shape[1:], seed=args.seed, mean=mean,
+                                 n_classes=int(y_train.max()) + 1)
+        seconds[network_name(lam)] = float(state.pop("train_seconds"))
+        _set_state(net, state)
+        nets[network_name(lam)] = net
+    return nets, seconds
+
+
+def _train_task(shared, part, start, settings):
+    """One worker task: train the network of ``part[0]`` (a lambda); its parameters and
+    buffers by ``"<layer index>.<name>"``, and its training seconds."""
+    from types import SimpleNamespace
+
+    x_train, y_train, mean = shared
+    net, seconds = train_one(SimpleNamespace(**settings, progress=False), x_train, y_train,
+                             float(part[0]), mean)
+    state = {f"{i}.{name}": np.asarray(a) for i, layer in enumerate(net)
+             for name, a in {**layer.params, **layer.buffers}.items()}
+    return {**state, "train_seconds": np.float64(seconds)}
+
+
+def _set_state(net, state):
+    for i, layer in enumerate(net):
+        for name in {**layer.params, **layer.buffers}:
+            old = getattr(layer, name)
+            setattr(layer, name, np.array(state[f"{i}.{name}"], dtype=old.dtype))
 
 
 def evaluate_networks(args, ds, nets):

@@ -64,8 +64,8 @@ class Normalize(Layer):
             raise ValueError(f"Normalize: std must be positive everywhere, got a minimum of "
                              f"{std.min():g}; add a small epsilon to zero deviations")
         self.shape = tuple(int(s) for s in common)
-        self.mean = np.ascontiguousarray(np.broadcast_to(mean, self.shape))
-        self.std = np.ascontiguousarray(np.broadcast_to(std, self.shape))
+        self.mean = np.array(np.broadcast_to(mean, self.shape))      # own, writable copies
+        self.std = np.array(np.broadcast_to(std, self.shape))
 
     def get_config(self):
         return {"shape": list(self.shape)}
