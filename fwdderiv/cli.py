@@ -4,7 +4,9 @@ and exposes ``add_parser(subparsers)`` and ``run(args) -> int``.
 One convention for every command: a usage error (unknown option, bad value, inputs or a
 model that do not fit) prints one line naming the option (argparse's errors also print the
 subcommand's usage) and exits with status 2; a check that fails exits with 1; success is
-0. ``--dataset`` chooses the data set, ``--data-dir`` says where MNIST's files are.
+0. ``--dataset`` chooses the data set (``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``
+or ``folder``), ``--data-dir`` says where its files are (the IDX files, CIFAR-10's binary
+files, or the photo folder with one sub-folder per class).
 """
 import argparse
 import importlib
