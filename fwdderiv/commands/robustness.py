@@ -2,12 +2,12 @@
 
 The worked example popularised with Hoffman, Roberts and Yaida (2019): a small convnet
 whose input layer subtracts the mean training image (conv 5x5x20, BatchNorm, ReLU; conv
-3x3x20 padding 1, BatchNorm, ReLU; conv 3x3x20 padding 1, BatchNorm, ReLU; fully connected
-10; softmax) trained with SGD (momentum 0.9, lr 0.01, batch 32) without the penalty (the
-reference) and with lambda/2 times the unit-vector projection estimate of ||dZ/dx||_F^2
-for each lambda given, from the same initial weights and in the same data order, then
-evaluated as a growing share of pixels (0 to 0.5 in steps of 0.05) is replaced by random
-gray values.
+3x3x20 padding 1, BatchNorm, ReLU; conv 3x3x20 padding 1, BatchNorm, ReLU; fully
+connected, one output per class; softmax) trained with SGD (momentum 0.9, lr 0.01, batch
+32) without the penalty (the reference) and with lambda/2 times the unit-vector
+projection estimate of ||dZ/dx||_F^2 for each lambda given, from the same initial weights
+and in the same data order, then evaluated as a growing share of pixels (0 to 0.5 in
+steps of 0.05) is replaced by random gray values.
 """
 import argparse
 import json
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import (CommandParser, add_dataset_option, add_download_option,
-                      add_progress_options, load_data, nonnegative_float, nonnegative_int,
-                      positive_int)
-from ._classifier_args import DATA_DIR_HELP, add_image_size_option
+from ._common import (CommandError, CommandParser, add_dataset_option, add_download_option,
+                      add_progress_options, image_size, load_data, nonnegative_float,
+                      nonnegative_int, positive_int)
+from ._classifier_args import DATA_DIR_HELP
 from ._cluster import add_cluster_options, sharded, where_run
 from ._output import output_dir
 
@@ -47,10 +47,12 @@ def add_parser(subparsers):
         description=__doc__.split("\n\n", 1)[1], epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=None, metavar="DIR", help=DATA_DIR_HELP)
-    add_image_size_option(p)
+    p.add_argument("--image-size", type=image_size, default=None, metavar="H,W",
+                   help="with --dataset folder: the size the photos are decoded at "
+                        "(default 64,64)")
     add_cluster_options(p)           # one network (one lambda) per task
     p.add_argument("--epochs", type=positive_int, default=15, metavar="N",
-                   help="training passes over the data, for both networks (default: 15, the "
+                   help="training passes over the data, for every network (default: 15, the "
                         "worked example's; 1 is a quick look, not a converged model)")
     p.add_argument("--lambda", dest="lams", type=_lambdas, default=[1.0], metavar="L1,L2,...",
                    help="penalty weights, comma-separated: the reference is trained once and "
@@ -63,7 +65,7 @@ def add_parser(subparsers):
     p.add_argument("--method", default="output", choices=("output", "input", "exact"),
                    help="estimator of ||J||_F^2 in training (default: output, n_proj 1)")
     p.add_argument("--seed", type=int, default=0,
-                   help="seed of the initial weights (the same for both networks) and of "
+                   help="seed of the initial weights (the same for every network) and of "
                         "the shuffling (default: 0)")
     p.add_argument("--threads", type=nonnegative_int, default=1, metavar="N",
                    help="threads for Numba kernels and BLAS while training (default: 1; 0 "
@@ -72,7 +74,7 @@ def add_parser(subparsers):
                    help="train on the first N training images only (default: all)")
     p.add_argument("--output", "-o", default="robustness", metavar="DIR",
                    help="folder for robustness.json, robustness.md, robustness.png, "
-                        "example.png and the two networks (default: robustness)")
+                        "example.png and every network as NAME.npz (default: robustness)")
     add_download_option(add_dataset_option(add_progress_options(p)))
     p.set_defaults(run=run)
     return p
@@ -115,6 +117,9 @@ def add_noise(x, share, rng):
 
 
 def run(args):
+    if args.image_size is not None and args.dataset != "folder":
+        raise CommandError(f"--image-size is the decoding size of --dataset folder; the "
+                           f"{args.dataset} images keep their size: drop --image-size")
     ds = load_data(args.dataset, args.data_dir, download=args.download,
                    image_size=args.image_size)
     x_train, y_train = ds.x_train[:args.train_size], ds.y_train[:args.train_size]

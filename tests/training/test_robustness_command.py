@@ -92,3 +92,9 @@ def test_two_workers_train_the_same_networks(tmp_path):
         for la, lb in zip(one, two):
             for key in {**la.params, **la.buffers}:
                 np.testing.assert_array_equal(getattr(la, key), getattr(lb, key))
+
+
+def test_image_size_belongs_to_the_folder_data_set(tmp_path, capsys):
+    assert main(["robustness", "--image-size", "16,16", "--output", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--image-size" in err and "--dataset folder" in err and "drop" in err
