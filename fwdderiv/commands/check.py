@@ -43,6 +43,12 @@ def add_parser(sub):
                         "checks their float32 Jacobians, and fwdderiv's, against the float64 "
                         "reference; default: float64)")
     p.add_argument("--json", default=None, help="write the full report to this file")
+    p.add_argument("--output", default=None, metavar="J.npy|J.zarr",
+                   help="also write fwdderiv's float64 reference Jacobian, the one every "
+                        "comparison is against, to this file (computed in a pass of its "
+                        "own; .zarr, needing fwdderiv[zarr], is written chunk by chunk by "
+                        "the workers with --workers/--scheduler, so it need not fit in "
+                        "memory)")
     add_cluster_options(p, "default: about 4 MiB of Jacobian; each shard computes both "
                            "Jacobians and the report is assembled from the shards', with "
                            "errors relative to the largest |J| over all inputs")
@@ -175,6 +181,8 @@ def run(args):
         else:
             reports = peer_reports(net, model, x, args.tol, args.dtype, sharding)
             report = {"tolerance": args.tol}
+        if args.output:
+            _write_reference(net, x, args.output, sharding)
     verdicts = []
     for name, r in reports.items():
         if r.get("comparable", True) is False:
@@ -197,6 +205,16 @@ def run(args):
     if args.json:
         write_text(args.json, json.dumps(report, indent=1))
     return 0 if ok else DISAGREE
+
+
+def _write_reference(net, x, path, sharding):
+    """The float64 reference Jacobian into ``path`` (.npy or .zarr), shard by shard on the
+    command's cluster when there is one (:func:`fwdderiv.distributed.jacobian`)."""
+    from ..distributed import jacobian as sharded_jacobian
+    kwargs = {} if sharding is None else sharding
+    sharded_jacobian(net, x, output=path, **kwargs)
+    print(f"wrote the float64 reference Jacobian, shape ({len(x)}, "
+          f"{', '.join(map(str, net.output_shape(x.shape[1:]) + x.shape[1:]))}), to {path}")
 
 
 @contextlib.contextmanager

@@ -206,3 +206,13 @@ def test_check_command_on_the_cluster_reports_what_it_reports_without_it(client,
     for key in ("unexplained", "unexplained_positions", "beyond_tolerance", "max_abs", "ok",
                 "verdict"):
         assert one[key] == two[key], key
+    # --output: the float64 reference, written chunk by chunk by the workers into Zarr
+    # and by this process into .npy, equals the in-memory Jacobian
+    import zarr
+    assert main(argv + ["--scheduler", client.scheduler.address, "--shard-size", "3",
+                        "--output", str(tmp_path / "ref.zarr")]) == 1
+    assert main(argv + ["--output", str(tmp_path / "ref.npy")]) == 1
+    ref = net.jacobian(x)
+    np.testing.assert_allclose(zarr.open(str(tmp_path / "ref.zarr"), mode="r")[:], ref,
+                               rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(np.load(tmp_path / "ref.npy"), ref, rtol=1e-13, atol=1e-15)
