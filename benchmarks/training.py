@@ -11,6 +11,7 @@ update); evaluation is outside the clock. The losses per epoch are printed for b
 reader can see the two runs follow the same trajectory.
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -27,6 +28,35 @@ def _default_mnist_dir():
     env = os.environ.get("FWDDERIV_SHARED")
     shared = Path(env) if env else Path(__file__).resolve().parents[1] / ".." / "shared"
     return shared / "data" / "mnist"
+
+
+@contextlib.contextmanager
+def threads_set(n):
+    """:func:`set_threads` for a block, then every library's thread count as it was (for
+    benchmarks called in-process, e.g. by their smoke tests)."""
+    import numba
+
+    before = numba.get_num_threads()
+    try:
+        import torch
+        torch_before = torch.get_num_threads()
+    except ImportError:
+        torch = None
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+        blas = threadpool_limits(limits={i["prefix"]: i["num_threads"]
+                                         for i in threadpool_info()})
+    except ImportError:
+        blas = None
+    try:
+        set_threads(n)
+        yield
+    finally:
+        numba.set_num_threads(before)
+        if torch is not None:
+            torch.set_num_threads(torch_before)
+        if blas is not None:
+            blas.restore_original_limits()
 
 
 def set_threads(n):

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.training import set_threads, warm_up
+from benchmarks.training import threads_set, warm_up
 
 #: The models measured, with the data set whose recipe and images they take, and the
 #: shape and class count of their synthetic stand-in.
@@ -364,8 +364,8 @@ def main(argv=None):
     import fwdderiv  # noqa: F401  (imported before torch: same order as users)
     import torch
 
-    set_threads(1)
-    results = [run_case(name, args) for name in names]
+    with threads_set(1):
+        results = [run_case(name, args) for name in names]
     for r in results:
         print_case(r)
     if args.json:

@@ -12,8 +12,20 @@ from ..datasets.makers import make_cifar, make_photos
 
 
 def run(tmp_path, *argv):
+    """The benchmark in this process; it sets one thread for its run only, and leaves
+    Numba's, BLAS's and PyTorch's thread counts as they were (the rest of the suite runs
+    after it)."""
+    import numba
+    import torch
+    from threadpoolctl import threadpool_info
+    counts = lambda: (numba.get_num_threads(), torch.get_num_threads(),  # noqa: E731
+                      {i["filepath"]: i["num_threads"] for i in threadpool_info()})
+    before = counts()
     out = tmp_path / "peers.json"
     assert training_peers.main([*argv, "--json", str(out)]) == 0
+    after = counts()
+    assert after[:2] == before[:2]
+    assert {k: after[2][k] for k in before[2]} == before[2]   # libraries loaded since: new
     return json.loads(out.read_text())["results"]
 
 
