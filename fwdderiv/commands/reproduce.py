@@ -609,11 +609,14 @@ def _figures(out, name, picked, res, J, sm, hard, k):
 def _hardness_md(r, mats):
     h = r["hardness"]
     if h is None:
+        from fwdderiv.attacks import PAPER_HARDNESS_UPSILONS
+        grid = ", ".join(f"{100 * u:.1f}%" for u in PAPER_HARDNESS_UPSILONS)
         lines = ["### Hardness", "",
                  "Not measured: the paper's hardness needs runs at a grid of maximum "
-                 "distortions; pass --hardness. The one-run budget approximation "
-                 "(`hardness_budget_approximation`, not comparable with the paper's "
-                 "figure) is in results.json.", ""]
+                 f"distortions (by default {grid}, the paper's grid as we read Sec. V-B, "
+                 "**not confirmed** against its text); pass --hardness. The one-run budget "
+                 "approximation (`hardness_budget_approximation`, not comparable with the "
+                 "paper's figure) is in results.json.", ""]
         return lines
     grid = ", ".join(f"{100 * u:.1f}%" for u in h["upsilon"])
     source = ("the paper's grid as we read Sec. V-B; **not confirmed** against the "

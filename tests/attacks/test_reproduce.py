@@ -73,6 +73,7 @@ def test_small_digits_run_writes_consistent_files(tmp_path, cached_digits_model)
     assert lo <= r["success_rate"] <= hi and f"[{100 * lo:.2f}%, {100 * hi:.2f}%]" in report
     assert r["config"]["softmax_output"] is True and r["config"]["max_iter_algorithm_2"] == 4
     assert "adversarial_grid.png" in report and "pass --hardness" in report
+    assert "0.3%, 1.3%" in report and "**not confirmed**" in report
 
 
 def test_missing_matplotlib_is_a_clear_error(tmp_path, cached_digits_model, monkeypatch,
