@@ -32,31 +32,24 @@ def _default_mnist_dir():
 
 @contextlib.contextmanager
 def threads_set(n):
-    """:func:`set_threads` for a block, then every library's thread count as it was (for
-    benchmarks called in-process, e.g. by their smoke tests)."""
-    import numba
+    """Numba, BLAS and PyTorch at ``n`` threads for a block, then as they were (for
+    benchmarks called in-process, e.g. by their smoke tests); Numba and BLAS through
+    :func:`fwdderiv.training.loop.limited_threads`."""
+    from fwdderiv.training.loop import limited_threads
 
-    before = numba.get_num_threads()
     try:
         import torch
-        torch_before = torch.get_num_threads()
     except ImportError:
         torch = None
+    before = torch.get_num_threads() if torch is not None else None
     try:
-        from threadpoolctl import threadpool_info, threadpool_limits
-        blas = threadpool_limits(limits={i["prefix"]: i["num_threads"]
-                                         for i in threadpool_info()})
-    except ImportError:
-        blas = None
-    try:
-        set_threads(n)
-        yield
+        with limited_threads(n):
+            if torch is not None:
+                torch.set_num_threads(n)
+            yield
     finally:
-        numba.set_num_threads(before)
         if torch is not None:
-            torch.set_num_threads(torch_before)
-        if blas is not None:
-            blas.restore_original_limits()
+            torch.set_num_threads(before)
 
 
 def set_threads(n):

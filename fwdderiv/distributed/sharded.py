@@ -152,17 +152,23 @@ def run_sharded(task, items, *, shared=None, args=(), shard_size=None, workers=N
                  len(bounds), shard_dir, len(todo))
         log.debug("submitting shards %s", todo)
         if todo:                        # no cluster is started when every shard is done
-            with connect(workers, scheduler, "run_sharded") as client:
-                if client is None:
-                    for i in todo:
-                        a, b = bounds[i]
-                        run.finish(i, call_task(task, shared, rows.part(a, b), a, args, None))
-                else:
-                    _on_cluster(client, task, shared, args, rows, run, todo,
-                                local_threads(workers) if workers is not None else None)
+            _compute(task, shared, args, rows, run, todo, workers, scheduler)
     finally:
         run.bar.close()
     return run.results(combine)
+
+
+def _compute(task, shared, args, rows, run, todo, workers, scheduler):
+    """The shards ``todo`` of ``run``: on the cluster of ``workers``/``scheduler``, or in
+    turn in this process when there is none."""
+    with connect(workers, scheduler, "run_sharded") as client:
+        if client is None:
+            for i in todo:
+                a, b = run.bounds[i]
+                run.finish(i, call_task(task, shared, rows.part(a, b), a, args, None))
+        else:
+            _on_cluster(client, task, shared, args, rows, run, todo,
+                        local_threads(workers) if workers is not None else None)
 
 
 def _store(shard_dir, task, shared, args, settings, rows, bounds):

@@ -10,17 +10,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import fwdderiv as fd
+from tests.interop.architectures import HardSigmoid as HSigmoid, HardSwish as HSwish
 from tests.routes import imported, torch_jacobian
-
-
-class HSigmoid(nn.Module):
-    def forward(self, x):
-        return F.relu6(x + 3.0) / 6.0
-
-
-class HSwish(nn.Module):
-    def forward(self, x):
-        return x * F.relu6(x + 3.0) / 6.0
 
 
 class SqueezeExcite(nn.Module):
