@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import fwdderiv as fd
-from tests.interop.architectures import HardSigmoid as HSigmoid, HardSwish as HSwish
+from tests.interop.architectures import HardSigmoid as HSigmoid, HardSwish as HSwish, LayerNorm2d
 from tests.routes import imported, torch_jacobian
 
 
@@ -200,22 +200,6 @@ def test_a_product_of_values_of_different_ranks_has_the_finite_difference_jacobi
     for mode in ("forward", "reverse"):
         np.testing.assert_allclose(net.jacobian(x, mode=mode), reference, rtol=1e-6,
                                    atol=1e-8)
-
-
-class LayerNorm2d(nn.Module):
-    """ConvNeXt's channels-first LayerNorm, written by hand as its reference code does."""
-
-    def __init__(self, channels, eps=1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.rand(channels) + 0.5)
-        self.bias = nn.Parameter(torch.randn(channels))
-        self.eps = eps
-
-    def forward(self, x):
-        u = x.mean(1, keepdim=True)
-        s = (x - u).pow(2).mean(1, keepdim=True)
-        x = (x - u) / torch.sqrt(s + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
 
 
 @pytest.mark.parametrize("route", ["torch", "onnx"])
