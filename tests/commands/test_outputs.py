@@ -201,24 +201,26 @@ def test_reproduce_reports_the_warm_up_apart(tmp_path, cached_digits_model, caps
 def test_a_terminated_reproduce_leaves_nothing(tmp_path, cached_digits_model):
     """The real command in a subprocess, sent SIGTERM while it crafts (its progress bar
     has started): no output folder, no temporary copy. (Ctrl-C, and SIGTERM while the
-    files are written, are the in-process tests above.)"""
+    files are written, are the in-process tests above.) --batch-size 1 stretches the
+    crafting to about 30 s: with the default batch size this small model's run ends
+    about a second after its first bar, and on a busy machine it could finish before
+    the signal arrives."""
     out = tmp_path / "rep"
     env = {**os.environ, "FWDDERIV_CACHE_DIR": str(cached_digits_model),
            "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "fwdderiv", "reproduce", "--samples",
-                             "300", "--hardness", "--no-figures", "--progress", "--output",
-                             str(out)], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                             "300", "--hardness", "--batch-size", "1", "--no-figures",
+                             "--progress", "--output", str(out)], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
     seen = []
     reader = threading.Thread(target=lambda: seen.extend(iter(
-        lambda: os.read(proc.stderr.fileno(), 4096), b"")), daemon=True)
+        lambda: os.read(proc.stdout.fileno(), 4096), b"")), daemon=True)
     reader.start()
     deadline = time.monotonic() + 60
     while b"samples finished" not in b"".join(seen) and proc.poll() is None \
             and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, b"".join(seen).decode()
-    time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     reader.join(timeout=10)
