@@ -175,6 +175,8 @@ def _fold(ctx, node):
 
 
 def _export(module, x):
+    """The exported program of ``module`` with a dynamic batch axis; for a module whose
+    code ties the batch to another size, that of :func:`_export_per_example`."""
     import torch
     from torch.export import Dim, export
     batch = Dim("batch")
@@ -182,18 +184,67 @@ def _export(module, x):
         return export(module, (x,), dynamic_shapes=({0: batch},))
     except Exception as err:  # torch raises several classes for a specialised batch axis
         text = str(err)
-        if "batch" in text and ("specializ" in text or "Constraint" in text
-                                or "constraint" in text):
-            raise ValueError(
-                "from_torch: the module fixes the batch size (for example x.view(16, -1)), or "
-                "computes it from a size that mixes the batch with another axis (Swin's "
-                "window partition folds windows into the batch: B = windows.shape[0] // "
-                "n_windows); write sizes from the input, x.view(x.size(0), -1) or "
-                "torch.flatten(x, 1), and keep the batch axis first and apart (windows as an "
-                "axis of their own), so the imported network takes any batch. torch.export "
-                "said: "
-                f"{text.splitlines()[0] if text else type(err).__name__}") from err
-        raise
+        if not ("batch" in text and ("specializ" in text or "Constraint" in text
+                                     or "constraint" in text)):
+            raise
+        first = text.splitlines()[0] if text else type(err).__name__
+    try:
+        return _export_per_example(module, x)
+    except Exception as err:
+        raise ValueError(
+            "from_torch: the module fixes the batch size (for example x.view(16, -1)), or "
+            "mixes examples, and tracing it one example at a time under torch.vmap did not "
+            f"work either ({type(err).__name__}: {str(err).strip().splitlines()[0]}); "
+            "write sizes from the input, x.view(x.size(0), -1) or torch.flatten(x, 1), and "
+            "map examples independently, so the imported network takes any batch. "
+            f"torch.export said: {first}") from err
+
+
+#: The batch size a module that folds the batch into another axis is traced with: any
+#: size works afterwards; an odd one is unlikely to equal an axis of the model.
+PER_EXAMPLE_BATCH = 5
+
+
+class _PerExample:
+    """``module`` applied to each example alone, as ``torch.vmap`` over the batch of
+    ``module(v[None])[0]``: in the traced program every batched operation keeps the batch
+    axis first, whatever the module does with the batch of one inside (Swin's window
+    partition folds the windows into the batch axis and reads the batch size back as
+    ``windows.shape[0] // n_windows``; under vmap those sizes are those of one example)."""
+
+    def __new__(cls, module):
+        import torch
+
+        class PerExample(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x):
+                return torch.vmap(lambda v: self.inner(v[None])[0])(x)
+
+        return PerExample(module)
+
+
+def _export_per_example(module, x):
+    """The exported program of :class:`_PerExample` (``module``), traced with a fixed batch
+    of :data:`PER_EXAMPLE_BATCH` copies of the examples of ``x`` and lowered to ATen
+    operators (vmap's batching rules applied). The module's own output on that batch must
+    equal the per-example one: a module that mixes examples is refused."""
+    import torch
+    from torch.export import export
+    xb = x[torch.arange(PER_EXAMPLE_BATCH) % x.shape[0]]
+    xb = xb + 0.125 * torch.arange(PER_EXAMPLE_BATCH, dtype=x.dtype).reshape(
+        (-1,) + (1,) * (x.ndim - 1))                # distinct examples
+    wrapped = _PerExample(module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")             # vmap's "performance drop" notes
+        whole, each = module(xb), wrapped(xb)
+        if not (torch.is_tensor(whole) and whole.shape == each.shape and
+                torch.allclose(whole, each, rtol=1e-5, atol=1e-6 * float(each.abs().max()))):
+            raise ValueError("its output for a batch differs from its outputs for each "
+                             "example alone, so it mixes examples")
+        return export(wrapped, (xb,), strict=False).run_decompositions({})
 
 
 def _prune(nodes, output):
@@ -216,7 +267,10 @@ def from_torch(module, example_input):
         original is left untouched) with a warning: the forward derivative of a network is
         that of its inference function.
     example_input : torch.Tensor or ndarray of shape (N, *S)
-        One batch, used to trace the module; any batch size works afterwards.
+        One batch, used to trace the module; any batch size works afterwards. A module
+        whose code ties the batch size to another size (Swin's windows folded into the
+        batch axis) is traced one example at a time under ``torch.vmap`` instead, and
+        refused if its output for a batch is not its output for each example alone.
 
     Returns
     -------
