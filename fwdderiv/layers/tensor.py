@@ -458,7 +458,8 @@ def _reshape_from_onnx(imp, node, a):
         imp.fail(f"two -1 in the target shape {shape}")
     size, rest = int(np.prod(src)), int(np.prod(per))
     if first == -1 and rest and size != rest and size % rest == 0:
-        imp.fail(f"a target shape {shape} whose -1 folds {size // rest} rows of each example "
+        shown = ["N" if s is exchange.BATCH else int(s) for s in shape]
+        imp.fail(f"a target shape {shown} whose -1 folds {size // rest} rows of each example "
                  f"(per-example shape {tuple(src)}) into the batch axis, as Swin's window "
                  "partition does,", "shape", "import the model from PyTorch with "
                  "fwdderiv.from_torch, which traces such code one example at a time")

@@ -104,6 +104,6 @@ def test_a_module_that_fixes_the_batch_names_the_fix():
 def test_the_onnx_export_is_refused_at_the_folding_reshape(tmp_path):
     from tests.routes import imported
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8))
-    with pytest.raises(ValueError, match=r"folds 4 rows of each example .* into the batch "
-                                         r"axis.*fwdderiv\.from_torch"):
+    with pytest.raises(ValueError, match=r"shape \[-1, 4, 6\] whose -1 folds 4 rows of each "
+                                         r"example .* into the batch axis.*fwdderiv\.from_torch"):
         imported(_model(), x, "onnx", tmp_path)
