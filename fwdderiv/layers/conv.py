@@ -5,8 +5,8 @@ from ..threads import matmul
 from ..core import local
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ..kernels import winograd
-from ..kernels.conv import (col2im, col2im_t, conv_vjp_scatter, im2col_t, nonzeros, out_size,
-                            scatter_layout)
+from ..kernels.conv import (col2im, col2im_t, conv_vjp_layout, conv_vjp_scatter, im2col_t,
+                            nonzeros, out_size)
 from ..kernels.local import conv_window
 from .. import schema
 from ..registry import Example, register_layer
@@ -268,7 +268,8 @@ class Conv2d(Layer):
         _, in_shape = cache
         weight = self.weight if weight is None else weight
         g = fold(gy)
-        layout = scatter_layout(self.weight.shape, nonzeros(g), g.size) if g.size else None
+        layout = conv_vjp_layout(self.weight.shape, self.groups, self.stride, nonzeros(g),
+                                 g.size) if g.size else None
         if g.shape[2] * g.shape[3] > 1 and layout is not None:
             return unfold(self._scatter(g, in_shape, layout, weight=weight), *gy.shape[:2])
         M, Co, P = g.shape[0], self.out_channels, g.shape[2] * g.shape[3]

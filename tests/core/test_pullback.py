@@ -7,6 +7,7 @@ from hypothesis import given, strategies as st
 import fwdderiv as fd
 from fwdderiv.fusions import conv_pool as conv_pool_fusion
 from fwdderiv.kernels import conv as conv_module
+from fwdderiv.layers import conv as conv_layer_module
 
 
 @st.composite
@@ -57,9 +58,12 @@ def test_reverse_jacobian_is_the_same_on_every_path(monkeypatch, path):
     if path == "gemm":
         monkeypatch.setattr(conv_module, "SCATTER_DENSITY", -1.0)
         monkeypatch.setattr(conv_module, "SCATTER_NHWC_DENSITY", -1.0)
+        monkeypatch.setattr(conv_module, "THIN_DENSITY", -1.0)
+        monkeypatch.setattr(conv_module, "SCATTER_ANY_DENSITY_GROUPS", 10**9)
     else:
         monkeypatch.setattr(conv_module, "SCATTER_DENSITY", 2.0)
         monkeypatch.setattr(conv_module, "SCATTER_NHWC_DENSITY", 2.0)
+        monkeypatch.setattr(conv_module, "THIN_DENSITY", 2.0)
         monkeypatch.setattr(conv_module, "SCATTER_MAX_WORK", 10**9)
         monkeypatch.setattr(conv_module, "SCATTER_NHWC_CHANNELS", 10**9 if path == "nchw" else 1)
     net = fd.models.lenet5()
@@ -101,3 +105,33 @@ def test_thread_count_does_not_change_the_jacobians():
         numba.set_num_threads(before)
     np.testing.assert_array_equal(one[0], many[0])
     np.testing.assert_array_equal(one[1], many[1])
+
+
+def test_the_unfused_conv_vjp_chooses_its_path_by_shape():
+    layout = conv_module.conv_vjp_layout
+    assert layout((16, 8, 1, 1), 1, (1, 1), 0, 1000) is None          # 1x1: one GEMM
+    assert layout((16, 8, 1, 1), 1, (2, 2), 0, 1000) == "nhwc"        # strided: col2im
+    assert layout((32, 1, 3, 3), 32, (1, 1), 1000, 1000) == "nchw"    # depthwise, dense
+    assert layout((8, 1, 3, 3), 8, (1, 1), 1000, 1000) is None        # few groups
+    assert layout((8, 8, 3, 3), 1, (1, 1), 100, 1000) == "nhwc"       # thin, at 10%
+    assert layout((8, 8, 3, 3), 1, (1, 1), 101, 1000) is None
+    assert layout((64, 32, 3, 3), 1, (1, 1), 400, 1000) == "nhwc"     # wide: up to 40%
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_a_depthwise_conv_scatters_at_full_density_with_the_gemms_numbers(monkeypatch,
+                                                                          stride):
+    conv = fd.Conv2d(16, 16, 3, stride=stride, padding=1, groups=16, seed=1)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 16, 6, 6))
+    _, cache = conv.forward(x)
+    gy = rng.normal(size=(2, 3) + conv.output_shape(x.shape[1:]))
+    calls = []
+    original = conv_module.conv_vjp_scatter
+    monkeypatch.setattr(conv_layer_module, "conv_vjp_scatter",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    scattered = conv.vjp(cache, gy)
+    monkeypatch.setattr(conv_module, "SCATTER_ANY_DENSITY_GROUPS", 10**9)
+    dense = conv.vjp(cache, gy)
+    assert len(calls) == 1
+    np.testing.assert_allclose(scattered, dense, rtol=1e-12, atol=1e-14)
