@@ -22,7 +22,12 @@ from .torch_ops import RULES
 
 
 class UnsupportedOperatorError(ValueError):
-    """A PyTorch operator or argument that fwdderiv cannot represent exactly."""
+    """A PyTorch operator or argument that fwdderiv cannot represent exactly.
+
+    ``batch_moved`` is True when the operator's result does not keep the batch axis first
+    (from_torch then tries the per-example trace)."""
+
+    batch_moved = False
 
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
@@ -81,12 +86,14 @@ class _Context:
         self._names = set()
 
     # -- errors --------------------------------------------------------------------
-    def fail(self, what, fix):
+    def fail(self, what, fix, batch_moved=False):
         node = self.node
         where = f"module {_module_path(node)}, operator {node.target}"
         src = _source(node)
         where += f", at {src}" if src else ""
-        raise UnsupportedOperatorError(f"from_torch: {where}: {what} is not supported; {fix}")
+        err = UnsupportedOperatorError(f"from_torch: {where}: {what} is not supported; {fix}")
+        err.batch_moved = batch_moved
+        raise err
 
     # -- reading the graph ---------------------------------------------------------
     def value(self, arg):
@@ -230,14 +237,21 @@ def _export_per_example(module, x):
     """The exported program of :class:`_PerExample` (``module``), traced with a fixed batch
     of :data:`PER_EXAMPLE_BATCH` copies of the examples of ``x`` and lowered to ATen
     operators (vmap's batching rules applied). The module's own output on that batch must
-    equal the per-example one: a module that mixes examples is refused."""
+    equal the per-example one: a module that mixes examples is refused.
+
+    Taken where the batch cannot stay symbolic (:func:`_export`) and where a result moves
+    the batch axis (``nn.MultiheadAttention`` works sequence first, batch second: under
+    vmap the batch it sees is one example's, and vmap's own batch axis stays first)."""
     import torch
     from torch.export import export
     xb = x[torch.arange(PER_EXAMPLE_BATCH) % x.shape[0]]
     xb = xb + 0.125 * torch.arange(PER_EXAMPLE_BATCH, dtype=x.dtype).reshape(
         (-1,) + (1,) * (x.ndim - 1))                # distinct examples
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     wrapped = _PerExample(module)
-    with warnings.catch_warnings():
+    # the math attention (products and a softmax) has vmap batching rules; the fused CPU
+    # kernel has none, and vmap would unroll it over the traced batch
+    with warnings.catch_warnings(), sdpa_kernel([SDPBackend.MATH]):
         warnings.simplefilter("ignore")             # vmap's "performance drop" notes
         whole, each = module(xb), wrapped(xb)
         if not (torch.is_tensor(whole) and whole.shape == each.shape and
@@ -311,7 +325,15 @@ def from_torch(module, example_input):
         module = copy.deepcopy(module).eval()
     with torch.no_grad():
         ep = _export(module, x)
-    return _build(ep)
+        try:
+            return _build(ep)
+        except UnsupportedOperatorError as err:
+            if not err.batch_moved:
+                raise
+            try:                # nn.MultiheadAttention: sequence first, batch second
+                return _build(_export_per_example(module, x))
+            except Exception:
+                raise err from None
 
 
 def _build(ep):
@@ -349,7 +371,8 @@ def _build(ep):
         if is_tensor and (val.ndim == 0 or str(val.shape[0]) != ctx.batch) and \
                 not (val.ndim > 1 and getattr(rule, "moves_batch", False)):
             ctx.fail(f"a result of shape {tuple(val.shape)} that does not keep the batch axis "
-                     "first", "keep the batch axis first and map examples independently")
+                     "first", "keep the batch axis first and map examples independently",
+                     batch_moved=True)
         if rule is None:
             ctx.fail(f"the operator {name!r}", "fwdderiv.interop.supported_operators('torch') "
                      "lists the supported ones; fwdderiv.register_layer adds one")

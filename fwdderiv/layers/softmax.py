@@ -165,8 +165,15 @@ def _to_torch(layer):
     return getattr(nn, type(layer).__name__)(dim=layer.dim)
 
 
+#: ``aten._safe_softmax`` (the softmax of PyTorch's math attention, which nn.MultiheadAttention
+#: runs under the per-example trace of :mod:`fwdderiv.interop.torch_import`) is the softmax
+#: except on a row that is -inf throughout, where it gives 0 and the softmax NaN: imported
+#: as the softmax, such a row shows up as NaN, never as a silent difference.
+_TORCH_EXTRA = {"softmax": ("_safe_softmax",), "log_softmax": ()}
+
 for _cls, _op in ((Softmax, "softmax"), (LogSoftmax, "log_softmax")):
     register_layer(_cls, schema=schema.LayerSchema({"dim": (schema.dim, -1)}),
-                   torch={_op: _from_torch(_cls.__name__), "_" + _op: _from_torch(_cls.__name__)},
+                   torch={op: _from_torch(_cls.__name__)
+                          for op in (_op, "_" + _op) + _TORCH_EXTRA[_op]},
                    onnx={_cls.__name__: _from_onnx(_cls.__name__)}, to_torch=_to_torch,
                    example=Example({"dim": 2}, (3, 4)))

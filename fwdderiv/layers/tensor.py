@@ -683,7 +683,8 @@ def _items_from_torch(ctx, x, dims):
             reads[user] = None
         else:
             ctx.fail(f"a permutation {dims} that moves the batch axis, read by {user.target}",
-                     "read it only by items along its first axis (x[i], x.unbind(0))")
+                     "read it only by items along its first axis (x[i], x.unbind(0))",
+                     batch_moved=True)
     for user, i in reads.items():
         if i is not None:
             ctx.values[user.name] = exchange.emit_item(ctx, x, shape, axis,
@@ -722,7 +723,9 @@ def _items_from_onnx(imp, node, perm):
         reads.update(_onnx_item_reads(imp, n, out, shape[axis - 1]) or {})
     if out in {o.name for o in imp.graph.output} or None in reads.values() or not reads:
         fail(f"perm={perm} moves the batch axis", "read the result only by items along "
-             "axis 0 (x[i], x.unbind(0))")
+             "axis 0 (x[i], x.unbind(0)); a model that works sequence first "
+             "(nn.MultiheadAttention) imports from PyTorch with fwdderiv.from_torch, which "
+             "traces it one example at a time")
     for name, i in reads.items():
         imp.values[name] = exchange.emit_item(imp, x, shape, axis, i, rest)
     imp.ahead.update(reads)

@@ -107,3 +107,48 @@ def test_the_onnx_export_is_refused_at_the_folding_reshape(tmp_path):
     with pytest.raises(ValueError, match=r"shape \[-1, 4, 6\] whose -1 folds 4 rows of each "
                                          r"example .* into the batch axis.*fwdderiv\.from_torch"):
         imported(_model(), x, "onnx", tmp_path)
+
+
+class MultiheadBlock(nn.Module):
+    """A pre-norm transformer block on nn.MultiheadAttention, batch first or (as older
+    code writes it) sequence first with the transposes around it."""
+
+    def __init__(self, batch_first, need_weights=False):
+        super().__init__()
+        self.batch_first, self.need_weights = batch_first, need_weights
+        self.norm = nn.LayerNorm(6)
+        self.mha = nn.MultiheadAttention(6, 2, batch_first=batch_first)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = self.norm(x)
+        if not self.batch_first:
+            h = h.transpose(0, 1)
+        a = self.mha(h, h, h, need_weights=self.need_weights)[0]
+        if not self.batch_first:
+            a = a.transpose(0, 1)
+        return self.head((x + a).mean(1))
+
+
+@pytest.mark.parametrize("batch_first, need_weights", [(True, False), (False, False),
+                                                       (True, True)])
+def test_multihead_attention_imports_with_the_jacobians_of_torch_func(batch_first,
+                                                                      need_weights):
+    torch.manual_seed(1)
+    model = MultiheadBlock(batch_first, need_weights).double().eval()
+    x = np.random.default_rng(1).standard_normal((2, 7, 6))
+    net = fd.from_torch(model, torch.from_numpy(x))
+    np.testing.assert_allclose(net(x), model(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-12, atol=1e-12)
+    Jt = torch_jacobian(model, x, "reverse")    # (PyTorch has no forward AD for its
+    for mode in ("reverse", "forward"):         # fused CPU attention)
+        J = net.jacobian(x, mode=mode)
+        assert np.abs(J - Jt).max() <= RTOL * np.abs(Jt).max(), mode
+
+
+def test_the_onnx_export_of_multihead_attention_points_to_from_torch(tmp_path):
+    from tests.routes import imported
+    x = np.random.default_rng(0).standard_normal((2, 7, 6))
+    with pytest.raises(ValueError, match=r"moves the batch axis.*nn\.MultiheadAttention.*"
+                                         r"fwdderiv\.from_torch"):
+        imported(MultiheadBlock(True).double().eval(), x, "onnx", tmp_path)

@@ -1,7 +1,8 @@
 """Attention through both import routes: multi-head self-attention as vision transformers
 write it, ``F.scaled_dot_product_attention`` (no mask, a constant mask, ``is_causal``),
-``nn.MultiheadAttention``, and the pieces around it (Linear on tokens, LayerNorm over the
-last axes, GELU both forms, softmax on any axis). Every Jacobian, forward and reverse,
+and the pieces around it (Linear on tokens, LayerNorm over the
+last axes, GELU both forms, softmax on any axis; ``nn.MultiheadAttention`` is in
+``tests/interop/test_per_example.py``). Every Jacobian, forward and reverse,
 equals ``torch.func``'s in float64; the Jacobian penalty's gradients through MatMul equal
 PyTorch's double backward."""
 import numpy as np
@@ -305,14 +306,21 @@ def test_onnx_products_that_do_not_multiply_are_refused():
         fd.from_onnx(ranks)
 
 
-def test_a_permutation_moving_the_batch_axis_must_be_read_by_items():
-    class Moved(nn.Module):
+def test_a_permutation_moving_the_batch_axis_imports_per_example_unless_it_mixes_examples():
+    class Moved(nn.Module):             # sums each example's rows: per example after all
         def forward(self, x):
             return x.permute(1, 0, 2).sum(0)
 
+    class Mixed(nn.Module):             # a softmax across the batch
+        def forward(self, x):
+            return x.permute(1, 0, 2).softmax(1).sum(0)
+
+    x = np.random.default_rng(0).standard_normal((3, 5, 8))
+    net = fd.from_torch(Moved().eval(), torch.zeros(2, 5, 8))
+    np.testing.assert_allclose(net(x), x.sum(1), rtol=1e-12)
     with pytest.raises(ValueError, match=r"a permutation \[1, 0, 2\] that moves the batch "
-                                         r"axis, read by aten.sum.* read it only by items"):
-        fd.from_torch(Moved().eval(), torch.zeros(2, 5, 8))
+                                         r"axis, read by aten.softmax.* read it only by items"):
+        fd.from_torch(Mixed().eval(), torch.zeros(2, 5, 8))
 
 
 def test_attention_with_dropout_is_refused():
