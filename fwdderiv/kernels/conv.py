@@ -354,25 +354,28 @@ def nonzeros(g):
 
 #: The unfused convolution's VJP (:func:`conv_vjp_layout`): from this many groups the
 #: scatter is taken at any density (the dense path is one small product per group);
-#: below THIN_CHANNELS input channels per group the channels-last scatter only up to
-#: THIN_DENSITY (its inner loop is short, so each non-zero costs several times a GEMM's
-#: share of it). Measured per call on the zoo's reverse Jacobians, see
+#: below THIN_CHANNELS input channels per group and with at most THIN_MAX_TAPS kernel
+#: taps, the channels-last scatter only up to THIN_DENSITY (its inner loop is short, so
+#: each non-zero costs several times a GEMM's share of it; a 5x5 kernel's longer runs keep
+#: SCATTER_NHWC_DENSITY). Measured per call on the zoo's reverse Jacobians, see
 #: docs/pages/performance.md#the-engines-thresholds-and-where-their-numbers-come-from.
 SCATTER_ANY_DENSITY_GROUPS = 16
 THIN_CHANNELS = 32
+THIN_MAX_TAPS = 9
 THIN_DENSITY = 0.1
 
 
 def conv_vjp_layout(weight_shape, groups, stride, nnz, size):
     """:func:`scatter_layout` for a convolution's own VJP (not fused with a pool): a 1x1
     stride-1 convolution's dense VJP is one GEMM with nothing to add up, never beaten by
-    the scatter; many groups scatter at any density; thin convolutions use THIN_DENSITY."""
+    the scatter; many groups scatter at any density; thin 3x3 convolutions use
+    THIN_DENSITY."""
     Cig, kh, kw = weight_shape[1:]
     if kh * kw == 1 and tuple(stride) == (1, 1) and groups == 1:
         return None
     if groups >= SCATTER_ANY_DENSITY_GROUPS and Cig * kh * kw <= SCATTER_MAX_WORK:
         return "nchw"
-    if SCATTER_NHWC_CHANNELS <= Cig < THIN_CHANNELS:
+    if SCATTER_NHWC_CHANNELS <= Cig < THIN_CHANNELS and kh * kw <= THIN_MAX_TAPS:
         return "nhwc" if nnz <= THIN_DENSITY * size else None
     return scatter_layout(weight_shape, nnz, size)
 

@@ -116,6 +116,7 @@ def test_the_unfused_conv_vjp_chooses_its_path_by_shape():
     assert layout((8, 8, 3, 3), 1, (1, 1), 100, 1000) == "nhwc"       # thin, at 10%
     assert layout((8, 8, 3, 3), 1, (1, 1), 101, 1000) is None
     assert layout((64, 32, 3, 3), 1, (1, 1), 400, 1000) == "nhwc"     # wide: up to 40%
+    assert layout((16, 6, 5, 5), 1, (1, 1), 400, 1000) == "nhwc"      # thin 5x5: too
 
 
 @pytest.mark.parametrize("stride", [1, 2])
