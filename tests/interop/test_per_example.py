@@ -152,3 +152,11 @@ def test_the_onnx_export_of_multihead_attention_points_to_from_torch(tmp_path):
     with pytest.raises(ValueError, match=r"moves the batch axis.*nn\.MultiheadAttention.*"
                                          r"fwdderiv\.from_torch"):
         imported(MultiheadBlock(True).double().eval(), x, "onnx", tmp_path)
+
+
+def test_a_float32_module_imports_per_example_too():
+    model = _model().float()
+    x = np.random.default_rng(2).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    net = fd.from_torch(model, torch.from_numpy(x))
+    np.testing.assert_allclose(net(x), model(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-4, atol=1e-5)
