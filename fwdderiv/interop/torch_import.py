@@ -169,6 +169,9 @@ def _fold(ctx, node):
     operands = node.all_input_nodes
     if not operands or any(a.name not in ctx.tensors for a in operands):
         return False
+    if _op_name(node.target) in ("expand", "expand_as") and \
+            str(node.meta["val"].shape[0]) == ctx.batch:
+        return False    # a constant broadcast over the batch (vmap's cat of a class token)
 
     def real(a):
         return torch.from_numpy(ctx.tensors[a.name].copy())
@@ -231,6 +234,36 @@ def _per_example(module):
     return PerExample(module)
 
 
+def _eval_batch_norm_as_arithmetic():
+    """A ``TorchFunctionMode`` that computes ``F.batch_norm`` with running statistics
+    (eval mode) as ``(x - mean) * (weight / sqrt(var + eps)) + bias`` along axis 1: vmap's
+    rule for the fused operator folds the vmap batch into the channels, which moves the
+    batch axis; the arithmetic keeps it first."""
+    import torch
+    from torch.nn import functional as F
+    from torch.overrides import TorchFunctionMode
+
+    class EvalBatchNorm(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is not F.batch_norm:
+                return func(*args, **kwargs)
+            names = ("input", "running_mean", "running_var", "weight", "bias", "training",
+                     "momentum", "eps")
+            a = dict(zip(names, args), **kwargs)
+            if a.get("training", False) or a.get("running_mean") is None:
+                return func(*args, **kwargs)
+            x = a["input"]
+            shape = (1, -1) + (1,) * (x.ndim - 2)
+            scale = torch.rsqrt(a["running_var"] + a.get("eps", 1e-5))
+            if a.get("weight") is not None:
+                scale = scale * a["weight"]
+            y = (x - a["running_mean"].reshape(shape)) * scale.reshape(shape)
+            return y if a.get("bias") is None else y + a["bias"].reshape(shape)
+
+    return EvalBatchNorm()
+
+
 def _export_per_example(module, x):
     """The exported program of :func:`_per_example` (``module``), traced with a fixed batch
     of :data:`PER_EXAMPLE_BATCH` copies of the examples of ``x`` and lowered to ATen
@@ -239,7 +272,9 @@ def _export_per_example(module, x):
 
     Taken where the batch cannot stay symbolic (:func:`_export`) and where a result moves
     the batch axis (``nn.MultiheadAttention`` works sequence first, batch second: under
-    vmap the batch it sees is one example's, and vmap's own batch axis stays first)."""
+    vmap the batch it sees is one example's, and vmap's own batch axis stays first).
+    Eval-mode batch norm is traced as its arithmetic
+    (:func:`_eval_batch_norm_as_arithmetic`)."""
     import torch
     from torch.export import export
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -251,7 +286,8 @@ def _export_per_example(module, x):
     rtol = 1e-7 if x.dtype == torch.float64 else 1e-3
     # the math attention (products and a softmax) has vmap batching rules; the fused CPU
     # kernel has none, and vmap would unroll it over the traced batch
-    with warnings.catch_warnings(), sdpa_kernel([SDPBackend.MATH]):
+    with warnings.catch_warnings(), sdpa_kernel([SDPBackend.MATH]), \
+            _eval_batch_norm_as_arithmetic():
         warnings.simplefilter("ignore")             # vmap's "performance drop" notes
         whole, each = module(xb), wrapped(xb)
         if not (torch.is_tensor(whole) and whole.shape == each.shape and torch.allclose(

@@ -160,3 +160,35 @@ def test_a_float32_module_imports_per_example_too():
     net = fd.from_torch(model, torch.from_numpy(x))
     np.testing.assert_allclose(net(x), model(torch.from_numpy(x)).detach().numpy(),
                                rtol=1e-4, atol=1e-5)
+
+
+class ConvStemAttention(nn.Module):
+    """A convolution, eval-mode BatchNorm and ReLU make the tokens of a MultiheadBlock (a
+    hybrid ViT's stem): the per-example trace takes the batch norm as its arithmetic,
+    since vmap's rule for the fused operator folds the batch into the channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-0.5, 0.5)
+            self.bn.running_var.uniform_(0.5, 2.0)
+            self.bn.weight.uniform_(0.5, 1.5)
+            self.bn.bias.uniform_(-0.5, 0.5)
+        self.block = MultiheadBlock(True)
+
+    def forward(self, x):
+        t = torch.relu(self.bn(self.conv(x)))
+        return self.block(t.flatten(2).transpose(1, 2))
+
+
+def test_batch_norm_before_multihead_attention_imports_per_example():
+    torch.manual_seed(2)
+    model = ConvStemAttention().double().eval()
+    x = np.random.default_rng(2).standard_normal((2, 3, 8, 8))
+    net = fd.from_torch(model, torch.from_numpy(x))
+    Jt = torch_jacobian(model, x, "reverse")
+    for mode in ("reverse", "forward"):
+        J = net.jacobian(x, mode=mode)
+        assert np.abs(J - Jt).max() <= RTOL * np.abs(Jt).max(), mode
