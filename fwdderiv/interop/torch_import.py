@@ -169,8 +169,9 @@ def _fold(ctx, node):
     operands = node.all_input_nodes
     if not operands or any(a.name not in ctx.tensors for a in operands):
         return False
-    if _op_name(node.target) in ("expand", "expand_as") and \
-            str(node.meta["val"].shape[0]) == ctx.batch:
+    val = node.meta.get("val")
+    if _op_name(node.target) in ("expand", "expand_as") and getattr(val, "ndim", 0) and \
+            str(val.shape[0]) == ctx.batch:
         return False    # a constant broadcast over the batch (vmap's cat of a class token)
 
     def real(a):
@@ -368,8 +369,11 @@ def from_torch(module, example_input):
                 raise
             try:                # nn.MultiheadAttention: sequence first, batch second
                 return _build(_export_per_example(module, x))
-            except Exception:
-                raise err from None
+            except Exception as again:
+                why = (str(again).strip().splitlines() or [type(again).__name__])[0]
+                raise UnsupportedOperatorError(
+                    f"{err} (traced one example at a time under torch.vmap instead, it did "
+                    f"not import either: {why})") from None
 
 
 def _build(ep):
