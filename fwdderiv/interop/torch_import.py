@@ -186,13 +186,14 @@ def _fold(ctx, node):
 
 
 def _export(module, x):
-    """The exported program of ``module`` with a dynamic batch axis; for a module whose
-    code ties the batch to another size, that of :func:`_export_per_example`."""
+    """The exported program of ``module`` with a dynamic batch axis, and False; for a
+    module whose code ties the batch to another size, that of :func:`_export_per_example`,
+    and True."""
     import torch
     from torch.export import Dim, export
     batch = Dim("batch")
     try:
-        return export(module, (x,), dynamic_shapes=({0: batch},))
+        return export(module, (x,), dynamic_shapes=({0: batch},)), False
     except Exception as err:  # torch raises several classes for a specialised batch axis
         text = str(err)
         if not ("batch" in text and ("specializ" in text or "Constraint" in text
@@ -200,7 +201,7 @@ def _export(module, x):
             raise
         first = text.splitlines()[0] if text else type(err).__name__
     try:
-        return _export_per_example(module, x)
+        return _export_per_example(module, x), True
     except Exception as err:
         raise ValueError(
             "from_torch: the module fixes the batch size (for example x.view(16, -1)), or "
@@ -361,11 +362,11 @@ def from_torch(module, example_input):
                       "copy (module.eval() on a deep copy)", stacklevel=2)
         module = copy.deepcopy(module).eval()
     with torch.no_grad():
-        ep = _export(module, x)
+        ep, per_example = _export(module, x)
         try:
             return _build(ep)
         except UnsupportedOperatorError as err:
-            if not err.batch_moved:
+            if per_example or not err.batch_moved:
                 raise
             try:                # nn.MultiheadAttention: sequence first, batch second
                 return _build(_export_per_example(module, x))
