@@ -55,6 +55,39 @@ def test_adaptive_average_pooling_to_any_size(size, shape, route, tmp_path):
           "AvgPool2d" if divides else "AdaptiveAvgPool2d")
 
 
+class TokensPooled(nn.Module):
+    """Tokens (L, C) turned channels-first and pooled to one, as Swin's head does with
+    ``nn.AdaptiveAvgPool1d(1)``; or by the maximum. ONNX: GlobalAveragePool /
+    GlobalMaxPool of a rank-3 value."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.pool = pool
+
+    def forward(self, x):
+        return self.pool(torch.tanh(self.fc(x)).transpose(1, 2)).flatten(1)
+
+
+def test_global_average_pooling_of_tokens_imports_from_onnx(tmp_path):
+    check(TokensPooled(nn.AdaptiveAvgPool1d(1)), (5, 4), "onnx", tmp_path, "Mean")
+
+
+@pytest.mark.parametrize("op,reduce", [("GlobalAveragePool", np.mean),
+                                       ("GlobalMaxPool", np.max)])
+@pytest.mark.parametrize("shape", [(3, 5), (2, 3, 4, 2)])
+def test_global_pools_of_other_ranks_reduce_the_spatial_axes(op, reduce, shape):
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"])], "pool",
+                              [helper.make_tensor_value_info("x", TensorProto.DOUBLE,
+                                                             ["N", *shape])],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)])
+    net = fd.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    x = np.random.default_rng(0).standard_normal((2,) + shape)
+    axes = tuple(range(2, len(shape) + 1))
+    np.testing.assert_array_equal(net(x), reduce(x, axis=axes, keepdims=True))
+
+
 class Decoder(nn.Module):
     def __init__(self, **options):
         super().__init__()
