@@ -17,10 +17,10 @@ def to_torch(net):
     return _to_torch(net)
 
 
-def from_onnx(model):
+def from_onnx(model, per_example=None):
     """Import an ONNX model as a fwdderiv network; see :func:`fwdderiv.interop.onnx_import.from_onnx`."""
     from .onnx_import import from_onnx as _from_onnx
-    return _from_onnx(model)
+    return _from_onnx(model, per_example)
 
 
 def supported_operators(kind):

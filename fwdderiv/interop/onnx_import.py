@@ -20,6 +20,8 @@ class OnnxImportError(ValueError):
 
 
 class _Import:
+    error = OnnxImportError
+
     def __init__(self, model):
         import onnx
         from onnx import numpy_helper
@@ -52,6 +54,18 @@ class _Import:
         self.values[inputs[0].name] = "input"
         self.dims["input"] = tuple(per)
         self.graph = g
+        self.input_name = inputs[0].name
+        self.input_batch = dims[0].dim_value if dims[0].HasField("dim_value") else None
+        self.batching = None    # a PerExample reading (onnx_per_example), or None
+
+    def fail_input(self, what):
+        raise OnnxImportError(f"from_onnx: input {self.input_name!r}: {what}")
+
+    def apply(self, rule, node, a):
+        """Import ``node`` with its ``rule``, through the per-example reading if on."""
+        if self.batching is None:
+            return rule(self, node, a)
+        return self.batching.apply(self, rule, node, a)
 
     # -- helpers -------------------------------------------------------------------
     def fail(self, what, attribute=None, fix="change the model or export it differently"):
@@ -120,6 +134,10 @@ class _Import:
 
     def emit(self, layer, inputs, out=None):
         inputs = [self.value(i) for i in (inputs if isinstance(inputs, list) else [inputs])]
+        return self.emit_node(layer, inputs, out)
+
+    def emit_node(self, layer, inputs, out=None):
+        """Emit ``layer`` on the fwdderiv nodes ``inputs``; its node's name."""
         base = (out or self.node.output[0]).replace("/", "_").strip("_") or "node"
         name, k = base, 1
         while name in self.dims:
@@ -133,13 +151,22 @@ class _Import:
         return name
 
 
-def from_onnx(model):
+def from_onnx(model, per_example=None):
     """Import an ONNX model as a fwdderiv network computing the same function.
 
     Parameters
     ----------
     model : str, path or onnx.ModelProto
         One input of shape ``(N, *S)`` whose batch axis may be symbolic, one output.
+    per_example : bool or None
+        How the file's batch axis is read. False: as the batch, node by node (ONNX axis 0
+        of every value is the batch). True: the file is the function it computes for one
+        example, its input at batch 1, and fwdderiv's batch is an axis in front of it
+        (:mod:`fwdderiv.interop.onnx_per_example`); for exports that fold the batch into
+        another axis (Swin's windows, ``nn.MultiheadAttention``'s heads) or froze sizes
+        computed from it. None (the default): the batch first; if that refuses, one
+        example at a time, kept only if the file at batch 2 gives, for each example, what
+        it gives for that example alone (a file of fixed batch 1 defines nothing else).
 
     Returns
     -------
@@ -150,15 +177,40 @@ def from_onnx(model):
     ------
     OnnxImportError
         (a ``ValueError``) naming the node, the operator and the attribute of the first
-        thing fwdderiv cannot represent exactly.
+        thing fwdderiv cannot represent exactly; or, for ``per_example=None``, saying that
+        the file mixes examples at batch 2 and how to read it anyway.
     """
     import onnx
-    from .onnx_ops import RULES, SHAPE_RULES, on_shapes
-    from .torch_import import _prune
-    from .. import Graph, Sequential
+    if per_example not in (None, True, False):
+        raise TypeError(f"from_onnx: per_example must be True, False or None, got "
+                        f"{per_example!r}")
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
+    if per_example is not None:
+        return _read(model, per_example)
+    try:
+        return _read(model, False)
+    except OnnxImportError as err:
+        first = err
+    try:
+        net = _read(model, True)
+    except OnnxImportError as again:
+        if str(again) == str(first):
+            raise first from None
+        raise OnnxImportError(f"{first}\nRead one example at a time (per_example=True), it "
+                              f"does not import either: {again}") from None
+    _check_examples_apart(model, net, first)
+    return net
+
+
+def _read(model, per_example):
+    from .onnx_ops import RULES, SHAPE_RULES, on_shapes
+    from .onnx_per_example import PerExample
+    from .torch_import import _prune
+    from .. import Graph, Sequential
     imp = _Import(model)
+    if per_example:
+        imp.batching = PerExample(imp, imp.input_name, imp.input_batch)
     for node in imp.graph.node:
         imp.node = node
         if all(o in imp.ahead for o in node.output if o) or imp.fold(node):
@@ -171,11 +223,96 @@ def from_onnx(model):
             imp.fail(f"the operator {node.domain + '.' if node.domain else ''}{node.op_type}",
                      fix="fwdderiv.interop.supported_operators('onnx') lists the supported "
                          "ones; fwdderiv.register_layer adds one")
-        rule(imp, node, imp.attrs(node))
+        imp.apply(rule, node, imp.attrs(node))
     out = imp.value(imp.graph.output[0].name)
+    if imp.batching is not None:
+        out = imp.batching.output(imp, imp.graph.output[0].name)
     if out == "input":
         raise OnnxImportError("from_onnx: the model returns its input unchanged")
     nodes = _prune(imp.nodes, out)
     if all(inputs == (nodes[i - 1][0] if i else "input") for i, (_, _, inputs) in enumerate(nodes)):
         return Sequential([layer for _, layer, _ in nodes])
     return Graph(nodes)
+
+
+#: How far the file at batch 2 may be from the per-example network, relative to its
+#: largest output: rounding only (float64, float32).
+_APART_RTOL = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-3}
+
+
+def _check_examples_apart(model, net, first):
+    """Refuse a per-example reading that the file itself contradicts: a symbolic batch
+    axis claims any batch, so at batch 2 the file must give each example's output alone."""
+    import onnx
+    inputs = [i for i in model.graph.input
+              if i.name not in {t.name for t in model.graph.initializer}]
+    if inputs[0].type.tensor_type.shape.dim[0].HasField("dim_value"):
+        return                                          # fixed at 1: nothing else defined
+    tensor = inputs[0].type.tensor_type
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+    per = tuple(d.dim_value for d in tensor.shape.dim[1:])
+    x = np.random.default_rng(0).standard_normal((2,) + per).astype(dtype)
+    run = _file_runner(model)
+    if run is None:
+        import warnings
+        warnings.warn("from_onnx: neither onnxruntime nor onnx's reference evaluator runs the "
+                      "file, so whether it keeps examples apart at batch 2 is unchecked; it "
+                      "was read as the function of one example (per_example=True)",
+                      stacklevel=3)
+        return
+    try:
+        whole = run(x)
+    except Exception as err:    # noqa: BLE001 (any runtime's refusal: the file fixes batch 1)
+        import warnings
+        warnings.warn(f"from_onnx: the file runs at batch 1 but not at batch 2 "
+                      f"({type(err).__name__}), so it was read as the function of one example "
+                      f"(per_example=True)", stacklevel=3)
+        return
+    apart = np.asarray(net.forward(x), np.float64)
+    scale = max(float(np.max(np.abs(apart))), np.finfo(dtype).tiny)
+    gap = float(np.max(np.abs(np.asarray(whole, np.float64).reshape(apart.shape) - apart)))
+    if gap > _APART_RTOL.get(dtype, 1e-3) * scale:
+        raise OnnxImportError(
+            f"{first}\nRead one example at a time (per_example=True) it imports, but at "
+            f"batch 2 the file itself gives each example something else than at batch 1 "
+            f"(largest difference {gap:.3g}, {gap / scale:.2g} of the largest output): it "
+            f"mixes examples, or its export froze sizes computed from the batch (torch.onnx's "
+            f"TorchScript exporter writes int(x.shape[0] / n) as a constant), so it is only "
+            f"right at batch 1. If the file is meant at batch 1, pass per_example=True, or "
+            f"export it with a fixed batch of 1") from None
+
+
+def _file_runner(model):
+    """``run(x)``: the file's output for ``x`` by onnxruntime, or by onnx's reference
+    evaluator where onnxruntime has no kernel (a float64 Conv); None if neither runs it at
+    batch 1."""
+    name = next(i.name for i in model.graph.input
+                if i.name not in {t.name for t in model.graph.initializer})
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    import onnx
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(model.graph.input[0].type.tensor_type.elem_type)
+    one = np.zeros((1,) + tuple(d.dim_value for d in dims[1:]), dtype)
+    for make in (_onnxruntime, _reference):
+        try:
+            run = make(model, name)
+            run(one)
+            return run
+        except Exception:   # noqa: BLE001, S112 (this runtime cannot run it: the next)
+            continue
+    return None
+
+
+def _onnxruntime(model, name):
+    import onnxruntime
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 4          # its errors are the caller's to report
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options,
+                                           providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def _reference(model, name):
+    from onnx.reference import ReferenceEvaluator
+    evaluator = ReferenceEvaluator(model)
+    return lambda x: evaluator.run(None, {name: x})[0]

@@ -451,18 +451,20 @@ def _reshape_from_onnx(imp, node, a):
         per.append(int(s) if s is not exchange.BATCH else
                    imp.fail("the batch size inside a shape"))
     first = shape[0]
+    shown = ["N" if s is exchange.BATCH else int(s) for s in shape]
     if first not in (exchange.BATCH, 0, -1):
-        imp.fail(f"a fixed batch size {first} in the target shape {shape}", "shape",
-                 "export with a dynamic batch axis (dynamic_axes / dynamic_shapes)")
+        imp.fail(f"a fixed batch size {first} in the target shape {shown}", "shape",
+                 "export with a dynamic batch axis (dynamic_axes / dynamic_shapes), or read "
+                 "the file one example at a time (from_onnx(..., per_example=True))")
     if first == -1 and -1 in per:
         imp.fail(f"two -1 in the target shape {shape}")
     size, rest = int(np.prod(src)), int(np.prod(per))
     if first == -1 and rest and size != rest and size % rest == 0:
-        shown = ["N" if s is exchange.BATCH else int(s) for s in shape]
         imp.fail(f"a target shape {shown} whose -1 folds {size // rest} rows of each example "
                  f"(per-example shape {tuple(src)}) into the batch axis, as Swin's window "
-                 "partition does,", "shape", "import the model from PyTorch with "
-                 "fwdderiv.from_torch, which traces such code one example at a time")
+                 "partition does,", "shape", "read the file one example at a time "
+                 "(from_onnx(..., per_example=True)), or import the model from PyTorch with "
+                 "fwdderiv.from_torch")
     exchange.onnx_reshape_to(imp, node, x, per)
 
 
@@ -724,8 +726,8 @@ def _items_from_onnx(imp, node, perm):
     if out in {o.name for o in imp.graph.output} or None in reads.values() or not reads:
         fail(f"perm={perm} moves the batch axis", "read the result only by items along "
              "axis 0 (x[i], x.unbind(0)); a model that works sequence first "
-             "(nn.MultiheadAttention) imports from PyTorch with fwdderiv.from_torch, which "
-             "traces it one example at a time")
+             "(nn.MultiheadAttention) imports one example at a time "
+             "(from_onnx(..., per_example=True))")
     for name, i in reads.items():
         imp.values[name] = exchange.emit_item(imp, x, shape, axis, i, rest)
     imp.ahead.update(reads)

@@ -23,7 +23,7 @@ class WindowsInTheBatch(nn.Module):
 
     def __init__(self, ws=2, dim=6):
         super().__init__()
-        self.ws = ws
+        self.ws, self.scale = ws, dim ** -0.5    # (a Python number: exact in the ONNX file)
         self.embed = nn.Conv2d(3, dim, 2, stride=2)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.norm = nn.LayerNorm(dim)
@@ -44,7 +44,7 @@ class WindowsInTheBatch(nn.Module):
     def attend(self, x):
         _, H, W, C = x.shape
         q, k, v = self.qkv(self.windows(x)).chunk(3, dim=-1)
-        a = torch.softmax(q @ k.transpose(-2, -1) / C ** 0.5, dim=-1) @ v
+        a = torch.softmax(q @ k.transpose(-2, -1) * self.scale, dim=-1) @ v
         return x + self.unwindows(a, H, W)
 
     def forward(self, x):
@@ -101,12 +101,91 @@ def test_a_module_that_fixes_the_batch_names_the_fix():
         fd.from_torch(Fixed().eval(), torch.zeros(4, 3))
 
 
-def test_the_onnx_export_is_refused_at_the_folding_reshape(tmp_path):
-    from tests.routes import imported
-    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8))
-    with pytest.raises(ValueError, match=r"shape \[-1, 4, 6\] whose -1 folds 4 rows of each "
-                                         r"example .* into the batch axis.*fwdderiv\.from_torch"):
-        imported(_model(), x, "onnx", tmp_path)
+class FrozenBatchRunsAtTwo(WindowsInTheBatch):
+    """The windows model with the unfolded windows reshaped to the input's shape: exported
+    at batch 1, ``int()`` freezes the batch size at 1 in the file, which then still runs
+    at batch 2 but mixes the two examples' windows there, as Swin's export does."""
+
+    def attend(self, x):
+        _, H, W, C = x.shape
+        q, k, v = self.qkv(self.windows(x)).chunk(3, dim=-1)
+        a = torch.softmax(q @ k.transpose(-2, -1) * self.scale, dim=-1) @ v
+        return x + self.unwindows(a, H, W).reshape(x.shape)
+
+
+def _export(model, x, path, dynamic):
+    torch.onnx.export(model, (torch.from_numpy(x),), str(path), input_names=["x"],
+                      dynamic_axes={"x": {0: "N"}} if dynamic else None, opset_version=17,
+                      dynamo=False)
+    return path
+
+
+def _agrees_with_torch_func(net, model, x):
+    for mode in ("reverse", "forward"):
+        J, Jt = net.jacobian(x, mode=mode), torch_jacobian(model, x, "reverse")
+        assert np.abs(J - Jt).max() <= RTOL * np.abs(Jt).max(), mode
+
+
+def test_an_onnx_export_at_batch_1_that_folds_windows_is_read_one_example_at_a_time(tmp_path):
+    """Exported at a fixed batch of 1 (torch.onnx's default), the file defines the function
+    of one example: the batched reading refuses the window partition, the per-example
+    reading imports it, for any batch."""
+    model = _model()
+    x = np.random.default_rng(0).standard_normal((3, 3, 8, 8))
+    path = _export(model, x[:1], tmp_path / "fixed.onnx", dynamic=False)
+    with pytest.raises(ValueError, match=r"fixed batch size 1 in the target shape "
+                                         r"\[1, 2, 2, 2, 2, 6\].*per_example=True"):
+        fd.from_onnx(path, per_example=False)
+    dynamic = _export(model, x[:2], tmp_path / "dynamic.onnx", dynamic=True)
+    with pytest.raises(ValueError, match=r"shape \[-1, 4, 6\] whose -1 folds 4 rows.*"
+                                         r"per_example=True"):
+        fd.from_onnx(dynamic, per_example=False)
+    net = fd.from_onnx(path)
+    np.testing.assert_allclose(net(x), model(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-12, atol=1e-12)
+    _agrees_with_torch_func(net, model, x)
+
+
+def test_a_dynamic_export_that_only_runs_at_batch_1_is_read_with_a_warning(tmp_path):
+    model = _model()
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 8))
+    path = _export(model, x[:1], tmp_path / "dynamic.onnx", dynamic=True)
+    with pytest.warns(UserWarning, match="runs at batch 1 but not at batch 2"):
+        net = fd.from_onnx(path)
+    _agrees_with_torch_func(net, model, x)
+
+
+def test_a_dynamic_export_wrong_at_batch_2_is_refused_unless_asked_for(tmp_path):
+    """The file runs at batch 2 and mixes the examples there: reading it one example at a
+    time would import something else than it computes, so only ``per_example=True`` (the
+    user saying the file is meant at batch 1) does."""
+    torch.manual_seed(3)
+    model = FrozenBatchRunsAtTwo().double().eval()
+    x = np.random.default_rng(3).standard_normal((2, 3, 8, 8))
+    path = _export(model, x[:1], tmp_path / "frozen.onnx", dynamic=True)
+    with pytest.raises(ValueError, match=r"at batch 2 the file itself gives each example "
+                                         r"something else.*pass per_example=True"):
+        fd.from_onnx(path)
+    _agrees_with_torch_func(fd.from_onnx(path, per_example=True), model, x)
+
+
+def test_an_onnx_file_that_mixes_examples_is_refused(tmp_path):
+    """A softmax across the batch: one example at a time it would be a softmax over one
+    item, which the file at batch 2 contradicts."""
+    class SoftmaxOverTheBatch(nn.Module):
+        def forward(self, x):
+            return torch.softmax(x, dim=0) * x
+
+    path = _export(SoftmaxOverTheBatch(), np.zeros((2, 8)), tmp_path / "mixes.onnx", True)
+    with pytest.raises(ValueError, match=r"a softmax over the batch axis.*\n.*at batch 2 the "
+                                         r"file itself gives each example something else"):
+        fd.from_onnx(path)
+
+
+def test_per_example_must_be_a_bool_or_none(tmp_path):
+    path = _export(_model(), np.zeros((1, 3, 8, 8)), tmp_path / "m.onnx", dynamic=False)
+    with pytest.raises(TypeError, match="per_example must be True, False or None, got 'yes'"):
+        fd.from_onnx(path, per_example="yes")
 
 
 class MultiheadBlock(nn.Module):
@@ -146,12 +225,21 @@ def test_multihead_attention_imports_with_the_jacobians_of_torch_func(batch_firs
         assert np.abs(J - Jt).max() <= RTOL * np.abs(Jt).max(), mode
 
 
-def test_the_onnx_export_of_multihead_attention_points_to_from_torch(tmp_path):
-    from tests.routes import imported
-    x = np.random.default_rng(0).standard_normal((2, 7, 6))
-    with pytest.raises(ValueError, match=r"moves the batch axis.*nn\.MultiheadAttention.*"
-                                         r"fwdderiv\.from_torch"):
-        imported(MultiheadBlock(True).double().eval(), x, "onnx", tmp_path)
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_the_onnx_export_of_multihead_attention_imports_one_example_at_a_time(tmp_path,
+                                                                               batch_first):
+    """The export folds the batch into the heads: refused as a batch, it imports one
+    example at a time (the file keeps examples apart at batch 2, so no flag is needed)."""
+    torch.manual_seed(4)
+    model = MultiheadBlock(batch_first).double().eval()
+    x = np.random.default_rng(4).standard_normal((3, 7, 6))
+    path = _export(model, x[:2], tmp_path / "mha.onnx", dynamic=True)
+    with pytest.raises(ValueError, match=r"moves the batch axis"):
+        fd.from_onnx(path, per_example=False)
+    net = fd.from_onnx(path)
+    np.testing.assert_allclose(net(x), model(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-12, atol=1e-12)
+    _agrees_with_torch_func(net, model, x)
 
 
 def test_a_float32_module_imports_per_example_too():
