@@ -3,7 +3,9 @@
 Per-example shapes are tracked through the fwdderiv layers as they are built
 (``layer.output_shape``), so no shape inference is needed; the small shape computations
 that exporters emit for ``x.view(x.size(0), -1)`` (``Shape``, ``Gather``, ``Unsqueeze``,
-``Concat``, ...) are evaluated at import time, with the batch size kept symbolic.
+``Concat``, ...) are evaluated at import time, with the batch size kept symbolic. A file
+that does not keep the batch in axis 0 is read one example at a time instead
+(:mod:`fwdderiv.interop.onnx_per_example`).
 """
 import numpy as np
 
