@@ -159,16 +159,10 @@ def _max_from_torch(ctx, a):
 
 
 def _global_max_from_onnx(imp, node, a):
-    """GlobalMaxPool: over (C, H, W) an AdaptiveMaxPool2d to 1 x 1; for other ranks the
-    Amax over the spatial axes."""
-    shape = imp.shape(node.input[0])
-    if len(shape) < 2:
-        imp.fail(f"per-example shape {shape}, expected (C, *spatial)")
-    if len(shape) != 3:
-        layer = imp.layer("Amax", dims=list(range(2, len(shape) + 1)), keepdim=True)
-        return exchange.onnx_output(imp, node, imp.emit(layer, node.input[0]))
-    layer = imp.layer("AdaptiveMaxPool2d", output_size=(1, 1))
-    exchange.onnx_output(imp, node, imp.emit(layer, node.input[0]))
+    """GlobalMaxPool: an AdaptiveMaxPool2d to 1 x 1 over (C, H, W), else the Amax over the
+    spatial axes."""
+    exchange.onnx_global_pool(imp, node, "Amax",
+                              lambda shape: imp.layer("AdaptiveMaxPool2d", output_size=(1, 1)))
 
 
 register_layer(AdaptiveAvgPool2d, schema=_SCHEMA,

@@ -174,6 +174,18 @@ def onnx_elementwise(name, **names):
     return rule
 
 
+def onnx_global_pool(imp, node, reduction, image_layer):
+    """ONNX GlobalAveragePool or GlobalMaxPool: ``image_layer(shape)`` on a value of
+    per-example shape (C, H, W), the layer ``reduction`` over the spatial axes (kept) on
+    (C, L) or (C, D, H, W)."""
+    shape = imp.shape(node.input[0])
+    if len(shape) < 2:
+        imp.fail(f"per-example shape {shape}, expected (C, *spatial)")
+    layer = image_layer(shape) if len(shape) == 3 else \
+        imp.layer(reduction, dims=list(range(2, len(shape) + 1)), keepdim=True)
+    onnx_output(imp, node, imp.emit(layer, node.input[0]))
+
+
 def onnx_reshape_to(imp, node, x, per):
     """Emit whatever turns value ``x`` into per-example shape ``per``: nothing, a Flatten
     or a Reshape."""

@@ -379,16 +379,10 @@ def _from_onnx(name):
 
 
 def _global_from_onnx(imp, node, a):
-    """GlobalAveragePool: an AvgPool2d over (C, H, W); the Mean over the spatial axes for
-    other ranks (``nn.AdaptiveAvgPool1d(1)`` on (C, L), as Swin's head pools tokens)."""
-    shape = imp.shape(node.input[0])
-    if len(shape) < 2:
-        imp.fail(f"per-example shape {shape}, expected (C, *spatial)")
-    if len(shape) != 3:
-        layer = imp.layer("Mean", dims=list(range(2, len(shape) + 1)), keepdim=True)
-        return exchange.onnx_output(imp, node, imp.emit(layer, node.input[0]))
-    layer = imp.layer("AvgPool2d", kernel_size=shape[1:])
-    exchange.onnx_output(imp, node, imp.emit(layer, node.input[0]))
+    """GlobalAveragePool: an AvgPool2d over (C, H, W), else the Mean over the spatial axes
+    (``nn.AdaptiveAvgPool1d(1)`` on (C, L), as Swin's head pools its tokens)."""
+    exchange.onnx_global_pool(imp, node, "Mean",
+                              lambda shape: imp.layer("AvgPool2d", kernel_size=shape[1:]))
 
 
 register_layer(MaxPool2d, schema=_MAX_SCHEMA,
