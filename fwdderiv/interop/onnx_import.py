@@ -272,16 +272,23 @@ def _check_examples_apart(model, net, first):
         return
     apart = np.asarray(net.forward(x), np.float64)
     scale = max(float(np.max(np.abs(apart))), np.finfo(dtype).tiny)
-    gap = float(np.max(np.abs(np.asarray(whole, np.float64).reshape(apart.shape) - apart)))
+    whole = np.asarray(whole, np.float64)
+    gap = float(np.max(np.abs(whole - apart))) if whole.shape == apart.shape else np.inf
     if gap > _APART_RTOL.get(dtype, 1e-3) * scale:
         raise OnnxImportError(
             f"{first}\nRead one example at a time (per_example=True) it imports, but at "
             f"batch 2 the file itself gives each example something else than at batch 1 "
-            f"(largest difference {gap:.3g}, {gap / scale:.2g} of the largest output): it "
+            f"({_difference(gap, scale, whole.shape, apart.shape)}): it "
             f"mixes examples, or its export froze sizes computed from the batch (torch.onnx's "
             f"TorchScript exporter writes int(x.shape[0] / n) as a constant), so it is only "
             f"right at batch 1. If the file is meant at batch 1, pass per_example=True, or "
             f"export it with a fixed batch of 1") from None
+
+
+def _difference(gap, scale, got, expected):
+    if got != expected:
+        return f"an output of shape {got} where each example's make {expected}"
+    return f"largest difference {gap:.3g}, {gap / scale:.2g} of the largest output"
 
 
 def _file_runner(model):

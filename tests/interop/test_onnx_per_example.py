@@ -129,3 +129,20 @@ def test_a_batched_file_reads_the_same_one_example_at_a_time():
     np.testing.assert_allclose(apart.jacobian(x), batched.jacobian(x), rtol=1e-12, atol=1e-13)
     kinds = [type(layer).__name__ for _, layer, _ in apart.nodes]
     assert "Reshape" not in kinds, kinds        # every form change cancelled out
+
+
+def test_a_file_whose_output_at_batch_2_has_another_shape_is_refused():
+    """Rows folded into axis 0 and flattened back to a fixed batch of 1: at batch 2 the
+    file gives one row of 8 for two examples of 4, which the refusal names."""
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "rows"], ["r"]),
+         helper.make_node("Reshape", ["r", "flat"], ["y"])], "frozen",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)],
+        [numpy_helper.from_array(_i(-1, 2), "rows"), numpy_helper.from_array(_i(1, -1), "flat")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ValueError, match=r"an output of shape \(1, 8\) where each example's "
+                                         r"make \(2, 4\).*pass per_example=True"):
+        fd.from_onnx(model)
+    x = np.random.default_rng(3).standard_normal((2, 4))
+    np.testing.assert_array_equal(fd.from_onnx(model, per_example=True)(x), x)
