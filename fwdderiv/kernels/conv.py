@@ -59,6 +59,52 @@ def im2col_t(x, kernel, stride, padding, dilation, fill=0.0):
 
 
 @njit(**NUMBA_PARALLEL_OPTS)
+def _depthwise(x, w, sh, sw, ph, pw, dh, dw, j0, j1, out):
+    # out[m, c] = x[m, c] correlated with w[c, 0], zero outside the image: each output row
+    # gathers its kernel taps in order (ky, kx), the columns j0[kx] <= ox < j1[kx] being
+    # those whose input column lies inside the image.
+    M, C, H, W = x.shape
+    kh, kw = w.shape[2], w.shape[3]
+    Ho, Wo = out.shape[2], out.shape[3]
+    for mc in prange(M * C):
+        m = mc // C
+        c = mc % C
+        plane = x[m, c]
+        for oy in range(Ho):
+            row = out[m, c, oy]
+            row[:] = 0
+            for ky in range(kh):
+                iy = oy * sh - ph + ky * dh
+                if iy < 0 or iy >= H:
+                    continue
+                src = plane[iy]
+                for kx in range(kw):
+                    v = w[c, 0, ky, kx]
+                    shift = kx * dw - pw
+                    for ox in range(j0[kx], j1[kx]):
+                        row[ox] += v * src[ox * sw + shift]
+
+
+def depthwise_conv(x, weight, stride, padding, dilation):
+    """The convolution of ``x`` (M, C, H, W) with one filter per channel, ``weight`` of
+    shape (C, 1, kh, kw), zero padding: (M, C, Ho, Wo), without the im2col columns (a
+    depthwise convolution's product has 9 terms per output, too few for a matrix
+    product to pay for the columns)."""
+    M, C, H, W = x.shape
+    kh, kw = weight.shape[2:]
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    Ho, Wo = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
+    shifts = np.arange(kw) * dw - pw
+    j0 = np.clip(-(shifts // sw), 0, Wo).astype(np.int64)          # ceil(-shift / sw)
+    j1 = np.clip((W - 1 - shifts) // sw + 1, 0, Wo).astype(np.int64)
+    j1 = np.maximum(j0, j1)
+    out = np.empty((M, C, Ho, Wo), dtype=x.dtype)
+    _depthwise(np.ascontiguousarray(x), np.ascontiguousarray(weight, dtype=x.dtype),
+               sh, sw, ph, pw, dh, dw, j0, j1, out)
+    return out
+
+
+@njit(**NUMBA_PARALLEL_OPTS)
 def _col2im_t(cols, kh, kw, sh, sw, ph, pw, dh, dw, out):
     # The adjoint of _im2col_t: out[m, c, iy, ix] += cols[m, k, oy*Wo + ox] for every tap k
     # = (c, ky, kx) and output position whose window reads (iy, ix).

@@ -5,8 +5,8 @@ from ..threads import matmul
 from ..core import local
 from ..core.layer import Layer, cast_param, fold, init_uniform, unfold
 from ..kernels import winograd
-from ..kernels.conv import (col2im, col2im_t, conv_vjp_layout, conv_vjp_scatter, im2col_t,
-                            nonzeros, out_size)
+from ..kernels.conv import (col2im, col2im_t, conv_vjp_layout, conv_vjp_scatter,
+                            depthwise_conv, im2col_t, nonzeros, out_size)
 from ..kernels.local import conv_window
 from .. import schema
 from ..registry import Example, register_layer
@@ -227,6 +227,11 @@ class Conv2d(Layer):
         if self._winograd(t, self.padding):
             W = cast_param(self.weight if weight is None else weight, t.dtype)
             return unfold(winograd.conv3x3(t, W, self.padding), *dx_nd), None
+        if self.groups > 1 and self.groups == self.in_channels == self.out_channels:
+            chw(self, t.shape[1:], self.in_channels)
+            W = cast_param(self.weight if weight is None else weight, t.dtype)
+            y = depthwise_conv(t, W, self.stride, self.padding, self.dilation)
+            return unfold(y, *dx_nd), None
         y, cols = self._apply(t, bias=False, weight=weight)
         return unfold(y, *dx_nd), (cols if cols.nbytes <= KEEP_TANGENT_COLS else None)
 
