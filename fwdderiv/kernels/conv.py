@@ -81,8 +81,12 @@ def _depthwise(x, w, sh, sw, ph, pw, dh, dw, j0, j1, out):
                 for kx in range(kw):
                     v = w[c, 0, ky, kx]
                     shift = kx * dw - pw
-                    for ox in range(j0[kx], j1[kx]):
-                        row[ox] += v * src[ox * sw + shift]
+                    if sw == 1:                     # contiguous: vectorised
+                        for ox in range(j0[kx], j1[kx]):
+                            row[ox] += v * src[ox + shift]
+                    else:
+                        for ox in range(j0[kx], j1[kx]):
+                            row[ox] += v * src[ox * sw + shift]
 
 
 def depthwise_conv(x, weight, stride, padding, dilation):
