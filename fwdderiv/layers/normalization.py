@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 
 from ..core.layer import Layer, cast_param
+from ..kernels import rows
 from .. import schema
 from ..registry import Example, register_layer
 from . import exchange
@@ -222,7 +223,16 @@ def _standardise(x, axes, eps):
 def _standardise_jvp(xhat, r, dx, axes):
     r"""Tangent of :func:`_standardise` (also its VJP: the Jacobian
     :math:`r(I - \frac1m 1 1^T - \frac1m \hat x \hat x^T)` is symmetric). ``dx`` carries
-    a direction axis after the batch; ``axes`` are negative so they fit both."""
+    a direction axis after the batch; ``axes`` are negative so they fit both. Over the
+    trailing axes (a layer norm, a group norm's groups) in one dtype: one pass per row
+    (:func:`fwdderiv.kernels.rows.standardise_jvp`)."""
+    k = len(axes)
+    if tuple(axes) == tuple(range(-k, 0)) and dx.ndim == xhat.ndim + 1 and \
+            dx.dtype == xhat.dtype == r.dtype:
+        merged = rows.standardise_jvp(xhat.reshape(xhat.shape[:-k] + (-1,)),
+                                      r.reshape(r.shape[:-k] + (1,)),
+                                      dx.reshape(dx.shape[:-k] + (-1,)))
+        return merged.reshape(dx.shape)
     xh = xhat[:, None]
     return r[:, None] * (dx - dx.mean(axis=axes, keepdims=True)
                          - xh * (xh * dx).mean(axis=axes, keepdims=True))
