@@ -6,8 +6,7 @@ tangent-sized array; here each row of each direction is read twice and written o
 Shapes: the primal quantities are (N, R, L), the tangents (N, D, R, L): D directions of
 N examples, R rows of length L. One thread, as the rectifier's kernel: the rows run
 between the matrix products of attention and MLP blocks, whose threads a parallel kernel
-would compete with (measured: a parallel version made a ViT's forward Jacobian 2.4x
-slower in place, while 6x faster alone).
+would compete with (docs/pages/performance.md has the measurement).
 """
 import numpy as np
 from numba import njit
