@@ -15,13 +15,17 @@ from ..config import NUMBA_OPTS
 
 
 @njit(**NUMBA_OPTS)
+def _row(ndr, D, R):
+    # row ndr of the flattened (N, D, R) rows: its example, direction and row
+    return ndr // (D * R), (ndr // R) % D, ndr % R
+
+
+@njit(**NUMBA_OPTS)
 def _standardise(xhat, r, dx, out):
     # out = r * (dx - mean(dx) - xhat * mean(xhat * dx)) over each row
     N, D, R, L = dx.shape
     for ndr in range(N * D * R):
-        n = ndr // (D * R)
-        d = (ndr // R) % D
-        i = ndr % R
+        n, d, i = _row(ndr, D, R)
         xh, v, o = xhat[n, i], dx[n, d, i], out[n, d, i]
         s1 = 0.0
         s2 = 0.0
@@ -40,9 +44,7 @@ def _softmax(y, dx, out):
     # out = y * (dx - <y, dx>) over each row
     N, D, R, L = dx.shape
     for ndr in range(N * D * R):
-        n = ndr // (D * R)
-        d = (ndr // R) % D
-        i = ndr % R
+        n, d, i = _row(ndr, D, R)
         yi, v, o = y[n, i], dx[n, d, i], out[n, d, i]
         s = 0.0
         for k in range(L):
