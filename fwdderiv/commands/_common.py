@@ -327,3 +327,14 @@ def first_run_notice_after(delay, stream=None):
     timer.daemon = True
     timer.start()
     return timer
+
+
+def add_per_example_option(p):
+    """``--per-example`` / ``--no-per-example``: how an .onnx MODEL's batch axis is read
+    (``fwdderiv.from_onnx``'s ``per_example``)."""
+    p.add_argument("--per-example", action=argparse.BooleanOptionalAction, default=None,
+                   help="an .onnx MODEL only: read the file as the function of one example, "
+                        "its input at batch 1 (for exports that fold the batch into windows "
+                        "or heads, or froze sizes computed from it), or with "
+                        "--no-per-example its axis 0 as the batch only (default: the batch "
+                        "first, then one example at a time if the file agrees at batch 2)")

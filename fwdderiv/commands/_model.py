@@ -67,7 +67,8 @@ def _existing(spec, path, option, fix):
     return path
 
 
-def load_model(spec, example=None, option="MODEL", inputs_option="--inputs", resize=None):
+def load_model(spec, example=None, option="MODEL", inputs_option="--inputs", resize=None,
+               per_example=None):
     """Load a model file as a fwdderiv network, after checking the inputs it will see.
 
     Parameters
@@ -84,6 +85,8 @@ def load_model(spec, example=None, option="MODEL", inputs_option="--inputs", res
         The option the inputs came from, for error messages.
     resize : str, optional
         The advice for images of the wrong size (default: resize them to H x W).
+    per_example : bool, optional
+        For an .onnx file: ``fwdderiv.from_onnx``'s ``per_example`` (None: its default).
 
     Returns
     -------
@@ -95,6 +98,11 @@ def load_model(spec, example=None, option="MODEL", inputs_option="--inputs", res
         raise CommandError(f"{option} {spec}: a zoo name is not a file; save the model with "
                            f"fwdderiv train --model {spec} --output {spec}.npz and pass the "
                            ".npz")
+    if per_example is not None and kind != "onnx":
+        flag = "--per-example" if per_example else "--no-per-example"
+        raise CommandError(f"{flag} applies to .onnx models; {spec} is a {kind} model "
+                           "(a PyTorch module is traced one example at a time by itself "
+                           "where needed); leave the option out")
     if kind == "torch":
         return _load_torch(spec, example, option, inputs_option, resize)
     if kind == "npz":
@@ -106,7 +114,7 @@ def load_model(spec, example=None, option="MODEL", inputs_option="--inputs", res
         path = _existing(spec, spec, option, "export one with torch.onnx.export")
         proto = onnx.load(path)
         shape = _onnx_shape(proto)
-        loaded = LoadedModel(fd.from_onnx(proto), kind, spec, input_shape=shape,
+        loaded = LoadedModel(fd.from_onnx(proto, per_example), kind, spec, input_shape=shape,
                              expected=None if shape is None else
                              Expected(shape, "the ONNX graph's input"))
     if example is not None:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ._classifier_args import add_dataset_inputs, inputs_or_dataset
 from ._cluster import add_cluster_options, sharded, where_run
-from ._common import show_progress
+from ._common import add_per_example_option, show_progress
 from ._output import write_text
 
 #: Exit status when the Jacobians disagree beyond what kinks explain: 1, a failed check
@@ -31,6 +31,7 @@ def add_parser(sub):
     p.add_argument("--inputs", default=None,
                    help="X.npy of shape (N, *S) (default: the first --batch held-out images "
                         "of --dataset)")
+    add_per_example_option(p)
     add_dataset_inputs(p, 4, "held-out images of --dataset checked when no --inputs is given")
     p.add_argument("--jacobian", default=None,
                    help="J.npy to check (default: PyTorch's and JAX's)")
@@ -166,7 +167,7 @@ def run(args):
         raise ValueError(f"check: MODEL {args.model} is a zoo name; check takes a model file: "
                          "a .npz, an .onnx or file.py:factory (save a zoo model with "
                          f"fwdderiv train --model {args.model} --output {args.model}.npz)")
-    loaded = load_model(args.model, x, option="MODEL")
+    loaded = load_model(args.model, x, option="MODEL", per_example=args.per_example)
     check_inputs(loaded.net, x, args.model, expected=loaded.input_shape)
     x = x.astype(np.float64)
     net, model = loaded.net, loaded.module

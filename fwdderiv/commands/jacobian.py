@@ -13,7 +13,8 @@ from ..core.jacobian import physical_memory
 from ..core.kinks import kink_census
 from ..interop.check import compare
 from ..numeric import CENTRAL_STEP, jacobian_fd
-from ._common import CommandError, add_download_option, add_progress_options, show_progress
+from ._common import (CommandError, add_download_option, add_per_example_option,
+                      add_progress_options, show_progress)
 from ..models.trained import default_model
 from ._classifier_args import add_image_size_option, class_name, dataset_images, zoo_image_size
 from ._inputs import model_and_images
@@ -41,6 +42,7 @@ def add_parser(sub):
                         "on --dataset mnist)")
     p.add_argument("--model", default=None, metavar="MODEL",
                    help="the same as the MODEL argument")
+    add_per_example_option(p)
     p.add_argument("--inputs", default=None, metavar="X.NPY",
                    help="your own inputs, an .npy of shape (N, *S), float32 or float64 "
                         "(default: --batch held-out images of the data set)")
@@ -135,7 +137,8 @@ def load(args):
         x, labels, ds, where = dataset_images(args, args.batch)
         classes = ds.classes
     option = "--inputs" if args.inputs else f"--dataset {args.dataset} (give --inputs X.npy)"
-    loaded = load_model(spec, x, option="MODEL", inputs_option=option)
+    loaded = load_model(spec, x, option="MODEL", inputs_option=option,
+                        per_example=args.per_example)
     check_inputs(loaded.net, x, spec, option=option, expected=loaded.input_shape)
     return loaded.net, x, labels, f"{spec} ({kind})", where, kind, classes
 

@@ -281,7 +281,8 @@ def _check_examples_apart(model, net, first):
             f"({_difference(gap, scale, whole.shape, apart.shape)}): it "
             f"mixes examples, or its export froze sizes computed from the batch (torch.onnx's "
             f"TorchScript exporter writes int(x.shape[0] / n) as a constant), so it is only "
-            f"right at batch 1. If the file is meant at batch 1, pass per_example=True, or "
+            f"right at batch 1. If the file is meant at batch 1, pass per_example=True (on "
+            f"the command line --per-example), or "
             f"export it with a fixed batch of 1") from None
 
 

@@ -73,6 +73,37 @@ def test_onnx_model(tmp_path, capsys, x):
     np.testing.assert_allclose(r["output"], expect, rtol=1e-10, atol=1e-12)
 
 
+def frozen_onnx(path):
+    """A file whose rows fold into axis 0 and flatten back to a fixed batch of 1: right
+    one example at a time, a different shape at batch 2."""
+    from onnx import TensorProto, helper, numpy_helper
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "rows"], ["r"]),
+         helper.make_node("Tanh", ["r"], ["t"]),
+         helper.make_node("Reshape", ["t", "flat"], ["y"])], "frozen",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)],
+        [numpy_helper.from_array(np.array([-1, 2]), "rows"),
+         numpy_helper.from_array(np.array([1, -1]), "flat")])
+    import onnx
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_per_example_reads_an_onnx_file_one_example_at_a_time(tmp_path, capsys):
+    path = frozen_onnx(tmp_path / "frozen.onnx")
+    x = np.random.default_rng(2).standard_normal((3, 4))
+    code, captured, _ = run(tmp_path, capsys, path, x)
+    assert code == 2 and "--per-example" in captured.err
+    code, _, r = run(tmp_path, capsys, path, x, "--per-example")
+    assert code == 0 and r["verdict"] == "pass"
+    np.testing.assert_allclose(r["output"], np.tanh(x), rtol=1e-14)
+    fd.save(small_net(), tmp_path / "net.npz")
+    code, captured, _ = run(tmp_path, capsys, tmp_path / "net.npz", np.zeros((2, 1, 6, 6)),
+                            "--no-per-example")
+    assert code == 2 and "--no-per-example applies to .onnx models" in captured.err
+
+
 def test_torch_factory(tmp_path, capsys, x):
     (tmp_path / "model.py").write_text(TORCH_MODEL)
     code, out, r = run(tmp_path, capsys, f"{tmp_path / 'model.py'}:make", x)
