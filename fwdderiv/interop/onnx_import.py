@@ -7,6 +7,8 @@ that exporters emit for ``x.view(x.size(0), -1)`` (``Shape``, ``Gather``, ``Unsq
 that does not keep the batch in axis 0 is read one example at a time instead
 (:mod:`fwdderiv.interop.onnx_per_example`).
 """
+import warnings
+
 import numpy as np
 
 from .. import registry
@@ -40,6 +42,7 @@ class _Import:
         self.values = {}   # ONNX value name -> fwdderiv node name
         self.dims = {}     # fwdderiv node name -> per-example shape
         self.nodes, self.node = [], None
+        self.producers = {}  # fwdderiv node name -> (layer, inputs)
         self.ahead = set()  # ONNX values given by an earlier node's rule
         inputs = [i for i in g.input if i.name not in self.consts]
         if len(inputs) != 1 or len(g.output) != 1:
@@ -149,6 +152,7 @@ class _Import:
         except (TypeError, ValueError) as err:
             self.fail(f"{layer!r} on per-example shapes {[self.dims[i] for i in inputs]} ({err})")
         self.nodes.append((name, layer, inputs[0] if len(inputs) == 1 else inputs))
+        self.producers[name] = self.nodes[-1][1:]
         self.values[name] = name  # so that chained emits can read it
         return name
 
@@ -246,17 +250,16 @@ def _check_examples_apart(model, net, first):
     """Refuse a per-example reading that the file itself contradicts: a symbolic batch
     axis claims any batch, so at batch 2 the file must give each example's output alone."""
     import onnx
-    inputs = [i for i in model.graph.input
-              if i.name not in {t.name for t in model.graph.initializer}]
-    if inputs[0].type.tensor_type.shape.dim[0].HasField("dim_value"):
+    tensor = next(i for i in model.graph.input
+                  if i.name not in {t.name for t in model.graph.initializer})
+    dims = tensor.type.tensor_type.shape.dim
+    if dims[0].HasField("dim_value"):
         return                                          # fixed at 1: nothing else defined
-    tensor = inputs[0].type.tensor_type
-    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
-    per = tuple(d.dim_value for d in tensor.shape.dim[1:])
-    x = np.random.default_rng(0).standard_normal((2,) + per).astype(dtype)
-    run = _file_runner(model)
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.type.tensor_type.elem_type))
+    x = np.random.default_rng(0).standard_normal(
+        (2,) + tuple(d.dim_value for d in dims[1:])).astype(dtype)
+    run = _file_runner(model, tensor.name, x[:1])
     if run is None:
-        import warnings
         warnings.warn("from_onnx: neither onnxruntime nor onnx's reference evaluator runs the "
                       "file, so whether it keeps examples apart at batch 2 is unchecked; it "
                       "was read as the function of one example (per_example=True)",
@@ -265,7 +268,6 @@ def _check_examples_apart(model, net, first):
     try:
         whole = run(x)
     except Exception as err:    # noqa: BLE001 (any runtime's refusal: the file fixes batch 1)
-        import warnings
         warnings.warn(f"from_onnx: the file runs at batch 1 but not at batch 2 "
                       f"({type(err).__name__}), so it was read as the function of one example "
                       f"(per_example=True)", stacklevel=3)
@@ -292,16 +294,10 @@ def _difference(gap, scale, got, expected):
     return f"largest difference {gap:.3g}, {gap / scale:.2g} of the largest output"
 
 
-def _file_runner(model):
-    """``run(x)``: the file's output for ``x`` by onnxruntime, or by onnx's reference
-    evaluator where onnxruntime has no kernel (a float64 Conv); None if neither runs it at
-    batch 1."""
-    name = next(i.name for i in model.graph.input
-                if i.name not in {t.name for t in model.graph.initializer})
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    import onnx
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(model.graph.input[0].type.tensor_type.elem_type)
-    one = np.zeros((1,) + tuple(d.dim_value for d in dims[1:]), dtype)
+def _file_runner(model, name, one):
+    """``run(x)``: the file's output for ``x`` (its input ``name``) by onnxruntime, or by
+    onnx's reference evaluator where onnxruntime has no kernel (a float64 Conv); None if
+    neither runs it on the batch of one ``one``."""
     for make in (_onnxruntime, _reference):
         try:
             run = make(model, name)

@@ -56,9 +56,9 @@ class PerExample:
     def _reshape(imp, source, shape, base):
         """``source`` (a fwdderiv node) reshaped to per-example ``shape``; a reshape of a
         reshape is one reshape of the first one's input, and none if that has ``shape``."""
-        producer = next((n for n in reversed(imp.nodes) if n[0] == source), None)
-        if producer is not None and type(producer[1]).__name__ in ("Reshape", "Flatten"):
-            source = producer[2]
+        layer, inputs = imp.producers.get(source, (None, None))
+        if type(layer).__name__ in ("Reshape", "Flatten"):
+            source = inputs
         if imp.dims[source] == tuple(shape):
             return source
         return imp.emit_node(imp.layer("Reshape", shape=list(shape)), [source], base)

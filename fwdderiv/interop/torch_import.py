@@ -199,17 +199,23 @@ def _export(module, x):
         if not ("batch" in text and ("specializ" in text or "Constraint" in text
                                      or "constraint" in text)):
             raise
-        first = text.splitlines()[0] if text else type(err).__name__
+        first = _first_line(err)
     try:
         return _export_per_example(module, x), True
     except Exception as err:
         raise ValueError(
             "from_torch: the module fixes the batch size (for example x.view(16, -1)), or "
             "mixes examples, and tracing it one example at a time under torch.vmap did not "
-            f"work either ({type(err).__name__}: {str(err).strip().splitlines()[0]}); "
+            f"work either ({type(err).__name__}: {_first_line(err)}); "
             "write sizes from the input, x.view(x.size(0), -1) or torch.flatten(x, 1), and "
             "map examples independently, so the imported network takes any batch. "
             f"torch.export said: {first}") from err
+
+
+def _first_line(err):
+    """The first line of an exception's message, or its class name if it has none."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 #: The batch size a module that folds the batch into another axis is traced with: any
@@ -371,10 +377,9 @@ def from_torch(module, example_input):
             try:                # nn.MultiheadAttention: sequence first, batch second
                 return _build(_export_per_example(module, x))
             except Exception as again:
-                why = (str(again).strip().splitlines() or [type(again).__name__])[0]
                 raise UnsupportedOperatorError(
                     f"{err} (traced one example at a time under torch.vmap instead, it did "
-                    f"not import either: {why})") from None
+                    f"not import either: {_first_line(again)})") from None
 
 
 def _build(ep):
